@@ -1,0 +1,251 @@
+"""Typed configuration. ``params.yaml`` (the DVC params file) is the single source; ``dvc exp run -S a.b=v`` edits it
+and every stage re-reads it through :func:`load_params`. CLI flags ``--set a.b=v`` override on top.
+
+Unknown keys are errors (they are usually typos), and the message names the key and the section it was found in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, get_args, get_origin, get_type_hints
+
+import yaml
+
+from stvfm.errors import ConfigError
+
+
+@dataclass
+class SyntheticConfig:
+    seed: int = 0
+    trips_per_step: float = 400.0  # mean trips started per interval across the whole city (before cycles)
+    hotspots: int = 6
+    burst_rate: float = 0.01  # probability per interval of a burst event
+    span_days: int | None = None  # override the spec's span (days) for small test configs
+
+
+@dataclass
+class DataConfig:
+    root: str = "data"
+    mirror_dir: str | None = None  # also env STVFM_DATA_MIRROR; looked at before the network
+    history: int = 6
+    horizon: int = 6
+    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    scaler: str = "standard"  # standard | minmax ; fitted on the train split only
+    chunk_mb: float = 4.0  # target Zarr chunk size
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "stvfm"  # stvfm | stid (deep baseline trained by the same loop)
+    variant: str = "full"  # simple | token | temporal | adapter | full  (Table 3: #1, #2, #3, #4, Ours)
+    backbone: str = "vit_tiny"  # dinov2_vits14 | clip_vitb16 | deit_vitb16 | vit_tiny
+    weights: str | None = None  # local file with pretrained weights
+    allow_random_init: bool = False  # build a random-init backbone when no weights are given (logged as such)
+    vfm_blocks: int | None = None  # use only the first N blocks of the VFM (None = all, the paper's setting)
+    patch_size: int = 2
+    d_temporal: int = 64  # D_T
+    temporal_layers: int = 3  # temporal context encoder layers (Eq. 6)
+    decoder_layers: int = 3  # per-branch temporal decoder layers
+    heads: int = 4
+    prompt_layers: int | None = None  # None -> the dataset table's value (1 BikeNYC/TaxiNYC, else 2)
+    prompt_tokens: int = 8  # L_p
+    adapter_dim: int = 64  # Houlsby bottleneck
+    lambda_flow: float = 0.5  # λ of Eq. 11
+    dropout: float = 0.0
+    bf16: bool = False  # torch.autocast bf16
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    warmup_epochs: int = 0
+    scheduler: str = "cosine"  # cosine | constant
+    seed: int = 0
+    patience: int = 5  # early stopping on validation
+    num_workers: int = 2  # Ray Train workers (data-parallel)
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    max_failures: int = 2
+    storage_path: str = "ray_results"  # Ray Train storage (shared storage on a cluster)
+    use_ray: bool = True  # False: the plain loop in-process (debugging)
+    max_batches_per_epoch: int | None = None  # cap for smoke runs
+
+
+@dataclass
+class EvalConfig:
+    n_maps: int = 3  # forecast-vs-truth PNG maps logged per run
+    batch_size: int = 64
+
+
+@dataclass
+class TrackingConfig:
+    tracking_uri: str | None = None  # None -> env MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root
+    register: bool = True
+    experiment_prefix: str = "stvfm-"
+
+
+@dataclass
+class Params:
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    local_sources: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # free-form sections owned by their own modules (validated there)
+    tune: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)
+    sweeps: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is None and tp is Any:
+        return value
+    args = get_args(tp)
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _coerce(value, rest[0], where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "params") -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: Iterable[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value, e.g. model.lambda_flow=0.5")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), yaml.safe_load(v)))
+    return out
+
+
+def default_params_path() -> Path:
+    return Path(os.environ.get("STVFM_PARAMS", "params.yaml"))
+
+
+def load_raw(path: str | Path | None = None) -> dict[str, Any]:
+    p = Path(path) if path is not None else default_params_path()
+    if not p.exists():
+        raise ConfigError(f"params file '{p}' not found (run from the project root, or set STVFM_PARAMS)")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params file '{p}' is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params file '{p}': top level must be a mapping")
+    return raw
+
+
+def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = ()) -> Params:
+    """Load ``params.yaml`` (or ``path``), apply ``a.b=v`` overrides, validate, return typed :class:`Params`."""
+    raw = load_raw(path)
+    pairs = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    for k, v in pairs:
+        set_dotted(raw, k, v)
+    return params_from_dict(raw)
+
+
+def params_from_dict(raw: Mapping[str, Any]) -> Params:
+    p = from_dict(Params, raw)
+    validate(p)
+    return p
+
+
+VARIANTS = ("simple", "token", "temporal", "adapter", "full")
+
+
+def validate(p: Params) -> None:
+    if p.model.variant not in VARIANTS:
+        raise ConfigError(f"model.variant: '{p.model.variant}' is not one of {', '.join(VARIANTS)}")
+    s = p.data.split
+    if len(s) != 3 or any(x <= 0 for x in s) or abs(sum(s) - 1) > 1e-6:
+        raise ConfigError(f"data.split: expected three positive fractions summing to 1 (train, val, test), got {s}")
+    if p.data.history < 1 or p.data.horizon < 1:
+        raise ConfigError("data.history and data.horizon must be >= 1")
+    if p.model.patch_size < 1:
+        raise ConfigError(f"model.patch_size: must be >= 1, got {p.model.patch_size}")
+    if p.train.num_workers < 1:
+        raise ConfigError(f"train.num_workers: must be >= 1, got {p.train.num_workers}")
+
+
+def resolve_model_config(p: Params, spec) -> ModelConfig:
+    """The model config for one dataset: fills ``prompt_layers`` from the dataset table when it is null."""
+    m = dataclasses.replace(p.model)
+    if m.prompt_layers is None:
+        m.prompt_layers = spec.prompt_layers
+    return m
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}} -> {'a.b': 1}`` (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

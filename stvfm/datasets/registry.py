@@ -1,0 +1,146 @@
+"""The one table of dataset constants (Table 1 of the paper, §4.1).
+
+Every other module asks this table for grid, interval, channels, span, sources, the ×1e3 reporting flag
+and the paper's cross-prompt layer count. ``get_spec`` also resolves the embedded default ``synthetic``,
+the shape-faithful stand-ins ``synthetic-<name>`` and user datasets declared in ``params.yaml`` under
+``local_sources``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from stvfm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Source:
+    """One downloadable file. ``sha256=None`` means: pin it in ``data/sources.lock.json`` on first verified download."""
+
+    url: str
+    filename: str
+    sha256: str | None = None
+    kind: str = "unist"  # reader to use: unist | stssl | stdn | npz | zarr | trips-citibike | trips-tlc | trips
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    title: str
+    domain: str
+    city: str
+    span: tuple[str, str]  # ISO dates, inclusive
+    interval_minutes: int
+    grid: tuple[int, int]  # (H, W)
+    channels: int
+    channel_names: tuple[str, ...]
+    scale_1e3: bool = False  # the paper reports MAE/RMSE ×1e3 (Crowd, Cellular)
+    prompt_layers: int = 2  # cross-prompt attention layers (§4.1: 1 for BikeNYC/TaxiNYC, else 2)
+    sources: tuple[Source, ...] = ()
+    kind: str = "paper"  # paper | synthetic | local
+    local_path: str | None = None
+    like: str | None = None  # for synthetic-<name>: the paper dataset whose shape it copies
+
+    @property
+    def steps_per_day(self) -> int:
+        return 24 * 60 // self.interval_minutes
+
+    @property
+    def num_steps(self) -> int:
+        """Number of time steps covered by ``span`` (inclusive of both end days)."""
+        import datetime as _dt
+
+        a, b = (_dt.date.fromisoformat(s) for s in self.span)
+        return ((b - a).days + 1) * self.steps_per_day
+
+
+_IO = ("inflow", "outflow")
+# UniST (Yuan et al., KDD 2024) distributes the gridded datasets; see stvfm/datasets/download.py for the mirror layout.
+_UNIST = "https://github.com/tsinghua-fib-lab/UniST"
+
+
+def _unist(name: str) -> tuple[Source, ...]:
+    return (Source(url=f"{_UNIST}/raw/main/dataset/{name}", filename=name, kind="unist"),)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in [
+        DatasetSpec("crowd", "Crowd", "Crowd Flow", "Nanjing", ("2020-11-11", "2021-05-31"), 30, (16, 20), 2, _IO,
+                    scale_1e3=True, sources=_unist("Crowd.json")),
+        DatasetSpec("cellular", "Cellular", "Cellular Usage", "Nanjing", ("2020-11-11", "2021-05-31"), 30, (16, 20), 1,
+                    ("usage",), scale_1e3=True, sources=_unist("Cellular.json")),
+        DatasetSpec("tdrive", "TDrive", "Taxi Trajectory", "NYC", ("2015-02-01", "2016-06-02"), 60, (32, 32), 2, _IO,
+                    sources=_unist("TDrive.json")),
+        DatasetSpec("bikenyc1", "BikeNYC-1", "Bike Usage", "NYC", ("2016-08-01", "2016-09-29"), 60, (16, 8), 2, _IO,
+                    prompt_layers=1, sources=_unist("BikeNYC.json")),
+        DatasetSpec("bikenyc2", "BikeNYC-2", "Bike Usage", "NYC", ("2016-07-01", "2016-08-29"), 30, (10, 20), 2, _IO,
+                    prompt_layers=1, sources=_unist("BikeNYC2.json")),
+        DatasetSpec("taxinyc1", "TaxiNYC-1", "Taxi OD", "NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12), 2, _IO,
+                    prompt_layers=1, sources=_unist("TaxiNYC.json")),
+        DatasetSpec("taxinyc2", "TaxiNYC-2", "Taxi OD", "NYC", ("2015-01-01", "2015-03-01"), 30, (20, 10), 2, _IO,
+                    prompt_layers=1, sources=_unist("TaxiNYC2.json")),
+        DatasetSpec("trafficzz", "TrafficZZ", "Traffic Speed", "Zhengzhou", ("2022-03-05", "2022-04-05"), 5, (26, 26), 1,
+                    ("speed",), sources=_unist("TrafficZZ.json")),
+        DatasetSpec("traffictj", "TrafficTJ", "Traffic Speed", "Tianjin", ("2022-03-05", "2022-04-05"), 5, (24, 30), 1,
+                    ("speed",), sources=_unist("TrafficTJ.json")),
+        DatasetSpec("trafficsh", "TrafficSH", "Traffic Speed", "Shanghai", ("2022-01-27", "2022-02-27"), 5, (28, 32), 1,
+                    ("speed",), sources=_unist("TrafficSH.json")),
+    ]
+}
+
+# The embedded default: a deterministic virtual city shaped like BikeNYC-1 (16×8, hourly, in/out flow), generated as
+# raw trip records by stvfm/datasets/synthetic.py. Span is kept short so `make repro` finishes in minutes on 2 cores.
+SYNTHETIC = DatasetSpec("synthetic", "Synthetic city", "Bike Usage (synthetic)", "Virtual", ("2024-01-01", "2024-02-29"),
+                        60, (16, 8), 2, _IO, prompt_layers=1, kind="synthetic", like="bikenyc1")
+
+
+def list_specs() -> list[DatasetSpec]:
+    return list(DATASETS.values())
+
+
+def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> DatasetSpec:
+    """Resolve a dataset name: one of the ten, ``synthetic``, ``synthetic-<name>``, or a ``local_sources`` entry.
+
+    ``local_sources`` entries are ``name -> path`` or ``name -> {path, like, interval_minutes, ...}``; the grid, channels
+    and interval of a local file are read from the file itself by the reader, so the spec carries only what is known.
+    """
+    local_sources = dict(local_sources or {})
+    if name in local_sources:
+        entry = local_sources[name]
+        entry = {"path": entry} if isinstance(entry, str) else dict(entry)  # type: ignore[arg-type]
+        if "path" not in entry:
+            raise ConfigError(f"params.yaml local_sources.{name}: needs a 'path' (an .npz, .zarr, .parquet or .csv file)")
+        like = entry.get("like")
+        base = DATASETS.get(like) if like else None
+        if like and base is None:
+            raise ConfigError(f"params.yaml local_sources.{name}.like: unknown dataset '{like}'; known: {', '.join(DATASETS)}")
+        base = base or SYNTHETIC
+        return replace(base, name=name, title=entry.get("title", name), kind="local", local_path=str(entry["path"]),
+                       sources=(), like=like,
+                       prompt_layers=int(entry.get("prompt_layers", base.prompt_layers)),
+                       scale_1e3=bool(entry.get("scale_1e3", base.scale_1e3 if like else False)))
+    if name == "synthetic":
+        return SYNTHETIC
+    if name.startswith("synthetic-"):
+        like = name[len("synthetic-"):]
+        if like not in DATASETS:
+            raise ConfigError(f"unknown dataset '{name}': 'synthetic-<name>' needs one of {', '.join(DATASETS)}")
+        b = DATASETS[like]
+        return replace(b, name=name, title=f"Synthetic {b.title}", kind="synthetic", sources=(), like=like)
+    if name in DATASETS:
+        return DATASETS[name]
+    known = ", ".join([*DATASETS, "synthetic", "synthetic-<name>", *local_sources])
+    raise ConfigError(f"unknown dataset '{name}'. Known: {known}. Add your own under local_sources: in params.yaml.")
+
+
+def as_rows() -> list[dict[str, object]]:
+    """The table as plain rows (for `stvfm datasets` and the report)."""
+    rows = []
+    for s in [*DATASETS.values(), SYNTHETIC]:
+        rows.append(dict(name=s.name, title=s.title, domain=s.domain, city=s.city, span=f"{s.span[0]}..{s.span[1]}",
+                         interval=f"{s.interval_minutes} min", grid=f"{s.grid[0]}x{s.grid[1]}", channels=s.channels,
+                         x1e3=s.scale_1e3, prompt_layers=s.prompt_layers,
+                         sources=" ".join(src.url for src in s.sources) or ("generated" if s.kind == "synthetic" else "")))
+    return rows
