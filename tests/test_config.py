@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from stvfm.config import Params, flatten, load_params, params_from_dict, resolve_model_config
+from stvfm.datasets.registry import DATASETS, get_spec
+from stvfm.errors import ConfigError
+
+
+def test_project_params_load(project_root):
+    p = load_params(project_root / "params.yaml")
+    assert isinstance(p, Params)
+    assert p.datasets == ["synthetic"]
+    assert p.data.history == 6 and p.data.horizon == 6
+    assert p.data.split == [0.7, 0.15, 0.15]
+
+
+def test_overrides_are_typed(project_root):
+    p = load_params(project_root / "params.yaml", ["model.lambda_flow=0.25", "train.epochs=2", "model.weights=null"])
+    assert p.model.lambda_flow == 0.25 and isinstance(p.model.lambda_flow, float)
+    assert p.train.epochs == 2 and p.model.weights is None
+
+
+def test_unknown_key_names_section(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump({"model": {"lamda_flow": 0.5}}))
+    with pytest.raises(ConfigError, match=r"params\.model: unknown key\(s\) lamda_flow"):
+        load_params(f)
+
+
+@pytest.mark.parametrize(
+    "raw, msg",
+    [
+        ({"model": {"variant": "bogus"}}, "model.variant"),
+        ({"data": {"split": [0.5, 0.5]}}, "data.split"),
+        ({"train": {"epochs": "many"}}, "train.epochs"),
+        ({"train": {"use_gpu": "yes"}}, "train.use_gpu"),
+    ],
+)
+def test_bad_values_are_named(raw, msg):
+    with pytest.raises(ConfigError, match=msg.replace(".", r"\.")):
+        params_from_dict(raw)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_prompt_layers_from_table():
+    p = params_from_dict({})
+    assert resolve_model_config(p, get_spec("bikenyc1")).prompt_layers == 1
+    assert resolve_model_config(p, get_spec("crowd")).prompt_layers == 2
+    p2 = params_from_dict({"model": {"prompt_layers": 3}})
+    assert resolve_model_config(p2, get_spec("crowd")).prompt_layers == 3
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": []}) == {"a.b": 1, "a.c.d": 2, "e": []}
+    flat = flatten(dataclasses.asdict(params_from_dict({})))
+    assert "model.lambda_flow" in flat and "train.num_workers" in flat
