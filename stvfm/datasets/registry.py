@@ -41,6 +41,10 @@ class DatasetSpec:
     kind: str = "paper"  # paper | synthetic | local
     local_path: str | None = None
     like: str | None = None  # for synthetic-<name>: the paper dataset whose shape it copies
+    # Raw trip records that can be gridded instead of the pre-gridded ``sources`` (NYC bike/taxi only); selected by the
+    # dataset name ``<name>-trips``. ``bbox`` = (lat_min, lon_min, lat_max, lon_max) of the grid for those records.
+    trip_sources: tuple[Source, ...] = ()
+    bbox: tuple[float, float, float, float] | None = None
 
     @property
     def steps_per_day(self) -> int:
@@ -56,37 +60,73 @@ class DatasetSpec:
 
 
 _IO = ("inflow", "outflow")
-# UniST (Yuan et al., KDD 2024) distributes the gridded datasets; see stvfm/datasets/download.py for the mirror layout.
-_UNIST = "https://github.com/tsinghua-fib-lab/UniST"
+# UniST (Yuan et al., KDD 2024) distributes the gridded datasets as `<Name>_short.json` (the files its
+# src/DataLoader.py opens as `../dataset/{dataset}_{task}.json`, task=short = 6->6) in one shared folder, mirrored on
+# Tsinghua Cloud (direct `&dl=1` links below), Google Drive and Baidu Netdisk (see UniST's dataset/README.md).
+# No checksums are published: the first verified download pins sha256 in data/sources.lock.json.
+_UNIST = "https://cloud.tsinghua.edu.cn/d/87f5954d4f6f4ebd9d70/files/?p=%2F{name}&dl=1"
+_UNIST_NOTE = ("UniST share; also https://drive.google.com/drive/folders/1jiTLlOgc0kzwmM12q9M6OOrBSXVD_kUU "
+               "(download by hand into the mirror dir)")
 
 
 def _unist(name: str) -> tuple[Source, ...]:
-    return (Source(url=f"{_UNIST}/raw/main/dataset/{name}", filename=name, kind="unist"),)
+    return (Source(url=_UNIST.format(name=name), filename=name, kind="unist", note=_UNIST_NOTE),)
+
+
+# Raw trip records for the NYC spans. Citi Bike: the s3 `tripdata` bucket now holds 2013-2023 as yearly archives
+# (`2016-citibike-tripdata.zip`, monthly CSVs inside, e.g. `8_August/201608-citibike-tripdata_1.csv`); the old
+# monthly `201608-citibike-tripdata.zip` names were folded into them. Columns include start/end station lat/lon.
+_CITIBIKE = "https://s3.amazonaws.com/tripdata/{name}"
+# NYC TLC yellow taxi, monthly Parquet on the TLC CloudFront host. The Parquet releases (2022) carry taxi-zone ids
+# (PULocationID/DOLocationID) instead of lat/lon, so the zone shapefile comes along; the grid stage uses zone centroids.
+_TLC = "https://d37ci6vzurychx.cloudfront.net/{path}"
+
+
+def _citibike(year: int) -> tuple[Source, ...]:
+    name = f"{year}-citibike-tripdata.zip"
+    return (Source(url=_CITIBIKE.format(name=name), filename=name, kind="trips-citibike",
+                   note="Citi Bike system data (yearly archive of monthly CSVs)"),)
+
+
+def _tlc_yellow(*months: str) -> tuple[Source, ...]:
+    files = tuple(Source(url=_TLC.format(path=f"trip-data/yellow_tripdata_{m}.parquet"),
+                         filename=f"yellow_tripdata_{m}.parquet", kind="trips-tlc", note="NYC TLC yellow taxi trips")
+                  for m in months)
+    zones = Source(url=_TLC.format(path="misc/taxi_zones.zip"), filename="taxi_zones.zip", kind="tlc-zones",
+                   note="taxi zone polygons (EPSG:2263) for PULocationID/DOLocationID")
+    return (*files, zones)
+
+
+# Our grid boxes for the trip records (lat_min, lon_min, lat_max, lon_max); the papers do not publish theirs.
+_BBOX_BIKE = (40.655, -74.020, 40.815, -73.925)  # Citi Bike 2016 service area (Manhattan, west Brooklyn, LIC)
+_BBOX_TAXI = (40.600, -74.050, 40.900, -73.750)  # yellow taxi: Manhattan, Brooklyn/Queens core, LGA and JFK
 
 
 DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
         DatasetSpec("crowd", "Crowd", "Crowd Flow", "Nanjing", ("2020-11-11", "2021-05-31"), 30, (16, 20), 2, _IO,
-                    scale_1e3=True, sources=_unist("Crowd.json")),
+                    scale_1e3=True, sources=_unist("Crowd_short.json")),
         DatasetSpec("cellular", "Cellular", "Cellular Usage", "Nanjing", ("2020-11-11", "2021-05-31"), 30, (16, 20), 1,
-                    ("usage",), scale_1e3=True, sources=_unist("Cellular.json")),
+                    ("usage",), scale_1e3=True, sources=_unist("Cellular_short.json")),
         DatasetSpec("tdrive", "TDrive", "Taxi Trajectory", "NYC", ("2015-02-01", "2016-06-02"), 60, (32, 32), 2, _IO,
-                    sources=_unist("TDrive.json")),
+                    sources=_unist("TDrive_short.json")),
         DatasetSpec("bikenyc1", "BikeNYC-1", "Bike Usage", "NYC", ("2016-08-01", "2016-09-29"), 60, (16, 8), 2, _IO,
-                    prompt_layers=1, sources=_unist("BikeNYC.json")),
+                    prompt_layers=1, sources=_unist("BikeNYC_short.json"), trip_sources=_citibike(2016), bbox=_BBOX_BIKE),
         DatasetSpec("bikenyc2", "BikeNYC-2", "Bike Usage", "NYC", ("2016-07-01", "2016-08-29"), 30, (10, 20), 2, _IO,
-                    prompt_layers=1, sources=_unist("BikeNYC2.json")),
+                    prompt_layers=1, sources=_unist("BikeNYC2_short.json"), trip_sources=_citibike(2016), bbox=_BBOX_BIKE),
         DatasetSpec("taxinyc1", "TaxiNYC-1", "Taxi OD", "NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12), 2, _IO,
-                    prompt_layers=1, sources=_unist("TaxiNYC.json")),
+                    prompt_layers=1, sources=_unist("TaxiNYC_short.json"),
+                    trip_sources=_tlc_yellow("2016-01", "2016-02"), bbox=_BBOX_TAXI),
         DatasetSpec("taxinyc2", "TaxiNYC-2", "Taxi OD", "NYC", ("2015-01-01", "2015-03-01"), 30, (20, 10), 2, _IO,
-                    prompt_layers=1, sources=_unist("TaxiNYC2.json")),
+                    prompt_layers=1, sources=_unist("TaxiNYC2_short.json"),
+                    trip_sources=_tlc_yellow("2015-01", "2015-02", "2015-03"), bbox=_BBOX_TAXI),
         DatasetSpec("trafficzz", "TrafficZZ", "Traffic Speed", "Zhengzhou", ("2022-03-05", "2022-04-05"), 5, (26, 26), 1,
-                    ("speed",), sources=_unist("TrafficZZ.json")),
+                    ("speed",), sources=_unist("TrafficZZ_short.json")),
         DatasetSpec("traffictj", "TrafficTJ", "Traffic Speed", "Tianjin", ("2022-03-05", "2022-04-05"), 5, (24, 30), 1,
-                    ("speed",), sources=_unist("TrafficTJ.json")),
+                    ("speed",), sources=_unist("TrafficTJ_short.json")),
         DatasetSpec("trafficsh", "TrafficSH", "Traffic Speed", "Shanghai", ("2022-01-27", "2022-02-27"), 5, (28, 32), 1,
-                    ("speed",), sources=_unist("TrafficSH.json")),
+                    ("speed",), sources=_unist("TrafficSH_short.json")),
     ]
 }
 
@@ -131,7 +171,14 @@ def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> Da
         return replace(b, name=name, title=f"Synthetic {b.title}", kind="synthetic", sources=(), like=like)
     if name in DATASETS:
         return DATASETS[name]
-    known = ", ".join([*DATASETS, "synthetic", "synthetic-<name>", *local_sources])
+    if name.endswith("-trips") and name[: -len("-trips")] in DATASETS:  # the raw trip records of an NYC dataset
+        b = DATASETS[name[: -len("-trips")]]
+        if not b.trip_sources:
+            with_trips = ", ".join(f"{n}-trips" for n, s in DATASETS.items() if s.trip_sources)
+            raise ConfigError(f"unknown dataset '{name}': '{b.name}' has no raw trip records; ones that do: {with_trips}")
+        return replace(b, name=name, title=f"{b.title} (trip records)", sources=b.trip_sources, like=b.name)
+    trips = "|".join(n for n, s in DATASETS.items() if s.trip_sources)
+    known = ", ".join([*DATASETS, "synthetic", "synthetic-<name>", f"<{trips}>-trips", *local_sources])
     raise ConfigError(f"unknown dataset '{name}'. Known: {known}. Add your own under local_sources: in params.yaml.")
 
 

@@ -1,0 +1,576 @@
+"""Readers: every raw format -> one canonical form.
+
+Canonical form: an ``xarray.Dataset`` with var ``flow`` float32 dims ``(time, y, x, channel)``, coords ``time``
+(datetime64[ns], regular, step ``interval_minutes``) and ``channel`` (names), attrs ``interval_minutes``, ``bbox``
+(or None), ``source`` (reader kind + file names) and reader notes. Readers do not validate values (see
+:mod:`stvfm.data.validate`); they refuse what they cannot interpret (missing keys, inconsistent windows) with a
+:class:`~stvfm.errors.DataError` naming the dataset and the file.
+
+Formats (``kind`` in the raw ``manifest.json``, or guessed from the file suffix for ``local_sources``):
+
+``npz``    gridded ``.npz``: ``flow`` (T, H, W, C), int ``freq_minutes``, optional ``start`` (ISO, first slot start).
+``zarr``   a ``.zarr`` store holding var ``flow`` (time, y, x, channel) (e.g. one written by the grid stage), or any
+           4-D var with attr ``interval_minutes``.
+``stdn``   STDN ``.npz``: ``volume`` (T, H, W, 2), channels (outflow, inflow) as published -> swapped to
+           (inflow, outflow) (see ``../shared/data/real/README.md``, "Channel order").
+``stssl``  ST-SSL ``train/val/test.npz``: sliding windows ``x`` (N, L, nodes, C), ``y`` (N, 1, nodes, C) with
+           ``x_offsets``/``y_offsets``. Window ``i`` is anchored at step ``i`` and frame ``o`` placed at ``i + o``; the
+           contiguous series is rebuilt **only** if every repeated placement is bit-identical, consecutive windows do
+           overlap, and the placements cover every step (no holes). Files are concatenated as train, val, test, so the
+           check also proves they are adjacent. Nodes are reshaped row-major to (H, W) of the dataset table.
+``unist``  UniST ``<Name>_short.json`` (``tsinghua-fib-lab/UniST`` ``src/DataLoader.py``): keys ``X_train``, ``X_val``,
+           ``X_test``, each ``[X, X_period]`` with ``X`` (N, T_seq, H, W) (one channel) or (N, T_seq, H, W, C), and
+           ``timestamps`` {train, val, test}. Per split, window ``i`` covers steps ``i*s .. i*s + T_seq - 1``; the stride
+           ``s`` (1..T_seq) is the smallest one for which the first two windows agree on their overlap, and then every
+           repeated placement of every window must match (else refused). Splits are joined in order train, val, test:
+           with integer timestamps (Crowd, Cellular: absolute step index, 0 = span start) at the steps they name
+           (holes or disagreements refused; the start moves to the first step); otherwise on their largest exact
+           overlap, or as adjacent when they share no step, in which case (weekday, slot) timestamps must show no gap
+           and also move the start to the first matching weekday/slot on or after the span start. ``X_period``
+           (daily-period context) is redundant and ignored. The reason for each join is kept in the attr ``note``.
+``trips``  trip records (Parquet, CSV or a .zip of CSVs), gridded by :mod:`stvfm.data.gridding` with the manifest's
+           ``bbox``, ``start``, ``end``, ``interval_minutes``, ``grid``. Column-name variants of Citi Bike (2013-2020
+           ``starttime``/``start station latitude``..., 2021+ ``started_at``/``start_lat``/``start_lng``...) and TLC
+           (``tpep_pickup_datetime``/``pickup_latitude``...) map to the canonical schema.
+``trips-citibike`` / ``trips-tlc``  the published NYC files, read by :mod:`stvfm.data.trips_nyc` (yearly archives,
+           every time format of the releases, TLC zone ids -> zone centroids from ``taxi_zones.zip``), then gridded
+           the same way.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from stvfm.data.gridding import CHANNELS as TRIP_CHANNELS
+from stvfm.data.gridding import TRIP_COLUMNS, GridSpec, grid_trips, iter_parquet
+from stvfm.errors import DataError
+
+KINDS = ("npz", "zarr", "stdn", "stssl", "unist", "trips", "trips-citibike", "trips-tlc")
+
+
+@dataclass
+class ReadResult:
+    ds: xr.Dataset
+    records: dict[str, int] = field(default_factory=dict)  # per channel: records counted (trips only)
+    dropped: dict[str, int] = field(default_factory=dict)  # per channel: records outside bbox/span (trips only)
+
+
+def canonical(flow: np.ndarray, start: Any, interval_minutes: int, channel_names: Sequence[str] | None = None,
+              **attrs: Any) -> xr.Dataset:
+    """Wrap a (T, H, W, C) array in the canonical Dataset."""
+    flow = np.asarray(flow)
+    T, H, W, C = flow.shape
+    names = list(channel_names) if channel_names is not None and len(channel_names) == C else \
+        (list(TRIP_CHANNELS) if C == 2 else [f"ch{i}" for i in range(C)])
+    t0 = np.datetime64(_iso(start), "ns")
+    times = t0 + np.arange(T) * np.timedelta64(int(interval_minutes) * 60, "s").astype("timedelta64[ns]")
+    ds = xr.Dataset({"flow": (("time", "y", "x", "channel"), flow.astype(np.float32, copy=False))},
+                    coords={"time": times, "channel": np.array(names, dtype=object)})
+    ds.attrs.update({"interval_minutes": int(interval_minutes), "bbox": None, "start": str(t0.astype("datetime64[s]"))})
+    ds.attrs.update(attrs)
+    return ds
+
+
+def _iso(v: Any) -> str:
+    if v is None:
+        return "1970-01-01T00:00:00"
+    if isinstance(v, np.ndarray):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode()
+    return str(v)
+
+
+def _load_npz(path: Path, dataset: str | None) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DataError("file not found", dataset=dataset, path=str(path)) from None
+    except Exception as e:  # BadZipFile, ValueError, EOFError, tokenize errors from a damaged .npy header ...
+        raise DataError(f"not a readable .npz (truncated or corrupt?): {e}. Re-download it (delete it and run "
+                        f"`stvfm data download {dataset or '<ds>'}`)", dataset=dataset, path=str(path)) from None
+
+
+def _need(arrays: Mapping[str, np.ndarray], key: str, ndim: int | None, path: Path, dataset: str | None, what: str):
+    if key not in arrays:
+        raise DataError(f"missing array '{key}' ({what}); found keys {sorted(arrays)}", dataset=dataset, path=str(path))
+    a = arrays[key]
+    if ndim is not None and a.ndim != ndim:
+        raise DataError(f"array '{key}' has rank {a.ndim} (shape {a.shape}); expected rank {ndim} ({what})",
+                        dataset=dataset, path=str(path))
+    return a
+
+
+# ---------------------------------------------------------------- gridded npz / zarr / STDN
+def read_npz(path: Path, *, dataset: str | None = None, interval_minutes: int | None = None, start: Any = None,
+             channel_names: Sequence[str] | None = None) -> xr.Dataset:
+    """Gridded ``.npz``: ``flow`` (T, H, W, C) + int ``freq_minutes`` (+ optional ``start``)."""
+    a = _load_npz(path, dataset)
+    flow = _need(a, "flow", 4, path, dataset, "(T, H, W, C)")
+    if "freq_minutes" in a:
+        freq = a["freq_minutes"]
+        if freq.ndim != 0 or not np.issubdtype(freq.dtype, np.integer) or int(freq) < 1:
+            raise DataError(f"'freq_minutes' must be a positive integer scalar, got {freq!r}", dataset=dataset, path=str(path))
+        interval_minutes = int(freq)
+    elif interval_minutes is None:
+        raise DataError("missing int scalar 'freq_minutes' (minutes per step)", dataset=dataset, path=str(path))
+    if "start" in a:
+        start = _iso(a["start"])
+    return canonical(flow, start, interval_minutes, channel_names, source=f"npz:{path.name}")
+
+
+def read_stdn(path: Path, *, dataset: str | None = None, interval_minutes: int = 30, start: Any = None) -> xr.Dataset:
+    """STDN ``volume`` (T, H, W, 2) with published channel order (outflow, inflow) -> (inflow, outflow)."""
+    a = _load_npz(path, dataset)
+    v = _need(a, "volume", 4, path, dataset, "(T, H, W, 2)")
+    if v.shape[-1] != 2:
+        raise DataError(f"'volume' has {v.shape[-1]} channels; STDN volume has 2 (outflow, inflow)", dataset=dataset,
+                        path=str(path))
+    return canonical(v[..., ::-1], start, interval_minutes, TRIP_CHANNELS, source=f"stdn:{path.name}",
+                     note="STDN channels (outflow, inflow) swapped to (inflow, outflow)")
+
+
+def read_zarr(path: Path, *, dataset: str | None = None) -> xr.Dataset:
+    try:
+        src = xr.open_zarr(path, consolidated=False)
+    except Exception as e:  # zarr raises many types for a broken store
+        raise DataError(f"not a readable Zarr store: {e}", dataset=dataset, path=str(path)) from None
+    var = "flow" if "flow" in src.data_vars else next((v for v in src.data_vars if src[v].ndim == 4), None)
+    if var is None:
+        raise DataError(f"no 4-D variable (time, y, x, channel) in the store; vars {list(src.data_vars)}",
+                        dataset=dataset, path=str(path))
+    da = src[var]
+    interval = src.attrs.get("interval_minutes", da.attrs.get("interval_minutes"))
+    if interval is None and "time" in src.coords and src.sizes.get("time", 0) > 1:
+        interval = int((src["time"].values[1] - src["time"].values[0]) / np.timedelta64(1, "m"))
+    if interval is None:
+        raise DataError("store has no attr 'interval_minutes' and no time coordinate to infer it from",
+                        dataset=dataset, path=str(path))
+    if "time" in src.coords and src.sizes.get("time", 0) > 1:
+        steps = np.diff(src["time"].values.astype("datetime64[ns]").astype(np.int64))
+        bad = np.flatnonzero(steps != int(interval) * 60 * 10**9)
+        if bad.size:
+            raise DataError(f"time coordinate is not regular at {interval}-minute steps: {bad.size} gaps/irregular steps, "
+                            f"first after {src['time'].values[bad[0]]}. Fill the missing steps (e.g. with 0 counts)",
+                            dataset=dataset, path=str(path))
+    start = str(src["time"].values[0]) if "time" in src.coords else src.attrs.get("start")
+    names = [str(c) for c in src["channel"].values] if "channel" in src.coords else None
+    ds = canonical(da.values, start, int(interval), names, source=f"zarr:{path.name}")
+    if src.attrs.get("bbox") is not None:
+        ds.attrs["bbox"] = list(src.attrs["bbox"])
+    return ds
+
+
+# ---------------------------------------------------------------- ST-SSL windows
+def rebuild_windows(frames: Sequence[tuple[int, np.ndarray]], n: int, *, stride: int = 1, dataset: str | None,
+                    path: str) -> tuple[np.ndarray, int]:
+    """Place frame arrays of sliding windows on one time axis and verify consistency.
+
+    ``frames`` = [(offset, array (n, ...)), ...]: window ``i``'s frame at ``offset`` sits at step ``i*stride + offset``.
+    Returns (series (L, ...), first_offset). Refuses (DataError) on any mismatch between repeated placements, when
+    consecutive windows share no step, or when a step is left uncovered.
+    """
+    offs = sorted({o for o, _ in frames})
+    lo, hi = offs[0], offs[-1]
+    if n > 1 and not any(o + stride in offs for o in offs):
+        raise DataError(f"consecutive windows cannot be verified to overlap: offsets {offs} contain no two adjacent "
+                        "steps, so the series cannot be rebuilt", dataset=dataset, path=path)
+    L = (n - 1) * stride + 1 + hi - lo
+    shape = frames[0][1].shape[1:]
+    series = np.zeros((L, *shape), dtype=np.float64)
+    placed = np.zeros(L, dtype=bool)
+    for o, arr in sorted(frames, key=lambda f: f[0]):
+        pos = np.arange(n) * stride + (o - lo)
+        new = ~placed[pos]
+        old = ~new
+        if old.any():
+            a = arr[old].astype(np.float64)
+            b = series[pos[old]]
+            bad = ~((a == b) | (np.isnan(a) & np.isnan(b))).reshape(a.shape[0], -1).all(axis=1)
+            if bad.any():
+                i = int(np.flatnonzero(old)[np.argmax(bad)])
+                raise DataError(f"sliding windows do not overlap exactly: window {i}, offset {o} (step {i + o}) differs "
+                                f"from the frame another window placed there ({int(bad.sum())} mismatching frames); "
+                                "refusing to rebuild a contiguous series", dataset=dataset, path=path)
+        series[pos[new]] = arr[new]
+        placed[pos[new]] = True
+    if not placed.all():
+        holes = np.flatnonzero(~placed)
+        raise DataError(f"sliding windows leave {holes.size} steps uncovered (first at step {int(holes[0]) + lo}); "
+                        "the series is not contiguous", dataset=dataset, path=path)
+    return series, lo
+
+
+def read_stssl(paths: Sequence[Path], *, dataset: str | None, grid: tuple[int, int], interval_minutes: int,
+               start: Any = None) -> xr.Dataset:
+    """ST-SSL ``{train,val,test}.npz`` windows -> contiguous series (see module doc)."""
+    xs, ys, xo, yo = [], [], None, None
+    for p in paths:
+        a = _load_npz(p, dataset)
+        x = _need(a, "x", 4, p, dataset, "(N, L, nodes, C) input windows")
+        y = _need(a, "y", 4, p, dataset, "(N, L_y, nodes, C) target windows")
+        xoff = np.asarray(_need(a, "x_offsets", None, p, dataset, "input offsets")).reshape(-1).astype(int)
+        yoff = np.asarray(_need(a, "y_offsets", None, p, dataset, "target offsets")).reshape(-1).astype(int)
+        if x.shape[1] != xoff.size or y.shape[1] != yoff.size or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
+            raise DataError(f"inconsistent shapes: x {x.shape}, y {y.shape}, x_offsets {xoff.size}, y_offsets {yoff.size}",
+                            dataset=dataset, path=str(p))
+        if xo is not None and (not np.array_equal(xo, xoff) or not np.array_equal(yo, yoff)):
+            raise DataError("offsets differ from the previous file", dataset=dataset, path=str(p))
+        xo, yo = xoff, yoff
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs)
+    y = np.concatenate(ys)
+    N, _, nodes, C = x.shape
+    H, W = grid
+    if nodes != H * W:
+        raise DataError(f"{nodes} nodes cannot be reshaped to the grid {H}x{W}; set the dataset's grid",
+                        dataset=dataset, path=str(paths[0]))
+    frames = [(int(o), x[:, k]) for k, o in enumerate(xo)] + [(int(o), y[:, k]) for k, o in enumerate(yo)]
+    where = ", ".join(p.name for p in paths)
+    series, _ = rebuild_windows(frames, N, dataset=dataset, path=where)
+    flow = series.reshape(series.shape[0], H, W, C)  # row-major node = row*W + col
+    return canonical(flow, start, interval_minutes, TRIP_CHANNELS if C == 2 else None,
+                     source=f"stssl:{where}", note=f"rebuilt from {N} windows, offsets {xo.tolist()} + {yo.tolist()}")
+
+
+# ---------------------------------------------------------------- UniST json
+def _detect_stride(X: np.ndarray) -> int | None:
+    """Smallest stride s in 1..T_seq-1 with X[1, :T-s] == X[0, s:] (the first two windows; every window is then
+    verified by :func:`rebuild_windows`); T_seq if the first two windows share no step; None if N < 2."""
+    N, T = X.shape[:2]
+    if N < 2:
+        return None
+    for s in range(1, T):
+        if np.array_equal(X[1, : T - s], X[0, s:]):
+            return s
+    return T
+
+
+def _unist_split(X: np.ndarray, ts: np.ndarray | None, *, dataset: str | None, path: str,
+                 split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """One split's windows -> (series, its per-step timestamps or None, note)."""
+    N, T = X.shape[:2]
+    s = _detect_stride(X)
+    if ts is not None and ts.shape[:2] != (N, T):
+        ts = None  # timestamps that do not match the windows are ignored
+    if s is None:
+        return X[0], None if ts is None else ts[0], ""
+    if s == T:
+        flat_ts = None if ts is None else ts.reshape(N * T, *ts.shape[2:])
+        return X.reshape(N * T, *X.shape[2:]), flat_ts, f"{split}: windows do not overlap, concatenated"
+    series, _ = rebuild_windows([(k, X[:, k]) for k in range(T)], N, stride=s, dataset=dataset, path=path)
+    tser = None
+    if ts is not None:
+        tser, _ = rebuild_windows([(k, ts[:, k]) for k in range(T)], N, stride=s, dataset=dataset,
+                                  path=f"{path} (timestamps)")
+        tser = tser.astype(np.int64)
+    return series, tser, f"{split}: stride {s}"
+
+
+def _week_steps(tser: np.ndarray, steps_per_day: int) -> np.ndarray:
+    """UniST (weekday, slot) pairs -> step of the week; integer timestamps are absolute step indices already."""
+    return tser[:, 0].astype(np.int64) * steps_per_day + tser[:, 1].astype(np.int64)
+
+
+def _join(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Append ``b`` to ``a`` on their largest exact overlap (0 = adjacent)."""
+    for k in range(min(len(a), len(b)), 0, -1):
+        if np.array_equal(a[len(a) - k:], b[:k]):
+            return np.concatenate([a, b[k:]]), k
+    return np.concatenate([a, b]), 0
+
+
+def read_unist(path: Path, *, dataset: str | None, interval_minutes: int, start: Any = None,
+               channel_names: Sequence[str] | None = None) -> xr.Dataset:
+    """UniST JSON -> canonical series. ``timestamps`` are used where they are readable: integer ones (Crowd, Cellular:
+    absolute step indices, 0 = the span start) place the splits exactly and set the start; (weekday, slot) pairs
+    (Monday = 0) must advance by one step inside every split and across each join, and move ``start`` forward to
+    the first step with that weekday and slot."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DataError("file not found", dataset=dataset, path=str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"not valid UniST JSON (truncated or corrupt?): {e}", dataset=dataset, path=str(path)) from None
+    if not isinstance(data, dict):
+        raise DataError("UniST JSON must be an object with X_train/X_val/X_test", dataset=dataset, path=str(path))
+    spd = 24 * 60 // int(interval_minutes)
+    stamps = data.get("timestamps") if isinstance(data.get("timestamps"), dict) else {}
+    parts, notes = [], []
+    for split in ("train", "val", "test"):
+        key = f"X_{split}"
+        if key not in data:
+            raise DataError(f"missing key '{key}'; found {sorted(data)}", dataset=dataset, path=str(path))
+        X = np.asarray(data[key][0], dtype=np.float64)
+        if X.ndim == 4:
+            X = X[..., None]
+        if X.ndim != 5:
+            raise DataError(f"'{key}[0]' has rank {X.ndim - 1}; expected (N, T, H, W) or (N, T, H, W, C)",
+                            dataset=dataset, path=str(path))
+        ts = None
+        try:
+            raw_ts = np.asarray(stamps.get(split)) if split in stamps else None
+            if raw_ts is not None and np.issubdtype(raw_ts.dtype, np.number) and raw_ts.ndim in (2, 3):
+                ts = raw_ts.astype(np.int64)
+        except (ValueError, TypeError):
+            ts = None
+        series, tser, note = _unist_split(X, ts, dataset=dataset, path=str(path), split=split)
+        if note:
+            notes.append(note)
+        parts.append((split, series, tser))
+
+    kinds = {None if t is None else t.ndim for _, _, t in parts}
+    if kinds == {1}:  # absolute step indices: place every split where its stamps say
+        lo = min(int(t[0]) for _, _, t in parts)
+        hi = max(int(t[-1]) for _, _, t in parts)
+        out = np.zeros((hi - lo + 1, *parts[0][1].shape[1:]))
+        placed = np.zeros(hi - lo + 1, bool)
+        for split, ser, t in parts:
+            if not np.array_equal(t, np.arange(t[0], t[0] + len(t))):
+                raise DataError(f"UniST {split} timestamps are not consecutive steps", dataset=dataset, path=str(path))
+            pos = t - lo
+            again = placed[pos]
+            if again.any() and not np.array_equal(out[pos[again]], ser[again]):
+                raise DataError(f"UniST {split} disagrees with the previous split on the steps they share",
+                                dataset=dataset, path=str(path))
+            out[pos] = ser
+            placed[pos] = True
+        if not placed.all():
+            raise DataError(f"UniST splits leave {int((~placed).sum())} steps uncovered (first at step "
+                            f"{int(np.argmin(placed)) + lo}); the series is not contiguous", dataset=dataset, path=str(path))
+        series = out
+        if start is not None:
+            start = np.datetime64(_iso(start), "ns") + lo * np.timedelta64(int(interval_minutes), "m")
+        notes.append(f"placed by integer timestamps {lo}..{hi}")
+    else:
+        series = parts[0][1]
+        week = [None if t is None or t.ndim != 2 or t.shape[1] != 2 else _week_steps(t, spd) for _, _, t in parts]
+        W = 7 * spd
+        for i, (split, ser, _) in enumerate(parts):
+            w = week[i]
+            if w is not None and len(w) > 1 and not np.all(np.diff(w) % W == 1):
+                raise DataError(f"UniST {split} (weekday, slot) timestamps do not advance one step at a time",
+                                dataset=dataset, path=str(path))
+            if i == 0:
+                continue
+            series, k = _join(series, ser)
+            if week[i - 1] is not None and w is not None:
+                gap = (int(w[k]) - int(week[i - 1][-1]) - 1) % W if k < len(w) else 0
+                if gap:
+                    raise DataError(f"UniST {split} does not continue {parts[i - 1][0]}: its timestamps leave a gap "
+                                    f"of {gap} steps (mod one week)", dataset=dataset, path=str(path))
+            notes.append(f"{split} joined with overlap {k}" if k else f"{split} assumed adjacent (no overlap)")
+        if week[0] is not None and start is not None:
+            t0 = np.datetime64(_iso(start), "ns")
+            step = np.timedelta64(int(interval_minutes), "m").astype("timedelta64[ns]")
+            day0 = t0.astype("datetime64[D]")
+            w0 = ((day0.astype(np.int64) + 3) % 7) * spd + int((t0 - day0.astype("datetime64[ns]")) // step)
+            start = t0 + ((int(week[0][0]) - w0) % W) * step
+            notes.append("start aligned to the first (weekday, slot) timestamp")
+    return canonical(series, start, interval_minutes, channel_names, source=f"unist:{path.name}", note="; ".join(notes))
+
+
+# ---------------------------------------------------------------- trip records
+# canonical column -> accepted spellings (case-insensitive), in order of preference
+TRIP_ALIASES: dict[str, tuple[str, ...]] = {
+    "start_time": ("start_time", "started_at", "starttime", "start time", "tpep_pickup_datetime", "lpep_pickup_datetime",
+                   "pickup_datetime"),
+    "end_time": ("end_time", "ended_at", "stoptime", "stop time", "tpep_dropoff_datetime", "lpep_dropoff_datetime",
+                 "dropoff_datetime"),
+    "start_lat": ("start_lat", "start station latitude", "pickup_latitude", "start_latitude"),
+    "start_lon": ("start_lon", "start_lng", "start station longitude", "pickup_longitude", "start_longitude"),
+    "end_lat": ("end_lat", "end station latitude", "dropoff_latitude", "end_latitude"),
+    "end_lon": ("end_lon", "end_lng", "end station longitude", "dropoff_longitude", "end_longitude"),
+}
+_TIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"]
+
+
+def map_trip_columns(names: Sequence[str], *, dataset: str | None = None, path: str | None = None) -> dict[str, str]:
+    """Canonical column -> the file's column, for the Citi Bike / TLC / canonical spellings."""
+    lower = {n.strip().lower(): n for n in names}
+    out = {}
+    for canon, aliases in TRIP_ALIASES.items():
+        hit = next((lower[a] for a in aliases if a in lower), None)
+        if hit is None:
+            raise DataError(f"trip records have no column for '{canon}' (accepted: {', '.join(aliases)}); columns are "
+                            f"{list(names)}. Newer TLC files carry zone ids instead of coordinates and cannot be gridded",
+                            dataset=dataset, path=path)
+        out[canon] = hit
+    return out
+
+
+def _iter_csv(f, name: str, *, dataset: str | None, path: str):
+    """Stream one CSV (a path or a binary file object) as canonical-column batches."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if isinstance(f, (str, Path)):
+        with open(f, "rb") as fh:
+            header = fh.readline()
+    else:
+        header = f.readline()
+        f.seek(0)
+    names = [n.strip().strip('"') for n in header.decode("utf-8-sig").strip().split(",")]
+    mapping = map_trip_columns(names, dataset=dataset, path=f"{path}:{name}" if name != Path(path).name else path)
+    types = {mapping[c]: pa.timestamp("ns") for c in ("start_time", "end_time")}
+    types.update({mapping[c]: pa.float64() for c in TRIP_COLUMNS[2:]})
+    reader = pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=16 << 20),
+                           convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(mapping.values()),
+                                                               timestamp_parsers=_TIME_FORMATS))
+    for rb in reader:
+        yield {canon: rb.column(src) for canon, src in mapping.items()}
+
+
+def iter_trip_batches(path: Path, *, dataset: str | None = None, batch_size: int = 1 << 20):
+    """Canonical-column batches from a trip file, streamed: Parquet (row group by row group), CSV, or a .zip of CSVs
+    (Citi Bike's archives; members in name order, nested .zip members are opened too)."""
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            names = pq.ParquetFile(path).schema_arrow.names
+            yield from iter_parquet(path, batch_size, map_trip_columns(names, dataset=dataset, path=str(path)))
+        elif name.endswith(".csv"):
+            yield from _iter_csv(path, path.name, dataset=dataset, path=str(path))
+        elif name.endswith(".zip"):
+            yield from _iter_zip(path, dataset=dataset)
+        else:
+            raise DataError(f"unknown trip file type '{path.suffix}'; use .parquet, .csv or a .zip of CSVs",
+                            dataset=dataset, path=str(path))
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError("file not found", dataset=dataset, path=str(path)) from None
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for truncated or corrupt files
+        raise DataError(f"cannot read trip records (truncated or corrupt?): {type(e).__name__}: {e}",
+                        dataset=dataset, path=str(path)) from None
+
+
+def _iter_zip(path: Path, *, dataset: str | None):
+    import io
+    import zipfile
+
+    def walk(zf: zipfile.ZipFile, prefix: str):
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            base = info.filename.rsplit("/", 1)[-1]
+            if info.is_dir() or base.startswith(("._", ".")) or "__MACOSX" in info.filename:
+                continue
+            if base.lower().endswith(".csv"):
+                with zf.open(info) as f:
+                    yield from _iter_csv(io.BufferedReader(f), prefix + info.filename, dataset=dataset, path=str(path))
+            elif base.lower().endswith(".zip"):
+                with zf.open(info) as f, zipfile.ZipFile(io.BytesIO(f.read())) as inner:
+                    yield from walk(inner, prefix + info.filename + "/")
+
+    with zipfile.ZipFile(path) as zf:
+        yield from walk(zf, "")
+
+
+def read_trips(paths: Sequence[Path], *, dataset: str | None, spec: GridSpec, batch_size: int = 1 << 20,
+               kind: str = "trips", zones_zip: Path | None = None,
+               channel_names: Sequence[str] | None = None) -> ReadResult:
+    """Grid trip records. ``trips``: canonical (or Citi Bike/TLC-named) Parquet/CSV/zip, read here; ``trips-citibike`` /
+    ``trips-tlc``: the published NYC files, read by :mod:`stvfm.data.trips_nyc` (archives, time formats, TLC zone ids ->
+    zone centroids from ``taxi_zones.zip``, span pre-filter)."""
+    def batches():
+        if kind in ("trips-citibike", "trips-tlc"):
+            from stvfm.data import trips_nyc
+
+            end = spec.start + np.timedelta64(spec.steps * spec.interval_ns, "ns")
+            yield from trips_nyc.iter_trip_batches(paths, kind, start=spec.start, end=end, zones_zip=zones_zip,
+                                                   batch_rows=batch_size, dataset=dataset)
+            return
+        for p in paths:
+            yield from iter_trip_batches(p, dataset=dataset, batch_size=batch_size)
+
+    g = grid_trips(batches(), spec)
+    ds = canonical(g.counts, spec.start, spec.interval_minutes, TRIP_CHANNELS,
+                   source="trips:" + ",".join(p.name for p in paths), bbox=[float(v) for v in spec.bbox])
+    if channel_names is not None and list(channel_names) != list(TRIP_CHANNELS):
+        # 1-channel datasets built from trips (e.g. synthetic stand-ins of Cellular/Traffic*) keep the named channel(s)
+        unknown = [c for c in channel_names if c not in TRIP_CHANNELS]
+        if unknown:
+            raise DataError(f"trip records give channels {list(TRIP_CHANNELS)}, not {unknown}", dataset=dataset,
+                            path=str(paths[0]))
+        ds = ds.sel(channel=list(channel_names))
+    return ReadResult(ds, records=dict(g.counted), dropped=dict(g.dropped))
+
+
+# ---------------------------------------------------------------- dispatch
+def guess_kind(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith(".json"):
+        return "unist"
+    if name.endswith((".parquet", ".pq", ".csv", ".csv.gz")):
+        return "trips"
+    if name.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                keys = set(z.files)
+        except Exception:
+            return "npz"
+        if "volume" in keys:
+            return "stdn"
+        if {"x", "y", "x_offsets"} <= keys:
+            return "stssl"
+        return "npz"
+    raise DataError(f"cannot tell the format of '{path.name}'; use .npz, .zarr, .json (UniST), .parquet or .csv")
+
+
+def _stssl_order(p: Path) -> int:
+    order = {"train": 0, "val": 1, "test": 2}
+    return order.get(p.stem.lower(), 3)
+
+
+def read_raw(files: Sequence[Path], kind: str, *, dataset: str | None, interval_minutes: int | None = None,
+             grid: tuple[int, int] | None = None, start: Any = None, end: Any = None, bbox: Sequence[float] | None = None,
+             channel_names: Sequence[str] | None = None, batch_size: int = 1 << 20,
+             zones_zip: Path | None = None) -> ReadResult:
+    """Read the raw files of one dataset into the canonical form. ``kind`` is one of :data:`KINDS`."""
+    files = [Path(f) for f in files]
+    if not files:
+        raise DataError("no input files", dataset=dataset)
+    if kind not in KINDS:
+        raise DataError(f"unknown reader kind '{kind}'; known: {', '.join(KINDS)}", dataset=dataset)
+    if kind.startswith("trips"):
+        missing = [k for k, v in (("bbox", bbox), ("start", start), ("end", end), ("interval_minutes", interval_minutes),
+                                  ("grid", grid)) if v is None]
+        if missing:
+            raise DataError(f"gridding trip records needs {', '.join(missing)} (manifest.json fields or local_sources "
+                            "entry keys)", dataset=dataset, path=str(files[0]))
+        try:
+            gspec = GridSpec.from_span(bbox, grid, start, end, int(interval_minutes))
+        except ValueError as e:
+            raise DataError(f"bad gridding spec: {e}", dataset=dataset, path=str(files[0])) from None
+        return read_trips(files, dataset=dataset, spec=gspec, batch_size=batch_size, kind=kind, zones_zip=zones_zip,
+                          channel_names=channel_names)
+    if kind == "stssl":
+        if grid is None or interval_minutes is None:
+            raise DataError("ST-SSL windows need the grid (H, W) and interval of the dataset", dataset=dataset)
+        return ReadResult(read_stssl(sorted(files, key=_stssl_order), dataset=dataset, grid=grid,
+                                     interval_minutes=interval_minutes, start=start))
+    if len(files) != 1:
+        raise DataError(f"reader '{kind}' takes one file, got {[f.name for f in files]}", dataset=dataset)
+    f = files[0]
+    if kind == "npz":
+        ds = read_npz(f, dataset=dataset, interval_minutes=interval_minutes, start=start, channel_names=channel_names)
+    elif kind == "zarr":
+        ds = read_zarr(f, dataset=dataset)
+    elif kind == "stdn":
+        ds = read_stdn(f, dataset=dataset, interval_minutes=interval_minutes or 30, start=start)
+    else:  # unist
+        if interval_minutes is None:
+            raise DataError("UniST files need the dataset's interval", dataset=dataset, path=str(f))
+        ds = read_unist(f, dataset=dataset, interval_minutes=interval_minutes, start=start, channel_names=channel_names)
+    return ReadResult(ds)

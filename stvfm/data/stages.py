@@ -1,0 +1,198 @@
+"""The data stages as plain functions (DVC entry points in ``pipelines/`` and ``stvfm data`` both call these).
+
+``run_grid``  raw files (``data/raw/<ds>/`` + ``manifest.json``) -> canonical Dataset -> validation ->
+              ``data/grid/<ds>.zarr`` (Zarr v3, chunks of about ``data.chunk_mb`` MB along time) + ``<ds>.stats.parquet``
+``run_flow``  grid -> ``data/flow/<ds>.zarr`` (var ``dflow``, :mod:`stvfm.data.flow`)
+``run_split`` grid -> ``data/split/<ds>/`` ``meta.json``, ``windows.parquet``, ``scaler.json`` (:mod:`stvfm.data.split`)
+
+Every output is written through :func:`stvfm.io.atomic_path`: a bad input raises before anything is renamed into
+place, so no partial output is left.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from stvfm.config import Params
+from stvfm.data.flow import flow_dataset
+from stvfm.data.readers import guess_kind, read_raw
+from stvfm.data.scaler import Scaler
+from stvfm.data.split import check_lengths, make_windows, split_bounds
+from stvfm.data.stats import grid_stats
+from stvfm.data.validate import validate_flow
+from stvfm.datasets.registry import DatasetSpec, get_spec
+from stvfm.errors import DataError
+from stvfm.io import atomic_path, read_json, write_json
+from stvfm.paths import DatasetPaths, dataset_paths
+
+log = logging.getLogger(__name__)
+
+
+def _paths(name: str, params: Params, root: str | Path) -> DatasetPaths:
+    return dataset_paths(name, root, params.data.root)
+
+
+def sha256_of(paths: list[Path]) -> str:
+    """One digest over the files (a directory contributes its files in sorted order, with their relative names)."""
+    h = hashlib.sha256()
+    for p in paths:
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        for q in files:
+            h.update(str(q.relative_to(p) if p.is_dir() else q.name).encode())
+            with open(q, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _end_exclusive(end: Any) -> str | None:
+    """Manifest ``end``: an ISO datetime is exclusive; a bare date (YYYY-MM-DD) means that whole day, inclusive."""
+    if end is None:
+        return None
+    s = str(end)
+    if len(s) == 10:
+        return (dt.date.fromisoformat(s) + dt.timedelta(days=1)).isoformat()
+    return s
+
+
+def _read_manifest(paths: DatasetPaths, name: str) -> dict[str, Any]:
+    if not paths.manifest.exists():
+        raise DataError(f"no raw data: {paths.manifest} is missing. Run `dvc repro download@{name}` "
+                        f"(or `stvfm data download {name}`) first", dataset=name, path=str(paths.manifest))
+    try:
+        m = read_json(paths.manifest)
+    except ValueError as e:
+        raise DataError(f"manifest is not valid JSON: {e}", dataset=name, path=str(paths.manifest)) from None
+    if not isinstance(m, dict) or not m.get("files"):
+        raise DataError("manifest lists no 'files'", dataset=name, path=str(paths.manifest))
+    return m
+
+
+def load_canonical(name: str, params: Params, root: str | Path = "."):
+    """Read one dataset's raw files into the canonical form. Returns (ReadResult, spec, input files, spec_known)."""
+    paths = _paths(name, params, root)
+    spec: DatasetSpec = get_spec(name, params.local_sources)
+    m = _read_manifest(paths, name)
+    entry = params.local_sources.get(name)
+    entry = ({"path": entry} if isinstance(entry, str) else dict(entry)) if entry is not None else {}
+    # the data files; side files of another kind are kept apart (TLC zone polygons: `tlc-zones`)
+    entries = [f if isinstance(f, dict) else {"name": str(f)} for f in m["files"]]
+    files = [paths.raw_dir / f["name"] for f in entries if f.get("kind") in (None, m.get("kind"))]
+    zones = [paths.raw_dir / f["name"] for f in entries if f.get("kind") == "tlc-zones"]
+    for f in files + zones:
+        if not f.exists():
+            raise DataError("file listed in manifest.json is missing; rerun the download stage", dataset=name, path=str(f))
+    kind = m.get("kind") or entry.get("kind") or guess_kind(files[0])
+    if kind == "npz" and len(files) == 1 and files[0].is_file():
+        kind = guess_kind(files[0])  # a local .npz may hold STDN `volume` or ST-SSL windows instead of `flow`
+    spec_known = spec.kind in ("paper", "synthetic")
+
+    def pick(key: str, default: Any = None) -> Any:
+        v = m.get(key)
+        return entry.get(key, default) if v is None else v
+
+    interval = pick("interval_minutes", spec.interval_minutes if spec_known else None)
+    grid = pick("grid", list(spec.grid) if (spec_known or kind == "stssl" or kind.startswith("trips")) else None)
+    start = pick("start", spec.span[0] if spec_known else None)
+    end = pick("end", spec.span[1] if spec_known else None)
+    res = read_raw(files, kind, dataset=name, interval_minutes=None if interval is None else int(interval),
+                   grid=None if grid is None else (int(grid[0]), int(grid[1])), start=start, end=_end_exclusive(end),
+                   bbox=pick("bbox"), channel_names=pick("channel_names", list(spec.channel_names) if spec_known else None),
+                   zones_zip=zones[0] if zones else None)
+    return res, spec, files + zones, spec_known, kind
+
+
+def _time_chunk(shape: tuple[int, ...], chunk_mb: float) -> int:
+    T = shape[0]
+    frame = int(np.prod(shape[1:])) * 4
+    return int(max(1, min(T, (chunk_mb * 2**20) // max(frame, 1))))
+
+
+def write_zarr(ds: xr.Dataset, var: str, target: Path, chunk_mb: float) -> None:
+    tc = _time_chunk(ds[var].shape, chunk_mb)
+    enc = {var: {"chunks": (tc, *ds[var].shape[1:])}}
+    with atomic_path(target) as tmp:
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc)
+
+
+def run_grid(name: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
+    t = time.perf_counter()
+    paths = _paths(name, params, root)
+    res, spec, files, spec_known, kind = load_canonical(name, params, root)
+    ds = res.ds
+    where = ",".join(str(f) for f in files)
+    # the table's grid/channels are checked where known; UniST files carry one channel per file, so not for them
+    validate_flow(ds, dataset=name, path=where, grid=list(spec.grid) if spec_known else None,
+                  channels=spec.channels if spec_known and kind != "unist" else None)
+    ds.attrs.update({"dataset": name, "input_sha256": sha256_of(files), "source": f"{kind}:" + ",".join(f.name for f in files)})
+    if ds.attrs.get("bbox") is None:
+        ds.attrs["bbox"] = None
+    stats = grid_stats(ds, res.records or None, res.dropped or None)
+    with atomic_path(paths.grid_zarr) as tz, atomic_path(paths.grid_stats) as ts:
+        tc = _time_chunk(ds["flow"].shape, params.data.chunk_mb)
+        ds.to_zarr(tz, mode="w", zarr_format=3, consolidated=False,
+                   encoding={"flow": {"chunks": (tc, *ds["flow"].shape[1:])}})
+        stats.to_parquet(ts, index=False)
+    T, H, W, C = ds["flow"].shape
+    out = {"dataset": name, "shape": [T, H, W, C], "kind": kind, "seconds": round(time.perf_counter() - t, 2),
+           "records": res.records, "dropped": res.dropped}
+    log.info("grid %s: %s", name, out)
+    return out
+
+
+def open_grid(paths: DatasetPaths, name: str) -> xr.Dataset:
+    if not paths.grid_zarr.exists():
+        raise DataError(f"no grid: run `dvc repro grid@{name}` first", dataset=name, path=str(paths.grid_zarr))
+    try:
+        return xr.open_zarr(paths.grid_zarr, consolidated=False)
+    except Exception as e:
+        raise DataError(f"cannot open the grid store ({e}); rerun the grid stage", dataset=name,
+                        path=str(paths.grid_zarr)) from None
+
+
+def run_flow(name: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
+    paths = _paths(name, params, root)
+    grid = open_grid(paths, name).load()
+    fds = flow_dataset(grid)
+    write_zarr(fds, "dflow", paths.flow_zarr, params.data.chunk_mb)
+    return {"dataset": name, "shape": list(fds["dflow"].shape)}
+
+
+def run_split(name: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
+    paths = _paths(name, params, root)
+    d = params.data
+    grid = open_grid(paths, name)
+    T, H, W, C = grid["flow"].shape
+    if not paths.flow_zarr.exists():
+        raise DataError(f"no flow: run `dvc repro flow@{name}` first", dataset=name, path=str(paths.flow_zarr))
+    bounds = split_bounds(T, d.split)
+    check_lengths(bounds, d.history, d.horizon, fractions=d.split, dataset=name, path=str(paths.grid_zarr))
+    a = bounds["train"][1]
+    scaler = Scaler.fit(grid["flow"].isel(time=slice(0, a)).values, d.scaler, channel_axis=-1)
+    w = make_windows(bounds, d.history, d.horizon)
+    times = grid["time"].values
+    w["time"] = pd.to_datetime(times[w["t0"].to_numpy() + d.history])
+    spec = get_spec(name, params.local_sources)
+    meta = {
+        "dataset": name, "T": int(T), "history": d.history, "horizon": d.horizon,
+        "bounds": {k: [int(lo), int(hi)] for k, (lo, hi) in bounds.items()},
+        "n_windows": {k: int((w["split"] == k).sum()) for k in bounds},
+        "grid": [int(H), int(W)], "channels": int(C), "channel_names": [str(c) for c in grid["channel"].values],
+        "interval_minutes": int(grid.attrs["interval_minutes"]), "start": str(np.datetime_as_string(times[0], unit="s")),
+        "scale_1e3": bool(spec.scale_1e3), "scaler": d.scaler, "split": list(d.split),
+        "input_sha256": grid.attrs.get("input_sha256"),
+    }
+    with atomic_path(paths.split_dir) as tmp:
+        tmp.mkdir()
+        w.to_parquet(tmp / "windows.parquet", index=False)
+        scaler.save(tmp / "scaler.json")
+        write_json(tmp / "meta.json", meta)
+    return meta

@@ -1,0 +1,94 @@
+"""``WindowDataset``: the torch Dataset over the split stage's outputs.
+
+``WindowDataset(paths, split)[i]`` -> ``{"x", "x_flow", "y", "y_flow", "t0"}``: ``x``/``y`` are float32 ``(T, C, H, W)``
+tensors of the *scaled* series (history / horizon steps), ``x_flow = scale_diff(dflow[t0 : t0+h])`` and
+``y_flow = scale_diff(dflow[t0+h : t0+h+f])``, and ``t0`` is the absolute index of the first input step (int64 scalar).
+On construction it reads only its split's time range ``bounds[split]`` from the grid and flow Zarr stores (one slice,
+loaded into memory: a split is small), so it never touches another split's steps.
+
+Grids whose H or W is not divisible by the model's patch size are **not** padded here: the model pads (and crops its
+output back) so that every stored value and every metric is on the original grid.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stvfm.data.scaler import Scaler
+from stvfm.errors import DataError
+from stvfm.io import read_json
+
+__all__ = ["WindowDataset", "Scaler", "load_range"]
+
+
+def load_range(store, var: str, lo: int, hi: int) -> np.ndarray:
+    """Steps ``[lo, hi)`` of ``var`` from a Zarr store as (T, C, H, W) float32."""
+    import xarray as xr
+
+    try:
+        ds = xr.open_zarr(store, consolidated=False)
+    except Exception as e:
+        raise DataError(f"cannot open Zarr store ({e}); rerun `dvc repro`", path=str(store)) from None
+    if var not in ds.data_vars:
+        raise DataError(f"no variable '{var}' in the store", path=str(store))
+    a = ds[var].isel(time=slice(lo, hi)).values.astype(np.float32)  # (T, H, W, C)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+try:  # torch is a hard dependency of the project; keep the import local to this module
+    from torch.utils.data import Dataset as _TorchDataset
+except ImportError:  # pragma: no cover
+    _TorchDataset = object  # type: ignore[misc,assignment]
+
+
+class WindowDataset(_TorchDataset):
+    def __init__(self, paths, split: str):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        for p in (paths.split_meta, paths.windows, paths.scaler, paths.grid_zarr, paths.flow_zarr):
+            if not p.exists():
+                raise DataError(f"missing split-stage output; run `dvc repro split@{paths.name}` "
+                                f"(or `stvfm data split {paths.name}`)", dataset=paths.name, path=str(p))
+        self.paths = paths
+        self.split = split
+        self.meta: dict[str, Any] = read_json(paths.split_meta)
+        self.history = int(self.meta["history"])
+        self.horizon = int(self.meta["horizon"])
+        self.lo, self.hi = (int(v) for v in self.meta["bounds"][split])
+        w = pd.read_parquet(paths.windows, filters=[("split", "==", split)])
+        self.t0 = w["t0"].to_numpy(np.int64)
+        self.time = w["time"].to_numpy() if "time" in w else None
+        L = self.history + self.horizon
+        if len(self.t0) and (self.t0.min() < self.lo or self.t0.max() + L > self.hi):
+            raise DataError(f"windows.parquet has {split} windows outside the split {self.lo}..{self.hi}",
+                            dataset=paths.name, path=str(paths.windows))
+        self.scaler = Scaler.load(paths.scaler)
+        self._x = self.scaler.transform(load_range(paths.grid_zarr, "flow", self.lo, self.hi)).astype(np.float32)
+        self._f = self.scaler.scale_diff(load_range(paths.flow_zarr, "dflow", self.lo, self.hi)).astype(np.float32)
+
+    def __len__(self) -> int:
+        return int(self.t0.shape[0])
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self._x.shape[2:])  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        return int(self._x.shape[1])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        t0 = int(self.t0[i])
+        a = t0 - self.lo
+        h, f = self.history, self.horizon
+        return {
+            "x": torch.from_numpy(self._x[a:a + h]),
+            "x_flow": torch.from_numpy(self._f[a:a + h]),
+            "y": torch.from_numpy(self._x[a + h:a + h + f]),
+            "y_flow": torch.from_numpy(self._f[a + h:a + h + f]),
+            "t0": torch.tensor(t0, dtype=torch.int64),
+        }

@@ -1,0 +1,63 @@
+"""``data/sources.lock.json``: sha256 pins for published files that have no published checksum.
+
+The first verified download of such a file (from the network or the mirror directory) records its sha256 here;
+every later download of the same URL must match it. The file is committed, so a clone checks what the project saw.
+
+Layout::
+
+    {"version": 1, "files": {"<url>": {"filename": "...", "sha256": "...", "bytes": 123, "pinned": "<UTC ISO>"}}}
+
+To accept a new upstream release on purpose, delete its entry (or the whole file) and download again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stvfm.errors import DataError
+from stvfm.io import read_json, write_json
+
+LOCK_NAME = "sources.lock.json"
+VERSION = 1
+
+
+def lock_path(root: str | Path, data_root: str = "data") -> Path:
+    return Path(root) / data_root / LOCK_NAME
+
+
+@dataclass
+class SourcesLock:
+    path: Path
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dirty: bool = False
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SourcesLock":
+        path = Path(path)
+        if not path.exists():
+            return cls(path)
+        try:
+            raw = read_json(path)
+            files = raw["files"]
+            if not isinstance(files, dict):
+                raise TypeError("'files' is not a mapping")
+        except Exception as e:  # noqa: BLE001 - any parse problem is the same user-facing error
+            raise DataError(f"lock file is not valid ({e}); fix it or delete it to re-pin on the next download",
+                            path=str(path)) from e
+        return cls(path, dict(files))
+
+    def sha256(self, url: str) -> str | None:
+        entry = self.files.get(url)
+        return entry.get("sha256") if entry else None
+
+    def pin(self, url: str, filename: str, sha256: str, nbytes: int) -> None:
+        self.files[url] = {"filename": filename, "sha256": sha256, "bytes": int(nbytes),
+                           "pinned": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()}
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.dirty:
+            write_json(self.path, {"version": VERSION, "files": dict(sorted(self.files.items()))})
+            self.dirty = False

@@ -1,0 +1,188 @@
+"""Flow, split lengths, window placement, train-only scaler, no leak, WindowDataset values."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from data_helpers import leftovers, npz_dataset, series
+from stvfm.data.flow import st_flow
+from stvfm.data.scaler import Scaler
+from stvfm.data.split import make_windows, split_bounds
+from stvfm.data.stages import run_flow, run_grid, run_split
+from stvfm.data.windows import WindowDataset
+from stvfm.errors import DataError
+from stvfm.paths import dataset_paths
+
+
+def run_all(root, name, params):
+    run_grid(name, params, root)
+    run_flow(name, params, root)
+    return run_split(name, params, root)
+
+
+def test_st_flow_values():
+    x = np.array([[1.0, 2.0], [4.0, 2.0], [3.0, 7.0]], np.float32)
+    np.testing.assert_array_equal(st_flow(x), [[0, 0], [3, 0], [-1, 5]])
+    assert st_flow(x).dtype == np.float32
+
+
+def test_split_lengths_and_window_counts():
+    b = split_bounds(100, [0.7, 0.15, 0.15])
+    assert b == {"train": (0, 70), "val": (70, 85), "test": (85, 100)}
+    w = make_windows(b, 6, 6)
+    assert w.groupby("split").size().to_dict() == {"test": 4, "train": 59, "val": 4}
+    assert split_bounds(1369, [0.7, 0.15, 0.15]) == {"train": (0, 958), "val": (958, 1163), "test": (1163, 1369)}
+    assert split_bounds(10, [0.5, 0.3, 0.2]) == {"train": (0, 5), "val": (5, 8), "test": (8, 10)}
+
+
+def test_no_window_crosses_a_boundary():
+    b = split_bounds(237, [0.7, 0.15, 0.15])
+    w = make_windows(b, 6, 6)
+    for s, (lo, hi) in b.items():
+        t0 = w.loc[w["split"] == s, "t0"].to_numpy()
+        assert t0.min() == lo and t0.max() + 12 == hi  # first and last window touch the split edges, no further
+        np.testing.assert_array_equal(np.diff(t0), 1)
+
+
+def test_stage_outputs(tmp_path):
+    flow = series(T=100, H=4, W=3)
+    params = npz_dataset(tmp_path, "toy", flow)
+    meta = run_all(tmp_path, "toy", params)
+    p = dataset_paths("toy", tmp_path)
+    assert meta["T"] == 100 and meta["bounds"] == {"train": [0, 70], "val": [70, 85], "test": [85, 100]}
+    assert meta["n_windows"] == {"train": 59, "val": 4, "test": 4}
+    assert meta["grid"] == [4, 3] and meta["channels"] == 2 and meta["interval_minutes"] == 60
+    assert meta["start"] == "2024-01-01T00:00:00" and meta["channel_names"] == ["inflow", "outflow"]
+    assert json.loads(p.split_meta.read_text()) == meta
+    w = pd.read_parquet(p.windows)
+    assert list(w.columns) == ["split", "t0", "time"] and len(w) == 67
+    assert w.loc[w.split == "val", "time"].iloc[0] == pd.Timestamp("2024-01-01T00:00") + pd.Timedelta(hours=76)
+    sc = json.loads(p.scaler.read_text())
+    np.testing.assert_allclose(sc["mean"], flow[:70].reshape(-1, 2).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(sc["std"], flow[:70].reshape(-1, 2).std(0), rtol=1e-6)
+    assert set(sc) == {"kind", "mean", "std", "scale_diff"} and sc["kind"] == "standard"
+    assert sc["scale_diff"] == sc["std"]
+    stats = pd.read_parquet(p.grid_stats)
+    assert list(stats["channel"]) == ["inflow", "outflow"]
+    assert stats["max"].tolist() == flow.reshape(-1, 2).max(0).tolist()
+    # Zarr chunks: one chunk file per array here (well under chunk_mb), never many tiny files
+    assert len([f for f in p.grid_zarr.rglob("*") if f.is_file()]) < 10
+
+
+def test_zarr_chunks_follow_chunk_mb(tmp_path):
+    import xarray as xr
+
+    flow = series(T=100, H=16, W=8)  # one frame = 16*8*2*4 = 1024 bytes
+    params = npz_dataset(tmp_path, "toy", flow)
+    params.data.chunk_mb = 32 * 1024 / 2**20  # 32 frames per chunk
+    run_grid("toy", params, tmp_path)
+    run_flow("toy", params, tmp_path)
+    p = dataset_paths("toy", tmp_path)
+    assert xr.open_zarr(p.grid_zarr, consolidated=False)["flow"].encoding["chunks"] == (32, 16, 8, 2)
+    assert xr.open_zarr(p.flow_zarr, consolidated=False)["dflow"].encoding["chunks"] == (32, 16, 8, 2)
+    assert len(list((p.grid_zarr / "flow" / "c").rglob("*"))) >= 4  # ceil(100 / 32) chunk files (+ dirs)
+
+
+def test_window_dataset_values(tmp_path):
+    flow = series(T=100, H=4, W=3)
+    params = npz_dataset(tmp_path, "toy", flow)
+    run_all(tmp_path, "toy", params)
+    p = dataset_paths("toy", tmp_path)
+    ds = WindowDataset(p, "val")
+    assert len(ds) == 4
+    item = ds[1]
+    assert set(item) == {"x", "x_flow", "y", "y_flow", "t0"}
+    for k in ("x", "x_flow", "y", "y_flow"):
+        assert item[k].shape == (6, 2, 4, 3) and item[k].dtype == torch.float32
+    t0 = int(item["t0"])
+    assert t0 == 71
+    mean = flow[:70].reshape(-1, 2).mean(0)
+    std = flow[:70].reshape(-1, 2).std(0)
+    raw = flow.transpose(0, 3, 1, 2)  # (T, C, H, W)
+    z = (raw - mean[None, :, None, None]) / std[None, :, None, None]
+    d = st_flow(raw) / std[None, :, None, None]
+    np.testing.assert_allclose(item["x"].numpy(), z[t0:t0 + 6], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["y"].numpy(), z[t0 + 6:t0 + 12], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["x_flow"].numpy(), d[t0:t0 + 6], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["y_flow"].numpy(), d[t0 + 6:t0 + 12], rtol=1e-5, atol=1e-6)
+    # the target flow continues the scaled series: y_flow[0] = y[0] - x[-1]
+    np.testing.assert_allclose(item["y_flow"][0].numpy(), (item["y"][0] - item["x"][-1]).numpy(), atol=1e-5)
+    # inverse of the scaler restores counts
+    np.testing.assert_allclose(ds.scaler.inverse(item["y"]).numpy(), raw[t0 + 6:t0 + 12], atol=1e-4)
+    assert len(WindowDataset(p, "train")) == 59 and int(WindowDataset(p, "test")[3]["t0"]) == 88
+
+
+def test_scaler_uses_only_train(tmp_path):
+    flow = series(T=100, H=4, W=3)
+    run_all(tmp_path / "a", "toy", npz_dataset(tmp_path / "a", "toy", flow))
+    perturbed = flow.copy()
+    perturbed[70:] = perturbed[70:] * 10 + 1000  # val and test changed beyond recognition
+    run_all(tmp_path / "b", "toy", npz_dataset(tmp_path / "b", "toy", perturbed))
+    a = (tmp_path / "a/data/split/toy/scaler.json").read_text()
+    b = (tmp_path / "b/data/split/toy/scaler.json").read_text()
+    assert a == b
+    # and the train windows are unchanged
+    xa, xb = WindowDataset(dataset_paths("toy", tmp_path / "a"), "train"), WindowDataset(dataset_paths("toy", tmp_path / "b"), "train")
+    for i in (0, 30, 58):
+        for k in ("x", "x_flow", "y", "y_flow"):
+            assert torch.equal(xa[i][k], xb[i][k])
+
+
+def test_no_leak_from_future_steps(tmp_path):
+    """Perturbing every step after a window's last input leaves its inputs (x, x_flow) bit-identical."""
+    flow = series(T=100, H=4, W=3)
+    run_all(tmp_path / "a", "toy", npz_dataset(tmp_path / "a", "toy", flow))
+    cut = 78  # val window t0=72 has inputs 72..77; steps >= 78 are its future
+    perturbed = flow.copy()
+    perturbed[cut:] += 500
+    run_all(tmp_path / "b", "toy", npz_dataset(tmp_path / "b", "toy", perturbed))
+    va = WindowDataset(dataset_paths("toy", tmp_path / "a"), "val")
+    vb = WindowDataset(dataset_paths("toy", tmp_path / "b"), "val")
+    i = int(np.flatnonzero(va.t0 == 72)[0])
+    assert torch.equal(va[i]["x"], vb[i]["x"]) and torch.equal(va[i]["x_flow"], vb[i]["x_flow"])
+    assert not torch.equal(va[i]["y"], vb[i]["y"])  # the target does see the perturbation
+
+
+def test_minmax_scaler(tmp_path):
+    flow = series(T=100, H=4, W=3)
+    params = npz_dataset(tmp_path, "toy", flow)
+    params.data.scaler = "minmax"
+    run_all(tmp_path, "toy", params)
+    p = dataset_paths("toy", tmp_path)
+    sc = json.loads(p.scaler.read_text())
+    assert sc["kind"] == "minmax" and sc["min"] == flow[:70].reshape(-1, 2).min(0).tolist()
+    assert sc["max"] == flow[:70].reshape(-1, 2).max(0).tolist()
+    np.testing.assert_allclose(sc["scale_diff"], (np.array(sc["max"]) - sc["min"]) / 2)
+    x = WindowDataset(p, "train")[0]["x"]
+    s = Scaler.load(p.scaler)
+    np.testing.assert_allclose(s.inverse(x).numpy(), flow[:6].transpose(0, 3, 1, 2), atol=1e-4)
+    assert float(WindowDataset(p, "train")._x.min()) == pytest.approx(-1.0)
+    np.testing.assert_allclose(s.scale_diff(np.ones((1, 2, 1, 1))).ravel(), 2 / (np.array(sc["max"]) - sc["min"]))
+
+
+def test_too_short_series_refused(tmp_path):
+    params = npz_dataset(tmp_path, "toy", series(T=60, H=2, W=2))
+    run_grid("toy", params, tmp_path)
+    run_flow("toy", params, tmp_path)
+    with pytest.raises(DataError, match=r"dataset 'toy'.*60 steps is too short: split lengths train 42, val 9, test 9 "
+                                        r"steps.*needs 12 steps.*at least 80 steps"):
+        run_split("toy", params, tmp_path)
+    assert not (tmp_path / "data/split/toy").exists() and leftovers(tmp_path / "data/split") == []
+
+
+def test_scaler_constant_channel_and_layouts():
+    x = np.stack([np.full((10, 2, 2), 3.0), np.arange(40.0).reshape(10, 2, 2)], axis=-1)  # (T, H, W, C)
+    s = Scaler.fit(x, "standard", channel_axis=-1)
+    assert s.to_dict()["std"][0] == 1.0 and s.to_dict()["mean"][0] == 3.0
+    z = s.transform(x, channel_axis=-1)
+    np.testing.assert_allclose(z[..., 0], 0.0)
+    np.testing.assert_allclose(s.inverse(z, channel_axis=-1), x)
+    t = torch.from_numpy(x.transpose(0, 3, 1, 2)).float()[None]  # (B, T, C, H, W)
+    np.testing.assert_allclose(s.inverse(s.transform(t)).numpy(), t.numpy(), rtol=1e-6)
+    assert Scaler.from_dict(s.to_dict()).to_dict() == s.to_dict()
+    with pytest.raises(Exception, match="data.scaler: 'robust'"):
+        Scaler.fit(x, "robust")
