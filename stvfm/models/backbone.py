@@ -1,0 +1,241 @@
+"""The frozen vision foundation model (VFM): our backbone names -> timm models, D_VFM, and offline weight loading.
+
+Only the VFM's Transformer blocks and final norm are used (plus ``norm_pre``, which is an identity except for CLIP's
+``ln_pre``). Its patch embedding, image positional embedding, class token and head are dropped: ST-VFM feeds its own
+tokens (one per Ps×Ps patch of the grid, with its own learnable positional embedding, Eq. 8) and needs no class
+token, since the decoder predicts every patch and never reads a pooled image feature.
+
+Weights come from a local file (``model.weights``) and are loaded through timm's own checkpoint converter
+(``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))``), so the official DINOv2
+release file, timm/HF ``.safetensors`` files and plain state dicts all load; nothing touches the network here.
+``torch.load`` runs with ``weights_only=True`` (timm's default for files).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stvfm.errors import ConfigError, WeightsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A published weights file whose size and sha256 we know: a file with this name must match them."""
+
+    filename: str
+    bytes: int
+    sha256: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str  # our name (model.backbone)
+    timm_name: str  # timm registry name
+    embed_dim: int  # D_VFM
+    depth: int  # number of Transformer blocks
+    title: str = ""
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model kwargs (architecture overrides)
+    known_files: tuple[KnownFile, ...] = ()
+    # where `stvfm weights fetch` gets the file: ("url", url, filename) or ("hf", repo_id, filename)
+    fetch: tuple[str, str, str] | None = None
+
+
+_DINOV2_S = KnownFile(
+    "dinov2_vits14_pretrain.pth", 88_283_115, "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9",
+    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth")
+
+BACKBONES: dict[str, BackboneSpec] = {
+    s.name: s
+    for s in [
+        BackboneSpec("dinov2_vits14", "vit_small_patch14_dinov2", 384, 12, "DINOv2 ViT-S/14 (the paper's primary VFM)",
+                     # the official checkpoint's pos-embed is 37×37 (518 px); build at that size so it loads unchanged
+                     timm_kwargs={"img_size": 518}, known_files=(_DINOV2_S,),
+                     fetch=("url", _DINOV2_S.url, _DINOV2_S.filename)),
+        # OpenAI CLIP uses QuickGELU: timm's vit_base_patch16_clip_224 with act_layer=quick_gelu is exactly
+        # timm's vit_base_patch16_clip_quickgelu_224 (same tensors, the activation the weights were trained with).
+        BackboneSpec("clip_vitb16", "vit_base_patch16_clip_224", 768, 12, "CLIP ViT-B/16 (OpenAI) image tower",
+                     timm_kwargs={"act_layer": "quick_gelu"},
+                     fetch=("hf", "timm/vit_base_patch16_clip_224.openai", "model.safetensors")),
+        BackboneSpec("deit_vitb16", "deit_base_patch16_224", 768, 12, "DeiT-B/16 (ImageNet-1k, supervised)",
+                     fetch=("hf", "timm/deit_base_patch16_224.fb_in1k", "model.safetensors")),
+        BackboneSpec("vit_tiny", "vit_tiny_patch16_224", 192, 12, "ViT-Ti/16 (CPU profile)",
+                     fetch=("hf", "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors")),
+    ]
+}
+
+
+def register_backbone(spec: BackboneSpec) -> None:
+    """Add (or replace) a backbone entry, e.g. a tiny test ViT or a user's own timm model."""
+    BACKBONES[spec.name] = spec
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ConfigError(f"model.backbone: unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}") from None
+
+
+@dataclass
+class BackboneInfo:
+    """What was built, for logging with a training run (``to_dict()`` goes into checkpoints and MLflow)."""
+
+    name: str
+    timm_name: str
+    embed_dim: int
+    pretrained: bool
+    weights_path: str | None = None
+    weights_sha256: str | None = None
+    random_init_reason: str | None = None
+    blocks_used: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def default_weights_dir() -> Path:
+    """Where ``stvfm weights fetch`` saves files: ``$STVFM_WEIGHTS_DIR`` or ``~/.cache/stvfm/weights``."""
+    env = os.environ.get("STVFM_WEIGHTS_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "stvfm" / "weights"
+
+
+def fetch_target(spec: BackboneSpec, cache_dir: str | Path | None = None) -> Path:
+    """The file path ``stvfm weights fetch <backbone>`` writes (shown in error messages)."""
+    d = Path(cache_dir) if cache_dir is not None else default_weights_dir()
+    if spec.fetch is None:
+        return d / f"{spec.name}.pth"
+    kind, _, filename = spec.fetch
+    return d / filename if kind == "url" else d / spec.name / filename
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def known_file_for(path: str | Path, spec: BackboneSpec | None = None) -> KnownFile | None:
+    """The known published file with this file name (in ``spec`` or, without one, in any backbone)."""
+    name = Path(path).name
+    specs = [spec] if spec is not None else list(BACKBONES.values())
+    for s in specs:
+        for k in s.known_files:
+            if k.filename == name:
+                return k
+    return None
+
+
+def verify_weights_file(path: str | Path, spec: BackboneSpec | None = None, key: str = "model.weights") -> str:
+    """Check that ``path`` exists and, when it is a known published file, that size and sha256 match. Returns sha256."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{key}: weights file '{p}' not found; fetch it with `stvfm weights fetch "
+                           f"{spec.name if spec else '<backbone>'}` or correct the path")
+    known = known_file_for(p, spec)
+    size = p.stat().st_size
+    if known is not None and size != known.bytes:
+        raise WeightsError(f"{key}: '{p}' has {size:,} bytes but the published {known.filename} has {known.bytes:,} "
+                           f"(truncated or a different file); download it again with `stvfm weights fetch`")
+    digest = sha256_file(p)
+    if known is not None and digest != known.sha256:
+        raise WeightsError(f"{key}: '{p}' has sha256 {digest} but the published {known.filename} has {known.sha256}; "
+                           f"the file is corrupt or not the official release: download it again with `stvfm weights fetch`")
+    return digest
+
+
+class FrozenVFM(nn.Module):
+    """The VFM's blocks (optionally wrapped with adapters) and final norm, applied to (batch, tokens, D_VFM).
+
+    Frozen parameters have ``requires_grad=False``; the module stays in eval mode whatever ``train()`` says, except
+    for trainable sub-modules (adapters), which follow the requested mode.
+    """
+
+    def __init__(self, vit: nn.Module, blocks: int | None = None):
+        super().__init__()
+        all_blocks = list(vit.blocks)
+        n = len(all_blocks) if blocks is None else blocks
+        self.norm_pre = getattr(vit, "norm_pre", None) or nn.Identity()
+        self.blocks = nn.ModuleList(all_blocks[:n])
+        self.norm = vit.norm
+        self.embed_dim = int(vit.embed_dim)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenVFM":
+        self.training = mode
+        for m in self.modules():
+            if m is self:
+                continue
+            m.training = mode and any(p.requires_grad for p in m.parameters())  # adapters: yes; frozen parts: no
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm_pre(x)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+
+def create_vit(spec: BackboneSpec, weights: str | Path | None = None) -> nn.Module:
+    """A timm ViT for ``spec``; with ``weights`` loaded from that local file (offline, via timm's converter)."""
+    import timm
+
+    kwargs: dict[str, Any] = dict(num_classes=0, **spec.timm_kwargs)
+    if weights is None:
+        return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+    # timm logs "Loading pretrained weights from file" at INFO; failures below become WeightsError
+    try:
+        return timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
+                                 **kwargs)
+    except (RuntimeError, KeyError, ValueError, OSError, EOFError) as e:
+        raise WeightsError(f"model.weights: '{weights}' could not be loaded into {spec.timm_name} "
+                           f"(backbone '{spec.name}'): {type(e).__name__}: {str(e)[:400]}. Point model.weights at a "
+                           f"checkpoint of this backbone (`stvfm weights fetch {spec.name}`)") from e
+    except Exception as e:  # torch.load's UnpicklingError for pickles that are not plain tensors
+        if type(e).__name__ == "UnpicklingError":
+            raise WeightsError(f"model.weights: '{weights}' is not a plain weights file that loads with "
+                               f"weights_only=True: {str(e)[:300]}") from e
+        raise
+
+
+def build_backbone(name: str, weights: str | None = None, allow_random_init: bool = False,
+                   vfm_blocks: int | None = None) -> tuple[FrozenVFM, BackboneInfo]:
+    """Frozen VFM + the :class:`BackboneInfo` describing it. Raises WeightsError when no weights are available."""
+    spec = get_backbone_spec(name)
+    if vfm_blocks is not None and not 1 <= vfm_blocks <= spec.depth:
+        raise ConfigError(f"model.vfm_blocks: {vfm_blocks} is outside 1..{spec.depth} for backbone '{name}'; "
+                          f"use null for all {spec.depth} blocks")
+    if weights:
+        digest = verify_weights_file(weights, spec)
+        vit = create_vit(spec, weights)
+        info = BackboneInfo(name, spec.timm_name, spec.embed_dim, True, str(weights), digest)
+    else:
+        if not allow_random_init:
+            target = fetch_target(spec)
+            raise WeightsError(
+                f"model.weights is not set for backbone '{name}': set model.weights to a local weights file "
+                f"(`stvfm weights fetch {name}` saves it to {target}), or set model.allow_random_init: true to train "
+                f"on a randomly initialised VFM (logged as such)")
+        reason = "model.weights not set and model.allow_random_init is true"
+        log.warning("backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name,
+                    reason)
+        vit = create_vit(spec, None)
+        info = BackboneInfo(name, spec.timm_name, spec.embed_dim, False, None, None, reason)
+    vfm = FrozenVFM(vit, vfm_blocks)
+    info.blocks_used = len(vfm.blocks)
+    del vit
+    return vfm, info

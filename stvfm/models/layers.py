@@ -1,0 +1,63 @@
+"""Small Transformer building blocks shared by the temporal encoder, the decoder and the cross-prompt blocks.
+
+A lean pre-norm block on (batch, L, D) that calls ``F.scaled_dot_product_attention`` directly. It computes the same
+function as ``nn.TransformerEncoderLayer(norm_first=True, activation="gelu")`` but avoids the sequence-first
+transposes and copies of ``nn.MultiheadAttention``, which dominate for the many short sequences here (B·N_s
+sequences of T = 6..12 steps).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, d = x.shape
+    return x.view(b, n, heads, d // heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, n, dh = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * dh)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention over the tokens' own keys/values, plus optional extra (prompt) keys/values."""
+
+    def __init__(self, dim: int, heads: int, extra_kv: bool = False):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.prompt_kv = nn.Linear(dim, 2 * dim) if extra_kv else None  # extra tokens -> K/V space
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        h = self.heads
+        qkv = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if extra is not None and extra.shape[1] > 0:
+            if self.prompt_kv is None:
+                raise ValueError("this attention layer takes no extra keys/values")
+            kp, vp = self.prompt_kv(extra).view(b, extra.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+            k, v = torch.cat([k, kp], dim=2), torch.cat([v, vp], dim=2)
+        return self.proj(merge_heads(F.scaled_dot_product_attention(q, k, v)))
+
+
+class TransformerBlock(nn.Module):
+    """x = x + attn(LN(x) [, extra]);  x = x + FFN(LN(x))   (pre-norm, GELU FFN of width 4·D)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, extra_kv: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, extra_kv)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), extra))
+        return x + self.drop(self.mlp(self.norm2(x)))
