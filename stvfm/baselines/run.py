@@ -1,0 +1,144 @@
+"""Run the baselines of one dataset under the same splits, windows and metrics as the model.
+
+Writes ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``, the DVC metric), ``metrics/<ds>/baselines_detail.json``
+(per-step errors, window counts, seconds, settings) and logs one MLflow run per baseline in the dataset's experiment.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stvfm.baselines.arima import ArimaForecaster, ArimaSettings
+from stvfm.baselines.common import load_series_split, score
+from stvfm.baselines.ha import HistoricalAverage
+from stvfm.baselines.persistence import persistence_forecast
+from stvfm.config import Params, flatten
+from stvfm.errors import ConfigError
+from stvfm.io import read_json, write_json
+from stvfm.paths import dataset_paths
+
+log = logging.getLogger(__name__)
+
+METHODS = ("persistence", "ha", "arima", "stid")
+# STID is trained by the project's loop with these overrides on top of params.yaml (``baselines.stid.overrides``
+# replaces/extends them). ``model.arch: stid`` makes stvfm.models.factory build stvfm.baselines.stid.STID.
+STID_DEFAULT_OVERRIDES = {"model.arch": "stid", "train.use_ray": False, "train.epochs": 10, "train.lr": 0.002,
+                          "train.patience": 5, "train.max_batches_per_epoch": None}
+
+
+@dataclass
+class BaselinesConfig:
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    ha_period: str = "day"
+    arima: ArimaSettings = field(default_factory=ArimaSettings)
+    stid_overrides: dict[str, Any] = field(default_factory=lambda: dict(STID_DEFAULT_OVERRIDES))
+    stid_time_identity: bool = True
+    stid_torch_threads: int | None = 1  # the tiny MLP trains faster on 1 thread than on 2 contended ones
+
+    @classmethod
+    def from_params(cls, section: dict | None) -> "BaselinesConfig":
+        s = dict(section or {})
+        unknown = set(s) - {"methods", "ha", "arima", "stid"}
+        if unknown:
+            raise ConfigError(f"params.yaml baselines: unknown key(s) {', '.join(sorted(unknown))}; "
+                              "allowed: methods, ha, arima, stid")
+        methods = list(s.get("methods", METHODS))
+        bad = [m for m in methods if m not in METHODS]
+        if bad:
+            raise ConfigError(f"params.yaml baselines.methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
+        ha = dict(s.get("ha") or {})
+        if set(ha) - {"period"}:
+            raise ConfigError("params.yaml baselines.ha: only 'period' (day | week) is allowed")
+        stid = dict(s.get("stid") or {})
+        if set(stid) - {"overrides", "time_identity", "torch_threads"}:
+            raise ConfigError("params.yaml baselines.stid: allowed keys are overrides (a mapping of dotted params), "
+                              "time_identity (true/false), torch_threads (int or null)")
+        overrides = dict(STID_DEFAULT_OVERRIDES)
+        extra = stid.get("overrides") or {}
+        if not isinstance(extra, dict):
+            raise ConfigError(f"params.yaml baselines.stid.overrides: expected a mapping of params, got {extra!r}")
+        overrides.update(flatten(extra))  # nested {train: {epochs: 10}} or dotted {train.epochs: 10}
+        overrides["model.arch"] = "stid"
+        threads = stid.get("torch_threads", 1)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"params.yaml baselines.stid.torch_threads: expected a positive integer or null, got {threads!r}")
+        return cls(methods, str(ha.get("period", "day")), ArimaSettings.from_params(s.get("arima")), overrides,
+                   bool(stid.get("time_identity", True)), threads)
+
+
+def run_baselines(name: str, params: Params, root: str | Path = ".", methods: list[str] | None = None,
+                  log_mlflow: bool = True) -> dict[str, dict[str, float]]:
+    """Score the configured baselines on ``name``'s test windows; write the metrics files; return ``{name: {mae, rmse}}``."""
+    root = Path(root)
+    cfg = BaselinesConfig.from_params(params.baselines)
+    subset = bool(methods)
+    methods = methods or cfg.methods
+    paths = dataset_paths(name, root, params.data.root)
+    data = load_series_split(paths)
+    h, o = data.history, data.horizon
+    detail: dict[str, dict[str, Any]] = {}
+
+    for m in methods:
+        t = time.perf_counter()
+        if m == "persistence":
+            res = score(data, lambda s, t0: persistence_forecast(s, t0, h, o))
+            res["settings"] = {"rule": "repeat the last input step"}
+        elif m == "ha":
+            model = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range,
+                                          cfg.ha_period)
+            res = score(data, lambda s, t0: model.forecast(t0, h, o))
+            res["settings"] = {"period": cfg.ha_period, "fitted_on": "train split", "empty_slots": model.empty_slots,
+                               "empty_slot_fallback": "train mean of the cell/channel"}
+        elif m == "arima":
+            fc = ArimaForecaster.fit(data.series, data.train_range, cfg.arima)
+            res = score(data, lambda s, t0: fc.forecast(s, t0, h, o), chunk=len(data.windows["test"]))
+            res["settings"] = {"order": list(cfg.arima.order), "max_fit_steps": cfg.arima.max_fit_steps,
+                               "method": cfg.arima.method, "series": fc.n_series,
+                               "constant_series": fc.constant_series, "failed_fits": fc.failed_fits,
+                               "ar_fallbacks": fc.ar_fallbacks,
+                               "forecast": "ARMA recursion with the fitted params fixed, from the window's last input"}
+        else:  # stid
+            from stvfm.baselines.fit import train_and_test, with_overrides
+
+            import torch
+
+            sp = with_overrides(params, cfg.stid_overrides)
+            threads = torch.get_num_threads()
+            if cfg.stid_torch_threads:
+                torch.set_num_threads(int(cfg.stid_torch_threads))
+            try:
+                res = train_and_test(sp, name, root, name=f"{name}-stid", time_identity=cfg.stid_time_identity)
+            finally:
+                torch.set_num_threads(threads)
+            res["settings"] = {"overrides": cfg.stid_overrides, "time_identity": res["time_identity"],
+                               "torch_threads": cfg.stid_torch_threads}
+        res["seconds"] = time.perf_counter() - t
+        detail[m] = res
+        log.info("%s %s: MAE %.4f RMSE %.4f (%.1f s)", name, m, res["mae"], res["rmse"], res["seconds"])
+
+    computed = dict(detail)
+    summary = {m: {"mae": r["mae"], "rmse": r["rmse"]} for m, r in detail.items()}
+    paths.metrics_dir.mkdir(parents=True, exist_ok=True)
+    if subset:  # a partial run (CLI --method) keeps the other baselines' earlier results
+        old_s, old_d = paths.metrics_dir / "baselines.json", paths.metrics_dir / "baselines_detail.json"
+        if old_s.is_file() and old_d.is_file():
+            summary = {**read_json(old_s), **summary}
+            detail = {**read_json(old_d).get("baselines", {}), **detail}
+    write_json(paths.metrics_dir / "baselines_detail.json", {"dataset": name, "baselines": detail})
+    write_json(paths.metrics_dir / "baselines.json", summary)
+    if log_mlflow:
+        from stvfm.report.tracking import log_result
+
+        for m, r in computed.items():  # only what this invocation computed
+            log_result(params, name, root, run_name=f"baseline-{m}", kind="baseline",
+                       run_params={"baseline": m, **_flat_settings(r.get("settings", {}))},
+                       metrics={"test_mae": r["mae"], "test_rmse": r["rmse"], "seconds": r["seconds"]},
+                       per_step=r.get("per_step"), history=r.get("history"))
+    return summary
+
+
+def _flat_settings(s: dict[str, Any]) -> dict[str, Any]:
+    return {f"settings.{k}": v for k, v in flatten(s).items()}

@@ -1,0 +1,124 @@
+"""Gather one dataset's results (stage outputs) and the paper's matching rows into one dict for the report.
+
+Reads (all optional except the split meta): ``data/split/<ds>/meta.json``, ``metrics/<ds>/test.json`` (evaluate),
+``metrics/<ds>/baselines.json`` + ``baselines_detail.json`` (baselines), ``metrics/<ds>/sweeps/*.json`` (sweeps, only
+the variants/backbones listed in ``params.sweeps``), ``models/<ds>/history.json`` / ``train.json`` (train).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from stvfm import paper
+from stvfm.config import Params
+from stvfm.datasets.registry import DATASETS, get_spec
+from stvfm.io import read_json
+from stvfm.paths import dataset_paths
+from stvfm.report.sweep import SweepConfig, sweep_path
+
+# our result name -> the paper's Table 2 method
+PAPER_METHOD = {"persistence": None, "ha": "HA", "arima": "ARIMA", "stid": "STID", "full": "ST-VFM"}
+LABEL = {"persistence": "Persistence", "ha": "HA", "arima": "ARIMA", "stid": "STID", "full": "ST-VFM (full)"}
+
+
+def _maybe(path: Path) -> Any:
+    return read_json(path) if path.is_file() else None
+
+
+def data_span(meta: dict) -> dict[str, Any]:
+    start = dt.datetime.fromisoformat(str(meta["start"]))
+    step = dt.timedelta(minutes=int(meta["interval_minutes"]))
+    end = start + step * (int(meta["T"]) - 1)
+    return {"start": start.isoformat(timespec="minutes"), "end": end.isoformat(timespec="minutes"),
+            "steps": int(meta["T"]), "interval_minutes": int(meta["interval_minutes"]),
+            "days": round(int(meta["T"]) * step.total_seconds() / 86400, 1)}
+
+
+def comparability(spec, span: dict[str, Any]) -> tuple[str, str | None, str]:
+    """(level, paper dataset, sentence). level: comparable | sample | indicative | not-comparable | none."""
+    if spec.kind == "paper":
+        ps = DATASETS[spec.name].span
+        full = span["start"][:10] == ps[0] and span["end"][:10] == ps[1]
+        return ("comparable" if full else "sample", spec.name,
+                f"the paper's dataset {spec.title}; " + ("its full span." if full else
+                                                         f"our data covers {span['start'][:10]}..{span['end'][:10]}, "
+                                                         f"the paper's span is {ps[0]}..{ps[1]}."))
+    like = spec.like
+    if spec.kind == "synthetic":
+        return ("not-comparable", like, f"SYNTHETIC data (a generated city shaped like {DATASETS[like].title if like else '-'}); "
+                "the paper's numbers are shown for orientation only and are NOT comparable.")
+    if not like:
+        return "none", None, "a local dataset with no paper counterpart (set `like:` in local_sources to name one)."
+    base = DATASETS[like]
+    a, b = span["start"][:10], span["end"][:10]
+    inside = base.span[0] <= a and b <= base.span[1]
+    if inside:
+        return ("sample", like, f"a SAMPLE of the paper's {base.title} data ({a}..{b}, {span['days']} days, inside the "
+                f"paper's span {base.span[0]}..{base.span[1]}); our 70/15/15 split of the sample gives a different, "
+                "shorter test period than the paper's, so the gaps are indicative, not a reproduction.")
+    return ("indicative", like, f"real data in the layout of the paper's {base.title} but from another period ({a}..{b}; "
+            f"the paper's span is {base.span[0]}..{base.span[1]}); the gaps are indicative only.")
+
+
+def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
+    root = Path(root)
+    paths = dataset_paths(dataset, root, params.data.root)
+    spec = get_spec(dataset, params.local_sources)
+    meta = read_json(paths.split_meta)
+    span = data_span(meta)
+    level, paper_ds, sentence = comparability(spec, span)
+    test = _maybe(paths.metrics_dir / "test.json")
+    baselines = _maybe(paths.metrics_dir / "baselines.json") or {}
+    detail = (_maybe(paths.metrics_dir / "baselines_detail.json") or {}).get("baselines", {})
+    sw = SweepConfig.from_params(params.sweeps)
+    sweeps = {"variant": {}, "backbone": {}}
+    for kind, values in (("variant", sw.variants), ("backbone", sw.backbones)):
+        for v in values:
+            r = _maybe(sweep_path(root, dataset, kind, v, params.data.root))
+            if r is not None:
+                sweeps[kind][v] = r
+    train = _maybe(paths.model_dir / "train.json") or {}
+    history = _maybe(paths.model_dir / "history.json") or []
+
+    ours: dict[str, dict[str, Any]] = {}
+    for m in ("persistence", "ha", "arima", "stid"):
+        if m in baselines:
+            ours[m] = {"mae": baselines[m]["mae"], "rmse": baselines[m]["rmse"],
+                       "per_step": detail.get(m, {}).get("per_step")}
+    if test:
+        ours["full"] = {"mae": test["mae"], "rmse": test["rmse"], "per_step": test.get("per_step")}
+    rows = []
+    for m, r in ours.items():
+        p = paper.lookup("table2_main", paper_ds, method=PAPER_METHOD[m]) if paper_ds and PAPER_METHOD[m] else None
+        rows.append({"key": m, "label": LABEL[m], "mae": r["mae"], "rmse": r["rmse"], "paper": p,
+                     "per_step": r.get("per_step")})
+    variants = []
+    for v, r in sweeps["variant"].items():
+        p = paper.lookup("table3_ablation", paper_ds, variant=v) if paper_ds else None
+        variants.append({"key": v, "mae": r["mae"], "rmse": r["rmse"], "paper": p, "seconds": r.get("seconds"),
+                         "pretrained": r.get("pretrained_backbone"), "backbone": (r.get("model") or {}).get("backbone")})
+    backbones = []
+    for b, r in sweeps["backbone"].items():
+        p = paper.lookup("appendix_table3_backbones", paper_ds, backbone=b) if paper_ds else None
+        backbones.append({"key": b, "mae": r["mae"], "rmse": r["rmse"], "paper": p, "seconds": r.get("seconds"),
+                          "pretrained": r.get("pretrained_backbone"),
+                          "vfm_blocks": (r.get("model") or {}).get("vfm_blocks")})
+    table2 = [r for r in paper.read_rows("table2_main") if r["dataset"] == paper_ds] if paper_ds else []
+    backbone_name = (test or {}).get("backbone") or (train.get("model") or {}).get("backbone") or params.model.backbone
+    return {"dataset": dataset, "title": spec.title, "kind": spec.kind, "paper_dataset": paper_ds,
+            "paper_title": DATASETS[paper_ds].title if paper_ds else None, "level": level, "comparability": sentence,
+            "span": span, "grid": meta.get("grid"), "channels": meta.get("channels"), "scale": 1e3 if meta.get("scale_1e3") else 1.0,
+            "n_windows": meta.get("n_windows"), "test": test, "rows": rows, "variants": variants, "backbones": backbones,
+            "table2": table2, "history": history, "stid_history": detail.get("stid", {}).get("history"),
+            "baseline_settings": {m: d.get("settings") for m, d in detail.items()},
+            "baseline_seconds": {m: d.get("seconds") for m, d in detail.items()},
+            "pretrained": (test or {}).get("pretrained_backbone"), "backbone": backbone_name,
+            "variant": (test or {}).get("variant"), "train": train}
+
+
+def gap(ours: float, paper_value: float | None) -> float | None:
+    """Relative gap in percent, (ours - paper) / paper; None when the paper has no number."""
+    if paper_value is None or paper_value != paper_value or paper_value == 0:
+        return None
+    return (ours - paper_value) / paper_value * 100.0
