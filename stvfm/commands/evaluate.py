@@ -1,0 +1,23 @@
+"""`stvfm evaluate <dataset>`: test MAE/RMSE of models/<ds>/best.pt (the evaluate stage)."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate models/<dataset>/best.pt on the test split (MAE/RMSE, maps)")
+    p.add_argument("dataset")
+    p.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument("--root", default=".", help="project root (default: .)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from stvfm.config import load_params
+    from stvfm.evaluate import run_evaluate
+
+    out = run_evaluate(load_params(args.params, args.overrides), args.dataset, args.root, track=not args.no_track)
+    print(json.dumps({k: out[k] for k in ("dataset", "mae", "rmse", "scale", "n_windows", "persistence")}, indent=2))
+    return 0

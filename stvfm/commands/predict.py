@@ -1,0 +1,33 @@
+"""`stvfm predict --model models:/stvfm-<ds>@champion --input series.npz --out forecast.npz`."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="forecast the next steps with a registered model (original scale)")
+    p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/stvfm-synthetic@champion")
+    p.add_argument("--input", required=True, help=".npz with 'flow' (T, H, W, C) or a .zarr store (var 'flow'), "
+                                                  "T >= history (6)")
+    p.add_argument("--out", required=True, help="output .npz: 'forecast' (horizon, H, W, C)")
+    p.add_argument("--params", default=None, help="params file for tracking.tracking_uri (default: params.yaml)")
+    p.add_argument("--root", default=".", help="project root holding mlflow.db (default: .)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import os
+    from pathlib import Path
+
+    import mlflow
+
+    from stvfm.config import Params, load_params
+    from stvfm.predict import predict_file
+    from stvfm.tracking import tracking_uri
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    pfile = Path(args.params) if args.params else Path(args.root) / "params.yaml"
+    params = load_params(pfile) if pfile.exists() else Params()
+    mlflow.set_tracking_uri(tracking_uri(params, args.root))
+    print(json.dumps(predict_file(args.model, args.input, args.out)))
+    return 0

@@ -1,0 +1,203 @@
+"""MLflow tracking and model registry (the only library module that imports MLflow).
+
+Store: ``tracking.tracking_uri`` from params, else env ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``;
+artifacts of a sqlite store go to ``mlartifacts/`` beside the DB (set as each experiment's artifact_location). One
+experiment per dataset (``tracking.experiment_prefix + dataset``). The registered model ``stvfm-<dataset>`` gets
+alias ``champion`` only when a new version's validation MAE beats the current champion's.
+
+Create the store in the parent process before any worker touches it (concurrent first-time migrations of a sqlite
+DB race; stack facts §5).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from stvfm.config import Params, flatten
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+VAL_TAG = "val_mae"
+
+
+def tracking_uri(params: Params, root: str | Path) -> str:
+    if params.tracking.tracking_uri:
+        return params.tracking.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(Path(root).resolve() / 'mlflow.db').as_posix()}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None  # a server decides (--artifacts-destination)
+
+
+def experiment_name(params: Params, dataset: str) -> str:
+    return f"{params.tracking.experiment_prefix}{dataset}"
+
+
+def registered_name(dataset: str) -> str:
+    return f"stvfm-{dataset}"
+
+
+def setup(params: Params, dataset: str, root: str | Path) -> str:
+    """Point MLflow at the store, create/migrate it and the dataset's experiment; returns the experiment id."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    uri = tracking_uri(params, root)
+    mlflow.set_tracking_uri(uri)
+    name = experiment_name(params, dataset)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        art = _artifact_root(uri)
+        exp_id = client.create_experiment(name, artifact_location=f"{art}/{name}" if art else None)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def git_commit(root: str | Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        sha = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _md5_dir(path: Path) -> str:
+    h = hashlib.md5()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode())
+        h.update(hashlib.md5(f.read_bytes()).hexdigest().encode())
+    return h.hexdigest() + ".dir"
+
+
+def dvc_data_hash(root: str | Path, rel_path: str) -> str:
+    """The md5 DVC recorded for ``rel_path`` in dvc.lock (what the stage consumed), else one computed here."""
+    root = Path(root)
+    lock = root / "dvc.lock"
+    if lock.is_file():
+        try:
+            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+            for st in stages.values():
+                for o in st.get("outs", []) or []:
+                    if o.get("path") == rel_path and o.get("md5"):
+                        return o["md5"]
+        except yaml.YAMLError:
+            pass
+    p = root / rel_path
+    return _md5_dir(p) if p.is_dir() else (hashlib.md5(p.read_bytes()).hexdigest() if p.is_file() else "missing")
+
+
+def _clean(v: Any) -> str:
+    s = "null" if v is None else str(v)
+    return s[:6000]
+
+
+def log_params(params: Params) -> None:
+    import mlflow
+
+    flat = {k: _clean(v) for k, v in flatten(params.to_dict()).items()}
+    items = list(flat.items())
+    for i in range(0, len(items), 90):
+        mlflow.log_params(dict(items[i:i + 90]))
+
+
+def log_history(history: Iterable[Mapping[str, float]]) -> int:
+    """Per-epoch metrics, one batch per epoch, step = epoch: each epoch exactly once (the history comes from the
+    final checkpoint, so epochs replayed after a worker restart appear once)."""
+    import mlflow
+
+    n = 0
+    for rec in history:
+        ep = int(rec["epoch"])
+        m = {k: float(v) for k, v in rec.items()
+             if k not in ("epoch", "started_at") and isinstance(v, (int, float)) and math.isfinite(v)}
+        mlflow.log_metrics(m, step=ep)
+        n += 1
+    return n
+
+
+def log_and_register_model(model, input_example, dataset: str, val_mae: float, *, extra_files: list[str] = (),
+                           register: bool = True, run_id: str | None = None) -> dict[str, Any]:
+    """Log ``model`` (pytorch flavor, with signature from ``input_example``) in the active run, register it as
+    ``stvfm-<dataset>`` and move ``champion`` if its validation MAE is lower than the champion's."""
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    with _torch_eval(model):
+        import torch
+        with torch.no_grad():
+            out = model(torch.as_tensor(input_example)).numpy()
+    sig = infer_signature(np.asarray(input_example), out)
+    name = registered_name(dataset)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format caution: we load our own models
+    info = mlflow.pytorch.log_model(model, name="model", signature=sig, input_example=np.asarray(input_example),
+                                    registered_model_name=name if register else None,
+                                    extra_files=list(extra_files) or None, pip_requirements=[],
+                                    serialization_format="pickle")
+    res: dict[str, Any] = {"model_uri": info.model_uri, "registered_model": None, "version": None, "champion": False}
+    if not register:
+        return res
+    client = mlflow.MlflowClient()
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(name, version, VAL_TAG, repr(float(val_mae)))
+    res.update(registered_model=name, version=version)  # str, as the registry API takes it
+    res["champion"] = promote_if_better(name, version, float(val_mae))
+    return res
+
+
+def champion_val(name: str) -> tuple[str | None, float]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None, math.inf
+    try:
+        return mv.version, float(mv.tags.get(VAL_TAG, "inf"))
+    except ValueError:
+        return mv.version, math.inf
+
+
+def promote_if_better(name: str, version: str, val_mae: float) -> bool:
+    import mlflow
+
+    cur, cur_val = champion_val(name)
+    if cur is not None and not val_mae < cur_val:
+        log.info("champion stays %s v%s (its val_mae %.4g is not worse than the new %.4g)", name, cur, cur_val,
+                 val_mae)
+        return False
+    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+    log.info("champion -> %s v%s (val_mae %.4g, was %s)", name, version, val_mae, cur_val)
+    return True
+
+
+class _torch_eval:
+    def __init__(self, m):
+        self.m, self.was = m, m.training
+
+    def __enter__(self):
+        self.m.eval()
+
+    def __exit__(self, *a):
+        self.m.train(self.was)

@@ -1,0 +1,105 @@
+"""Assemble what one training process needs from the split stage's outputs: datasets, scaler inverse, model, loss.
+
+Each Ray worker calls :func:`build_components` itself, so it reads only its split ranges from the Zarr/Parquet files.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from stvfm.config import Params, resolve_model_config
+from stvfm.datasets.registry import get_spec
+from stvfm.errors import DataError
+from stvfm.io import read_json
+from stvfm.paths import DatasetPaths, dataset_paths
+
+
+def read_meta(paths: DatasetPaths) -> dict[str, Any]:
+    if not paths.split_meta.is_file():
+        raise DataError("split outputs are missing; run `dvc repro split` first", dataset=paths.name,
+                        path=str(paths.split_meta))
+    return read_json(paths.split_meta)
+
+
+def load_scaler(paths: DatasetPaths):
+    from stvfm.data.scaler import Scaler
+
+    return Scaler.load(paths.scaler)
+
+
+def make_inverse(scaler) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Inverse transform (scaled -> original) for (..., C, H, W) tensors."""
+    def inv(t: torch.Tensor) -> torch.Tensor:
+        return scaler.inverse(t, channel_axis=-3)
+    return inv
+
+
+def info_dict(info: Any) -> dict[str, Any]:
+    if info is None:
+        return {}
+    if hasattr(info, "to_dict"):
+        d = info.to_dict()
+    elif dataclasses.is_dataclass(info):
+        d = dataclasses.asdict(info)
+    elif isinstance(info, dict):
+        d = dict(info)
+    else:
+        d = {k: v for k, v in vars(info).items() if not k.startswith("_")}
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in d.items()}
+
+
+def is_pretrained(backbone: dict[str, Any]) -> bool:
+    for key in ("pretrained", "pretrained_backbone", "loaded_weights"):
+        if key in backbone:
+            return bool(backbone[key])
+    return bool(backbone.get("weights"))
+
+
+@dataclass
+class Components:
+    paths: DatasetPaths
+    meta: dict[str, Any]  # checkpoint metadata (model_cfg, arch, dataset, grid, channels, history, horizon, backbone)
+    model: torch.nn.Module
+    inverse: Callable[[torch.Tensor], torch.Tensor]
+    scaler: Any  # stvfm.data.scaler.Scaler
+    datasets: dict[str, Any]
+    bf16: bool
+
+
+def build_model_from_meta(meta: dict[str, Any]):
+    from stvfm.config import ModelConfig, from_dict
+    from stvfm.models.factory import build_model
+
+    cfg = from_dict(ModelConfig, meta["model_cfg"], "checkpoint.model_cfg")
+    return build_model(cfg, grid=tuple(meta["grid"]), channels=int(meta["channels"]), history=int(meta["history"]),
+                       horizon=int(meta["horizon"]))
+
+
+def build_components(params: Params, dataset: str, root: str | Path, splits: tuple[str, ...] = ("train", "val"),
+                     *, with_model: bool = True) -> Components:
+    from stvfm.data.windows import WindowDataset
+
+    paths = dataset_paths(dataset, root, params.data.root)
+    split_meta = read_meta(paths)
+    spec = get_spec(dataset, params.local_sources)
+    model_cfg = resolve_model_config(params, spec)
+    meta = {"model_cfg": dataclasses.asdict(model_cfg), "arch": model_cfg.arch, "dataset": dataset,
+            "grid": [int(v) for v in split_meta["grid"]], "channels": int(split_meta["channels"]),
+            "history": int(split_meta.get("history", params.data.history)),
+            "horizon": int(split_meta.get("horizon", params.data.horizon)),
+            "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3))}
+    model = None
+    if with_model:
+        model, info = build_model_from_meta(meta)
+        meta["backbone"] = info_dict(info)
+    scaler = load_scaler(paths)
+    ds = {s: WindowDataset(paths, s) for s in splits}
+    for s, d in ds.items():
+        if len(d) == 0:
+            raise DataError(f"the {s} split has no windows; lengthen the series or change data.split",
+                            dataset=dataset, path=str(paths.windows))
+    return Components(paths, meta, model, make_inverse(scaler), scaler, ds, bool(model_cfg.bf16))

@@ -1,0 +1,118 @@
+"""The `train` stage: train one dataset (Ray Train data-parallel, or in-process with ``train.use_ray: false``),
+export ``models/<ds>/{best.pt,last.pt,history.json,train.json}`` and record the run in MLflow.
+
+MLflow is driven from this (driver) process only: the store and experiment are created before any worker starts,
+and per-epoch metrics are logged from the final checkpoint's history, so every epoch appears exactly once even when
+a worker group was restarted and replayed epochs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stvfm.config import Params
+from stvfm.io import write_json
+from stvfm.paths import dataset_paths
+from stvfm.training.checkpoint import best_from_state
+from stvfm.training.components import build_model_from_meta, is_pretrained, load_scaler
+
+log = logging.getLogger(__name__)
+
+
+def forecaster_from_best(best: dict[str, Any], scaler):
+    """The deployable model: network (best weights) + scaler, original scale in and out."""
+    from stvfm.predict import Forecaster
+
+    model, _ = build_model_from_meta(best)
+    model.load_state_dict(best["model_state"])
+    model.eval()
+    return Forecaster(model, scaler, history=int(best["history"]), horizon=int(best["horizon"]),
+                      grid=tuple(best["grid"]), channels=int(best["channels"]), dataset=str(best["dataset"]))
+
+
+def _input_example(paths, best: dict[str, Any], scaler) -> Any:
+    """One real window (original scale), history + 1 steps, from the validation split."""
+    from stvfm.data.windows import WindowDataset
+
+    ds = WindowDataset(paths, "val")
+    h = int(best["history"])
+    a = int(ds.t0[0]) - ds.lo
+    lo = max(0, a - 1)
+    x = scaler.inverse(torch.from_numpy(ds._x[lo:a + h]), channel_axis=-3)
+    return x.unsqueeze(0).numpy()
+
+
+def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: str | Path | None = None,
+              name: str | None = None, track: bool = True) -> dict[str, Any]:
+    root = Path(root).resolve()
+    paths = dataset_paths(dataset, root, params.data.root)
+    t0 = time.perf_counter()
+    mlflow = run = None
+    if track:
+        import mlflow
+
+        from stvfm import tracking
+        exp_id = tracking.setup(params, dataset, root)  # create/migrate the store before any worker
+        run = mlflow.start_run(experiment_id=exp_id, run_name=name)
+        tracking.log_params(params)
+        mlflow.set_tags({"dataset": dataset, "git_commit": tracking.git_commit(root),
+                         "data_md5": tracking.dvc_data_hash(root, f"{params.data.root}/split/{dataset}"),
+                         "engine": "ray" if params.train.use_ray else "plain"})
+    info: dict[str, Any] = {"dataset": dataset, "engine": "ray" if params.train.use_ray else "plain"}
+    try:
+        if params.train.use_ray:
+            if resume:
+                from stvfm.errors import ConfigError
+                raise ConfigError("--resume works with train.use_ray=false; a Ray run resumes by itself after "
+                                  "worker failures (train.max_failures)")
+            from stvfm.training import ray_train
+            out = ray_train.fit(params, dataset, root, paths.model_dir, name=name)
+            state = out["state"]
+            rm = out["result_metrics"]
+            info.update(ray_init_s=round(out["ray_init_s"], 2), fit_s=round(out["fit_s"], 2), ray_run=out["name"],
+                        num_workers=params.train.num_workers,
+                        resumed_from=None if rm.get("resumed_from", -1) < 0 else int(rm["resumed_from"]))
+        else:
+            from stvfm.training.run import export_state, train_plain
+            o = train_plain(params, dataset, root, resume=resume, model_dir=paths.model_dir)
+            state = o.state
+            export_state(state, paths.model_dir)
+            info.update(fit_s=round(o.seconds, 2), resumed_from=o.resumed_from, num_workers=1)
+        loop = state["loop"]
+        best = best_from_state(state)
+        info.update(epochs_run=loop["next_epoch"], best_epoch=loop["best_epoch"], stopped_early=loop["stopped_early"],
+                    val=loop["best_metrics"], pretrained_backbone=is_pretrained(state.get("backbone", {})),
+                    backbone=state.get("backbone", {}), arch=state.get("arch"))
+        if track:
+            from stvfm import tracking
+            from stvfm.plots import learning_curves
+            mlflow.set_tag("pretrained_backbone", str(info["pretrained_backbone"]))
+            mlflow.log_params({"backbone.pretrained": info["pretrained_backbone"],
+                               "backbone.blocks_used": info["backbone"].get("blocks_used")})
+            tracking.log_history(loop["history"])
+            mlflow.log_metrics({"best_val_mae": loop["best_val"], "best_epoch": loop["best_epoch"]})
+            lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
+            mlflow.log_artifact(str(lc), "plots")
+            scaler = load_scaler(paths)
+            fc = forecaster_from_best(best, scaler)
+            reg = tracking.log_and_register_model(
+                fc, _input_example(paths, best, scaler), dataset, loop["best_val"],
+                extra_files=[str(paths.scaler), str(paths.split_meta)], register=params.tracking.register)
+            info.update(run_id=run.info.run_id, experiment_id=run.info.experiment_id, model=reg)
+        info["wall_s"] = round(time.perf_counter() - t0, 2)
+        write_json(paths.model_dir / "train.json", info)
+        if track:
+            mlflow.log_artifact(str(paths.model_dir / "train.json"))
+            mlflow.log_artifact(str(paths.model_dir / "history.json"))
+            mlflow.log_dict(params.to_dict(), "params.json")
+    except BaseException:
+        if track and run is not None:
+            mlflow.end_run(status="FAILED")
+        raise
+    if track:
+        mlflow.end_run()
+    return info
