@@ -1,28 +1,15 @@
-"""DVC stage `grid`: `python -m pipelines.grid <dataset>` -> stvfm.data.stages.run_grid (params from params.yaml)."""
+"""DVC stage `grid`: `python -m pipelines.grid <dataset>` -> stvfm.data.stages.run_grid (params.yaml)."""
 from __future__ import annotations
 
-import json
-import logging
 import sys
+
+from pipelines._stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stvfm.config import load_params
     from stvfm.data.stages import run_grid
-    from stvfm.errors import StvfmError
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m pipelines.grid <dataset>", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        out = run_grid(argv[0], load_params(), ".")
-    except StvfmError as e:
-        print(f"grid {argv[0]}: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(out, default=str))
-    return 0
+    return stage_main("grid", lambda p, root, a: run_grid(a[0], p, root), argv, doc=__doc__)
 
 
 if __name__ == "__main__":

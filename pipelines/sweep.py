@@ -1,31 +1,25 @@
 """DVC matrix stages `sweep_variant` / `sweep_backbone`: `python -m pipelines.sweep <dataset> variant|backbone <value>`.
 
 Trains one configuration with the cheap sweep profile of params.yaml `sweeps:` and writes
-metrics/<ds>/sweeps/<kind>-<value>.json (+ one MLflow run).
-"""
+metrics/<ds>/sweeps/<kind>-<value>.json (+ one MLflow run)."""
 from __future__ import annotations
 
-import logging
 import sys
+
+from pipelines._stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stvfm.config import load_params
-    from stvfm.errors import StvfmError
+    from stvfm.errors import ConfigError
     from stvfm.report.sweep import run_sweep
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3 or argv[1] not in ("variant", "backbone"):
-        print("usage: python -m pipelines.sweep <dataset> variant|backbone <value>", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        res = run_sweep(argv[0], argv[1], argv[2], load_params(), ".")
-    except StvfmError as e:
-        print(f"sweep {' '.join(argv)}: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{argv[0]} {argv[1]}={argv[2]}: MAE {res['mae']:.4f} RMSE {res['rmse']:.4f} ({res['seconds']:.1f} s)")
-    return 0
+    def run(p, root, a):
+        if a[1] not in ("variant", "backbone"):
+            raise ConfigError(f"sweep kind must be 'variant' or 'backbone', got '{a[1]}'")
+        return run_sweep(a[0], a[1], a[2], p, root)
+
+    return stage_main("sweep", run, argv, positionals=("dataset", "kind", "value"), doc=__doc__,
+                      render=lambda r: f"MAE {r['mae']:.4f} RMSE {r['rmse']:.4f} ({r['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":
