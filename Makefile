@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test test-fast bench ui clean-outputs
+.PHONY: setup repro test test-fast bench ui smoke real
 
 setup: $(STAMP)
 
@@ -33,3 +33,19 @@ bench: setup
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $${MLFLOW_PORT:-5000}
+
+# Smoke profile: train/evaluate the ten shape-faithful synthetic stand-ins (one short epoch each, CPU) so the MLflow UI
+# shows ten experiments. See docs/training.md.
+SMOKE_SETS ?= crowd cellular tdrive bikenyc1 bikenyc2 taxinyc1 taxinyc2 trafficzz traffictj trafficsh
+SMOKE_DATA ?= --set data.synthetic.span_days=7
+SMOKE_TRAIN ?= --set train.epochs=1 --set train.max_batches_per_epoch=4 --set train.use_ray=false --set model.vfm_blocks=1
+smoke: setup
+	for n in $(SMOKE_SETS); do \
+	  $(BIN)/stvfm data all synthetic-$$n $(SMOKE_DATA) && \
+	  $(BIN)/stvfm train synthetic-$$n $(SMOKE_DATA) $(SMOKE_TRAIN) && \
+	  $(BIN)/stvfm evaluate synthetic-$$n $(SMOKE_DATA) || exit 1; \
+	done
+
+# The real NYC samples (../shared/data/real, declared in local_sources) through the whole DAG as a DVC experiment.
+real: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -n nyc-samples -S 'datasets=[synthetic,bikenyc1_tail,bikenyc2_test,taxinyc2_test]'
