@@ -10,7 +10,11 @@ def main(argv: list[str] | None = None) -> int:
     from stvfm.training.stage import run_train
 
     keys = ("dataset", "engine", "epochs_run", "best_epoch", "val", "fit_s", "wall_s", "resumed_from", "model")
-    return stage_main("train", lambda p, root, a: {k: run_train(p, a[0], root).get(k) for k in keys}, argv, doc=__doc__)
+    def run(p, root, a):
+        out = run_train(p, a[0], root)
+        return {k: out.get(k) for k in keys}
+
+    return stage_main("train", run, argv, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ def _copy_project(dst: Path) -> None:
         shutil.copytree(PROJECT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PROJECT / ".gitignore", dst / ".gitignore")
     raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    raw["tune"].update(num_samples=NUM_SAMPLES, max_concurrent_trials=4, epochs=4, grace_period=2, max_failures=2,
+    # 10 one-second epochs and no ASHA rung before the last epoch: a trial that has reported from node 2 is still
+    # running when the test kills that node (with 4 epochs / grace 2 a quiet machine could finish or ASHA-stop it
+    # first, and the fault would hit nothing). ASHA early stopping is seen in the default study (docs/tune.md).
+    raw["tune"].update(num_samples=NUM_SAMPLES, max_concurrent_trials=4, epochs=10, grace_period=10, max_failures=2,
                        seed=1)
     raw["tune"]["resources"].update(trial_cpu=1, num_workers=1, cpus_per_worker=0.5)
     (dst / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
