@@ -30,6 +30,7 @@ from stvfm.datasets.registry import DatasetSpec, Source, get_spec
 from stvfm.errors import DataError, DownloadError
 from stvfm.io import atomic_path, write_json
 from stvfm.paths import dataset_paths
+from stvfm.io import sha256_file  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ _TIMEOUT = (15, 120)  # connect, read (s)
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def sha256_tree(path: str | Path) -> tuple[str, int]:

@@ -13,7 +13,6 @@ release file, timm/HF ``.safetensors`` files and plain state dicts all load; not
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from stvfm.errors import ConfigError, WeightsError
+from stvfm.io import sha256_file  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,6 @@ def fetch_target(spec: BackboneSpec, cache_dir: str | Path | None = None) -> Pat
     return d / filename if kind == "url" else d / spec.name / filename
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def known_file_for(path: str | Path, spec: BackboneSpec | None = None) -> KnownFile | None:
