@@ -28,9 +28,8 @@ from stvfm.config import Params
 from stvfm.datasets.lock import SourcesLock, lock_path
 from stvfm.datasets.registry import DatasetSpec, Source, get_spec
 from stvfm.errors import DataError, DownloadError
-from stvfm.io import atomic_path, write_json
+from stvfm.io import atomic_path, sha256_file, write_json
 from stvfm.paths import dataset_paths
-from stvfm.io import sha256_file  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
