@@ -9,7 +9,7 @@ import numpy as np
 from stvfm.io import atomic_path
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -17,8 +17,17 @@ def _plt():
     return plt
 
 
+def save_figure(fig, out: str | Path, dpi: int) -> Path:
+    """Write ``fig`` as PNG atomically (no half-written file on a crash) and release it."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return out
+
+
 def learning_curves(history: Sequence[Mapping[str, float]], out: str | Path, title: str = "") -> Path:
-    plt = _plt()
+    plt = pyplot()
     ep = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     a.plot(ep, [r["train_loss"] for r in history], "o-", label="train loss")
@@ -29,17 +38,13 @@ def learning_curves(history: Sequence[Mapping[str, float]], out: str | Path, tit
     b.set_xlabel("epoch"), b.set_ylabel("original scale"), b.legend()
     fig.suptitle(title or "learning curves")
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=90)
 
 
 def forecast_map(truth: np.ndarray, pred: np.ndarray, out: str | Path, *, title: str = "",
                  steps: Sequence[int] = (0, -1), channel: int = 0, channel_name: str = "") -> Path:
     """truth/pred (T, C, H, W) on the original scale: rows = forecast steps, columns = truth, forecast, |error|."""
-    plt = _plt()
+    plt = pyplot()
     steps = [s % truth.shape[0] for s in steps]
     fig, axes = plt.subplots(len(steps), 3, figsize=(8, 2.6 * len(steps)), squeeze=False)
     vmin, vmax = float(min(truth[:, channel].min(), pred[:, channel].min())), float(max(truth[:, channel].max(),
@@ -55,8 +60,4 @@ def forecast_map(truth: np.ndarray, pred: np.ndarray, out: str | Path, *, title:
             fig.colorbar(im, ax=axes[r, c], fraction=0.046)
     fig.suptitle(f"{title} {channel_name}".strip())
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=80)

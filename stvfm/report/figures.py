@@ -6,19 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from stvfm.plots import pyplot, save_figure
 
-def _plt():
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def bars_vs_paper(rows: list[dict[str, Any]], out: Path, title: str, paper_label: str) -> Path:
     """Grouped bars: our MAE/RMSE beside the paper's for every row that has them."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("mae", "rmse")):
         labels = [r["label"] for r in rows]
@@ -32,13 +27,11 @@ def bars_vs_paper(rows: list[dict[str, Any]], out: Path, title: str, paper_label
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def per_step(curves: dict[str, list[dict]], out: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for name, ps in curves.items():
         if ps:
@@ -48,14 +41,12 @@ def per_step(curves: dict[str, list[dict]], out: Path, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> Path:
     """Validation MAE per epoch for every run with a history (+ train/val loss of the first one)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     first = next((h for h in histories.values() if h), None)
     if first:
@@ -73,15 +64,13 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
     axes[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def forecast_maps(truth: np.ndarray, preds: dict[str, np.ndarray], out: Path, title: str, steps=(0, 5),
                   channel: int = 0, channel_name: str = "") -> Path:
     """Rows: forecast steps; columns: truth then each method. Arrays (T, C, H, W) on the original scale."""
-    plt = _plt()
+    plt = pyplot()
     cols = ["truth", *preds]
     fig, axes = plt.subplots(len(steps), len(cols), figsize=(2.2 * len(cols), 2.4 * len(steps)), squeeze=False)
     for i, s in enumerate(steps):
@@ -95,6 +84,4 @@ def forecast_maps(truth: np.ndarray, preds: dict[str, np.ndarray], out: Path, ti
         fig.colorbar(im, ax=axes[i, -1], fraction=0.046)
     fig.suptitle(f"{title} ({channel_name})" if channel_name else title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
