@@ -106,6 +106,10 @@ class Params:
     baselines: dict[str, Any] = field(default_factory=dict)
     sweeps: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    # named profiles: ``profiles.<name>`` is a mapping of dotted keys -> values applied on top of this file when
+    # ``profile: <name>`` (``default`` = the file as written). CLI ``--set`` / ``dvc exp run -S`` apply after it.
+    profile: str = "default"
+    profiles: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,12 +204,39 @@ def load_raw(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = ()) -> Params:
-    """Load ``params.yaml`` (or ``path``), apply ``a.b=v`` overrides, validate, return typed :class:`Params`."""
+    """Load ``params.yaml`` (or ``path``), apply the chosen profile, then ``a.b=v`` overrides; validate; return
+    typed :class:`Params`."""
     raw = load_raw(path)
-    pairs = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    pairs = list(overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides))
+    for k, v in pairs:  # an override may choose the profile (or edit one); the profile applies before the rest
+        if k == "profile" or k.startswith("profiles."):
+            set_dotted(raw, k, v)
+    apply_profile(raw)
     for k, v in pairs:
         set_dotted(raw, k, v)
     return params_from_dict(raw)
+
+
+def apply_profile(raw: dict[str, Any]) -> None:
+    """Apply ``profiles[raw['profile']]`` (dotted key -> value) to ``raw`` in place; ``default`` may be absent."""
+    name = raw.get("profile", "default")
+    profiles = raw.get("profiles") or {}
+    if not isinstance(name, str):
+        raise ConfigError(f"profile: expected a profile name, got {name!r}")
+    if not isinstance(profiles, Mapping):
+        raise ConfigError(f"profiles: expected a mapping of profile name -> {{dotted.key: value}}, got {profiles!r}")
+    if name not in profiles:
+        if name == "default":
+            return
+        known = ", ".join(sorted({"default", *profiles}))
+        raise ConfigError(f"profile: '{name}' is not one of {known} (params key `profiles`)")
+    body = profiles[name] or {}
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"profiles.{name}: expected a mapping of dotted.key -> value, got {body!r}")
+    for k, v in body.items():
+        if not isinstance(k, str) or k.split(".")[0] in ("profile", "profiles"):
+            raise ConfigError(f"profiles.{name}: key {k!r} cannot be set by a profile")
+        set_dotted(raw, k, v)
 
 
 def params_from_dict(raw: Mapping[str, Any]) -> Params:

@@ -49,7 +49,7 @@ def predict_split(model, ds, scaler, batch_size: int, bf16: bool = False, keep: 
     i0 = 0
     for b in DataLoader(ds, batch_size=batch_size, shuffle=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(b["x"], b["x_flow"])
+            out = model(b["x"], b["x_flow"], time_ids=b.get("time_ids"))
         y = scaler.inverse(b["y"].float(), channel_axis=-3)
         yh = scaler.inverse(out.st.float(), channel_axis=-3)
         last = scaler.inverse(b["x"][:, -1:].float(), channel_axis=-3).expand_as(y)

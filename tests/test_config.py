@@ -62,3 +62,23 @@ def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": []}) == {"a.b": 1, "a.c.d": 2, "e": []}
     flat = flatten(dataclasses.asdict(params_from_dict({})))
     assert "model.lambda_flow" in flat and "train.num_workers" in flat
+
+
+def test_named_profiles_apply_before_overrides(tmp_path):
+    import pytest
+    import yaml
+
+    from stvfm.config import load_params
+    from stvfm.errors import ConfigError
+
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump({"profile": "default", "train": {"epochs": 8},
+                                 "profiles": {"quick": {"train.epochs": 1, "model.vfm_blocks": 1}}}))
+    assert load_params(p).train.epochs == 8
+    q = load_params(p, ["profile=quick"])
+    assert (q.profile, q.train.epochs, q.model.vfm_blocks) == ("quick", 1, 1)
+    assert load_params(p, ["train.epochs=3", "profile=quick"]).train.epochs == 3  # --set wins over the profile
+    with pytest.raises(ConfigError, match="profile: 'nope' is not one of default, quick"):
+        load_params(p, ["profile=nope"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_params(p, ["profiles.quick={model.nope: 1}", "profile=quick"])

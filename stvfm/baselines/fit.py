@@ -133,7 +133,7 @@ def score_state(params: Params, dataset: str, root: Path, best: dict, split: str
     acc = ErrorAccumulator(int(comp.meta["horizon"]))
     for batch in DataLoader(_wrap(comp, split, time_identity), batch_size=params.eval.batch_size, shuffle=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=comp.bf16):
-            out = model(batch["x"], batch["x_flow"])
+            out = model(batch["x"], batch["x_flow"], time_ids=batch.get("time_ids"))
         acc.update(comp.inverse(batch["y"].float()), comp.inverse(out.st.float()))
     scale = 1e3 if comp.meta.get("scale_1e3") else 1.0
     return {"mae": acc.mae * scale, "rmse": acc.rmse * scale,

@@ -56,16 +56,19 @@ class STID(nn.Module):
         for p in (self.node_emb, self.tod_emb, self.dow_emb):
             nn.init.xavier_uniform_(p)
         self.tod_dim, self.dow_dim = tod_dim, dow_dim
+        self.use_time_ids = False  # the baselines stage switches this on (STID's time identities from ``time_ids``)
         hidden = embed_dim + node_dim + tod_dim + dow_dim
         self.encoder = nn.Sequential(*[_ResidualMLP(hidden, dropout) for _ in range(num_layers)])
         self.regression = nn.Linear(hidden, self.horizon * self.channels)
 
     def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None, tod: torch.Tensor | None = None,
-                dow: torch.Tensor | None = None) -> ModelOutput:
+                dow: torch.Tensor | None = None, time_ids: torch.Tensor | None = None) -> ModelOutput:
         B, T, C, H, W = x.shape
         if (T, C, (H, W)) != (self.history, self.channels, self.grid):
             raise ValueError(f"STID built for (T={self.history}, C={self.channels}, grid={self.grid}), "
                              f"got input (T={T}, C={C}, grid={(H, W)})")
+        if tod is None and dow is None and time_ids is not None and self.use_time_ids:
+            tod, dow = time_ids[:, self.history - 1, 0], time_ids[:, self.history - 1, 1]
         if tod is None and dow is None and x_flow is not None and not x_flow.is_floating_point() and x_flow.dim() == 2:
             tod, dow = x_flow[:, 0], x_flow[:, 1]
         series = x.permute(0, 3, 4, 1, 2).reshape(B, self.num_nodes, T * C)  # (B, N, T*C), node = y*W + x

@@ -2,7 +2,9 @@
 
 ``WindowDataset(paths, split)[i]`` -> ``{"x", "x_flow", "y", "y_flow", "t0"}``: ``x``/``y`` are float32 ``(T, C, H, W)``
 tensors of the *scaled* series (history / horizon steps), ``x_flow = scale_diff(dflow[t0 : t0+h])`` and
-``y_flow = scale_diff(dflow[t0+h : t0+h+f])``, and ``t0`` is the absolute index of the first input step (int64 scalar).
+``y_flow = scale_diff(dflow[t0+h : t0+h+f])``, ``t0`` is the absolute index of the first input step (int64 scalar), and
+``time_ids`` the int64 (h + f, 2) [slot of day, day of week] of every input and forecast step
+(:mod:`stvfm.data.timefeatures`, from the split meta's ``start`` and ``interval_minutes``).
 On construction it reads only its split's time range ``bounds[split]`` from the grid and flow Zarr stores (one slice,
 loaded into memory: a split is small), so it never touches another split's steps.
 
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from stvfm.data.scaler import Scaler
+from stvfm.data.timefeatures import series_time_ids
 from stvfm.errors import DataError
 from stvfm.io import read_json
 
@@ -67,6 +70,8 @@ class WindowDataset(_TorchDataset):
         self.scaler = Scaler.load(paths.scaler)
         self._x = self.scaler.transform(load_range(paths.grid_zarr, "flow", self.lo, self.hi)).astype(np.float32)
         self._f = self.scaler.scale_diff(load_range(paths.flow_zarr, "dflow", self.lo, self.hi)).astype(np.float32)
+        self.interval_minutes = int(self.meta["interval_minutes"])
+        self._tid = series_time_ids(self.meta["start"], self.interval_minutes, self.hi)[self.lo:]
 
     def __len__(self) -> int:
         return int(self.t0.shape[0])
@@ -91,4 +96,5 @@ class WindowDataset(_TorchDataset):
             "y": torch.from_numpy(self._x[a + h:a + h + f]),
             "y_flow": torch.from_numpy(self._f[a + h:a + h + f]),
             "t0": torch.tensor(t0, dtype=torch.int64),
+            "time_ids": torch.from_numpy(self._tid[a:a + h + f]),
         }

@@ -119,7 +119,9 @@ class STVFM(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
-    def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None,
+                time_ids: torch.Tensor | None = None) -> ModelOutput:
+        """``time_ids``: int64 (B, history + horizon, 2) [slot of day, day of week] (stvfm.data.timefeatures)."""
         self._check(x, "x")
         if self.spec.flow_branch:
             if x_flow is None:

@@ -96,7 +96,7 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out: Path) -> P
             i = int(np.where(ds.t0 == t0)[0][0])
             item = ds[i]
             with torch.no_grad():
-                yh = model(item["x"][None], item["x_flow"][None]).st[0]
+                yh = model(item["x"][None], item["x_flow"][None], time_ids=item["time_ids"][None]).st[0]
             preds["ST-VFM"] = ds.scaler.inverse(yh.float(), channel_axis=-3).numpy()
         except Exception as e:  # the map is a convenience; the report must not fail on it
             log.warning("forecast map: could not run the model (%s: %s)", type(e).__name__, e)

@@ -80,7 +80,10 @@ def _set_epoch(loader, epoch: int) -> None:
 
 
 def _to(batch: dict, device) -> tuple[torch.Tensor, ...]:
-    return tuple(batch[k].to(device, non_blocking=True) for k in ("x", "x_flow", "y", "y_flow"))
+    """(x, x_flow, y, y_flow, time_ids) on ``device``; ``time_ids`` is None for datasets without a clock."""
+    tid = batch.get("time_ids")
+    return (*(batch[k].to(device, non_blocking=True) for k in ("x", "x_flow", "y", "y_flow")),
+            None if tid is None else tid.to(device, non_blocking=True))
 
 
 class LoopTrainer:
@@ -119,9 +122,9 @@ class LoopTrainer:
         for i, batch in enumerate(self.train_loader):
             if i >= self.steps_per_epoch:
                 break
-            x, xf, y, yf = _to(batch, self.device)
+            x, xf, y, yf, tid = _to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(x, xf)
+                out = self.model(x, xf, time_ids=tid)
             loss, _ = self.loss_fn(out, y, yf)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -141,9 +144,9 @@ class LoopTrainer:
         self.model.eval()
         acc, total, n = None, 0.0, 0
         for batch in loader:
-            x, xf, y, yf = _to(batch, self.device)
+            x, xf, y, yf, tid = _to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(x, xf)
+                out = self.model(x, xf, time_ids=tid)
             loss, _ = self.loss_fn(out, y, yf)
             total += float(loss) * x.shape[0]
             n += x.shape[0]

@@ -95,9 +95,10 @@ def test_window_dataset_values(tmp_path):
     ds = WindowDataset(p, "val")
     assert len(ds) == 4
     item = ds[1]
-    assert set(item) == {"x", "x_flow", "y", "y_flow", "t0"}
+    assert set(item) == {"x", "x_flow", "y", "y_flow", "t0", "time_ids"}
     for k in ("x", "x_flow", "y", "y_flow"):
         assert item[k].shape == (6, 2, 4, 3) and item[k].dtype == torch.float32
+    assert item["time_ids"].shape == (12, 2) and item["time_ids"].dtype == torch.int64
     t0 = int(item["t0"])
     assert t0 == 71
     mean = flow[:70].reshape(-1, 2).mean(0)

@@ -24,7 +24,7 @@ class TinyModel(nn.Module):
         self.drop = nn.Dropout(0.1)
         self.t_out, self.c = t_out, channels
 
-    def forward(self, x, x_flow):
+    def forward(self, x, x_flow, time_ids=None):
         b, t, c, h, w = x.shape
         z = torch.cat([x, x_flow], 1).reshape(b, 2 * t * c, h, w).permute(0, 2, 3, 1)
         z = self.drop(z)
