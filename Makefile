@@ -37,13 +37,12 @@ ui: setup
 # Smoke profile: train/evaluate the ten shape-faithful synthetic stand-ins (one short epoch each, CPU) so the MLflow UI
 # shows ten experiments. See docs/training.md.
 SMOKE_SETS ?= crowd cellular tdrive bikenyc1 bikenyc2 taxinyc1 taxinyc2 trafficzz traffictj trafficsh
-SMOKE_DATA ?= --set data.synthetic.span_days=7
-SMOKE_TRAIN ?= --set train.epochs=1 --set train.max_batches_per_epoch=4 --set train.use_ray=false --set model.vfm_blocks=1
+SMOKE_PROFILE ?= --set profile=smoke
 smoke: setup
 	for n in $(SMOKE_SETS); do \
-	  $(BIN)/stvfm data all synthetic-$$n $(SMOKE_DATA) && \
-	  $(BIN)/stvfm train synthetic-$$n $(SMOKE_DATA) $(SMOKE_TRAIN) && \
-	  $(BIN)/stvfm evaluate synthetic-$$n $(SMOKE_DATA) || exit 1; \
+	  $(BIN)/stvfm data all synthetic-$$n $(SMOKE_PROFILE) && \
+	  $(BIN)/stvfm train synthetic-$$n $(SMOKE_PROFILE) && \
+	  $(BIN)/stvfm evaluate synthetic-$$n $(SMOKE_PROFILE) || exit 1; \
 	done
 
 # The real NYC samples (../shared/data/real, declared in local_sources) through the whole DAG as a DVC experiment.
