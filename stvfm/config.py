@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import sys
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, get_args, get_origin, get_type_hints
@@ -34,6 +36,7 @@ class DataConfig:
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     scaler: str = "standard"  # standard | minmax ; fitted on the train split only
     chunk_mb: float = 4.0  # target Zarr chunk size
+    max_dropped_share: float = 0.05  # grid: warn (stage output + stats.parquet) when more trip endpoints are dropped
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -70,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5  # early stopping on validation
     num_workers: int = 2  # Ray Train workers (data-parallel)
+    ray_address: str | None = None  # join this Ray cluster (also env RAY_ADDRESS); null = a private local Ray
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
@@ -182,7 +186,13 @@ def parse_overrides(items: Iterable[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"override '{item}': expected key=value, e.g. model.lambda_flow=0.5")
         k, v = item.split("=", 1)
-        out.append((k.strip(), yaml.safe_load(v)))
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            reason = str(getattr(e, "problem", None) or "not valid YAML").strip()
+            raise ConfigError(f"override '{item}': the value of {k.strip()} is not valid YAML ({reason}); quote "
+                              "strings and close brackets, e.g. model.heads=4 or 'datasets=[a,b]'") from None
+        out.append((k.strip(), value))
     return out
 
 
@@ -193,13 +203,13 @@ def default_params_path() -> Path:
 def load_raw(path: str | Path | None = None) -> dict[str, Any]:
     p = Path(path) if path is not None else default_params_path()
     if not p.exists():
-        raise ConfigError(f"params file '{p}' not found (run from the project root, or set STVFM_PARAMS)")
+        raise ConfigError(f"file '{p}' not found (run from the project root, or set STVFM_PARAMS)")
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"params file '{p}' is not valid YAML: {e}") from e
+        raise ConfigError(f"file '{p}' is not valid YAML: {e}") from e
     if not isinstance(raw, dict):
-        raise ConfigError(f"params file '{p}': top level must be a mapping")
+        raise ConfigError(f"file '{p}': top level must be a mapping")
     return raw
 
 
@@ -214,7 +224,12 @@ def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mappi
     apply_profile(raw)
     for k, v in pairs:
         set_dotted(raw, k, v)
-    return params_from_dict(raw)
+    try:
+        return params_from_dict(raw)
+    except ConfigError as e:  # name the file the key is in (overrides are applied to it)
+        where = Path(path) if path is not None else default_params_path()
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(str(where)) else f"{where}: {msg}") from None
 
 
 def apply_profile(raw: dict[str, Any]) -> None:
@@ -242,7 +257,83 @@ def apply_profile(raw: dict[str, Any]) -> None:
 def params_from_dict(raw: Mapping[str, Any]) -> Params:
     p = from_dict(Params, raw)
     validate(p)
+    validate_names(p)
+    validate_ranges(p)
     return p
+
+
+# ------------------------------------------------------------------------------------------------ dataset names
+# A dataset name becomes a path (data/raw/<name>, data/grid/<name>.zarr, models/<name> ...): one rule, checked where
+# names enter (params: datasets, local_sources keys, sweeps.datasets; CLI arguments through check_dataset_name,
+# which stvfm.paths.dataset_paths also calls, so no path is ever built from a name that breaks it).
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+NAME_RULE = "letters, digits, '_', '-', '.' (starting with a letter or digit, no '..', at most 100 characters)"
+
+
+def check_dataset_name(name: Any, where: str = "dataset") -> str:
+    """Return ``name`` if it is a safe dataset name, else raise :class:`ConfigError` naming ``where``."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{where}: {name!r} is not a valid dataset name; use {NAME_RULE}")
+    return name
+
+
+# keys a local_sources entry may have (registry.get_spec, download._copy_local, stages.load_canonical read them)
+LOCAL_SOURCE_KEYS = ("path", "like", "title", "kind", "prompt_layers", "scale_1e3", "grid", "interval_minutes",
+                     "channels", "channel_names", "start", "end", "bbox")
+
+
+def validate_names(p: Params) -> None:
+    for i, name in enumerate(p.datasets):
+        check_dataset_name(name, f"datasets[{i}]")
+    for name, entry in p.local_sources.items():
+        check_dataset_name(name, f"local_sources key {name!r}")
+        if isinstance(entry, Mapping):
+            unknown = sorted(str(k) for k in entry if k not in LOCAL_SOURCE_KEYS)
+            if unknown:
+                raise ConfigError(f"local_sources.{name}: unknown key(s) {', '.join(unknown)}; allowed: "
+                                  f"{', '.join(LOCAL_SOURCE_KEYS)}")
+        elif not isinstance(entry, str):
+            raise ConfigError(f"local_sources.{name}: expected a path or a mapping {{path, like, title, ...}}, "
+                              f"got {entry!r}")
+    sweep_ds = p.sweeps.get("datasets") if isinstance(p.sweeps, Mapping) else None
+    if isinstance(sweep_ds, (list, tuple)):
+        for i, name in enumerate(sweep_ds):
+            check_dataset_name(name, f"sweeps.datasets[{i}]")
+    root = Path(p.data.root)
+    if root.is_absolute() or ".." in root.parts or not p.data.root.strip():
+        raise ConfigError(f"data.root: {p.data.root!r} must be a relative folder inside the project "
+                          "(DVC declares data/... as the stages' outputs)")
+
+
+# ------------------------------------------------------------------------------------------- value ranges
+def validate_ranges(p: Params) -> None:
+    """Values that type-check but cannot work; refused when params load (before any run or Ray worker starts)."""
+    if not p.train.lr > 0:
+        raise ConfigError(f"train.lr: must be > 0, got {p.train.lr}")
+    if not p.data.chunk_mb > 0:
+        raise ConfigError(f"data.chunk_mb: must be > 0 (target Zarr chunk size in MB), got {p.data.chunk_mb}")
+    if not 0 <= p.data.max_dropped_share <= 1:
+        raise ConfigError(f"data.max_dropped_share: must be in [0, 1], got {p.data.max_dropped_share}")
+    if not p.model.lambda_flow >= 0:
+        raise ConfigError(f"model.lambda_flow: must be >= 0 (λ of Eq. 11), got {p.model.lambda_flow}")
+    if p.model.prompt_layers is not None and p.model.prompt_layers < 0:
+        raise ConfigError(f"model.prompt_layers: must be >= 0 (or null for the dataset's value), got "
+                          f"{p.model.prompt_layers}")
+    if p.model.arch == "stvfm":
+        known = known_backbones()
+        if p.model.backbone not in known:
+            raise ConfigError(f"model.backbone: unknown backbone '{p.model.backbone}'; choose one of "
+                              f"{', '.join(known)}")
+
+
+# the built-in backbones of stvfm.models.backbone.BACKBONES (a test checks they agree); that module imports torch,
+# so it is consulted only when already loaded (it is wherever a model is built, and where register_backbone was used)
+BUILTIN_BACKBONES = ("dinov2_vits14", "clip_vitb16", "deit_vitb16", "vit_tiny")
+
+
+def known_backbones() -> tuple[str, ...]:
+    mod = sys.modules.get("stvfm.models.backbone")
+    return tuple(mod.BACKBONES) if mod is not None else BUILTIN_BACKBONES
 
 
 VARIANTS = ("simple", "token", "temporal", "adapter", "full")

@@ -71,4 +71,9 @@ class DatasetPaths:
 
 
 def dataset_paths(name: str, root: str | Path = ".", data_root: str = "data") -> DatasetPaths:
+    """The stage outputs of dataset ``name``; a name that could leave its folder (``.``, ``..``, ``a/b``, an absolute
+    path) is refused here too (:func:`stvfm.config.check_dataset_name`, the one rule), whatever the caller."""
+    from stvfm.config import check_dataset_name
+
+    check_dataset_name(name, "dataset argument")
     return DatasetPaths(Path(root).resolve(), name, data_root)

@@ -7,19 +7,28 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("datasets", help="list the ten paper datasets and the embedded synthetic default")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--root", default=".", help="project root (its data/sources.lock.json tells what is pinned)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from stvfm.datasets.lock import SourcesLock, lock_path
     from stvfm.datasets.registry import as_rows
 
-    rows = as_rows()
+    lock = lock_path(args.root)
+    rows = as_rows(SourcesLock.load(lock).files if lock.exists() else {})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    cols = ["name", "title", "domain", "city", "span", "interval", "grid", "channels", "x1e3", "prompt_layers", "sources"]
+    cols = ["name", "title", "domain", "city", "span", "interval", "grid", "channels", "x1e3", "prompt_layers",
+            "checksum", "sources"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols[:-1]}
     print("  ".join(c.ljust(widths[c]) for c in cols[:-1]) + "  sources")
     for r in rows:
         print("  ".join(str(r[c]).ljust(widths[c]) for c in cols[:-1]) + "  " + str(r["sources"]))
+    tofu = [r["name"] for r in rows if r["checksum"] == "TOFU"]
+    if tofu:
+        print(f"\nchecksum TOFU (trust on first use): upstream publishes no checksum for {', '.join(tofu)}; the first "
+              f"download is trusted and its sha256 pinned in {lock.as_posix()} (commit that file; later downloads must "
+              "match it)")
     return 0

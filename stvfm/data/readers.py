@@ -50,6 +50,8 @@ from stvfm.data.gridding import CHANNELS as TRIP_CHANNELS
 from stvfm.data.gridding import TRIP_COLUMNS, GridSpec, grid_trips, iter_parquet
 from stvfm.errors import DataError
 
+# what a corrupt raw file's message advises; stages.load_canonical swaps it for a local_sources entry's own file
+REFETCH_HINT = "Re-download it (delete it and run `stvfm data download {ds}`)"
 KINDS = ("npz", "zarr", "stdn", "stssl", "unist", "trips", "trips-citibike", "trips-tlc")
 
 
@@ -67,13 +69,23 @@ def canonical(flow: np.ndarray, start: Any, interval_minutes: int, channel_names
     T, H, W, C = flow.shape
     names = list(channel_names) if channel_names is not None and len(channel_names) == C else \
         (list(TRIP_CHANNELS) if C == 2 else [f"ch{i}" for i in range(C)])
-    t0 = np.datetime64(_iso(start), "ns")
+    t0 = parse_start(start)
     times = t0 + np.arange(T) * np.timedelta64(int(interval_minutes) * 60, "s").astype("timedelta64[ns]")
     ds = xr.Dataset({"flow": (("time", "y", "x", "channel"), flow.astype(np.float32, copy=False))},
                     coords={"time": times, "channel": np.array(names, dtype=object)})
     ds.attrs.update({"interval_minutes": int(interval_minutes), "bbox": None, "start": str(t0.astype("datetime64[s]"))})
     ds.attrs.update(attrs)
     return ds
+
+
+def parse_start(v: Any, *, dataset: str | None = None, path: str | None = None) -> np.datetime64:
+    """The first step's start as datetime64[ns]; a value that is not a date/time is a :class:`DataError`."""
+    s = _iso(v)
+    try:
+        return np.datetime64(s, "ns")
+    except (ValueError, TypeError, OverflowError):
+        raise DataError(f"'start' {s[:60]!r} is not an ISO date/time (e.g. 2024-01-01 or 2024-01-01T00:00:00)",
+                        dataset=dataset, path=path) from None
 
 
 def _iso(v: Any) -> str:
@@ -93,8 +105,8 @@ def _load_npz(path: Path, dataset: str | None) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise DataError("file not found", dataset=dataset, path=str(path)) from None
     except Exception as e:  # BadZipFile, ValueError, EOFError, tokenize errors from a damaged .npy header ...
-        raise DataError(f"not a readable .npz (truncated or corrupt?): {e}. Re-download it (delete it and run "
-                        f"`stvfm data download {dataset or '<ds>'}`)", dataset=dataset, path=str(path)) from None
+        raise DataError(f"not a readable .npz (truncated or corrupt?): {e}. {REFETCH_HINT.format(ds=dataset or '<ds>')}",
+                        dataset=dataset, path=str(path)) from None
 
 
 def _need(arrays: Mapping[str, np.ndarray], key: str, ndim: int | None, path: Path, dataset: str | None, what: str):
@@ -121,7 +133,7 @@ def read_npz(path: Path, *, dataset: str | None = None, interval_minutes: int | 
     elif interval_minutes is None:
         raise DataError("missing int scalar 'freq_minutes' (minutes per step)", dataset=dataset, path=str(path))
     if "start" in a:
-        start = _iso(a["start"])
+        start = str(parse_start(a["start"], dataset=dataset, path=f"{path} (array 'start')").astype("datetime64[s]"))
     return canonical(flow, start, interval_minutes, channel_names, source=f"npz:{path.name}")
 
 
@@ -161,7 +173,13 @@ def read_zarr(path: Path, *, dataset: str | None = None) -> xr.Dataset:
                             dataset=dataset, path=str(path))
     start = str(src["time"].values[0]) if "time" in src.coords else src.attrs.get("start")
     names = [str(c) for c in src["channel"].values] if "channel" in src.coords else None
-    ds = canonical(da.values, start, int(interval), names, source=f"zarr:{path.name}")
+    from stvfm.data.store import check_chunks, read_values
+
+    check_chunks(path, var, dataset=dataset, fix="write the missing steps (0 counts where nothing happened) into "
+                 "the store, or drop them from the time axis")
+    values = read_values(da, path, dataset=dataset, fix="the input store is damaged; replace it")
+    ds = canonical(values, parse_start(start, dataset=dataset, path=str(path)), int(interval), names,
+                   source=f"zarr:{path.name}")
     if src.attrs.get("bbox") is not None:
         ds.attrs["bbox"] = list(src.attrs["bbox"])
     return ds
@@ -348,7 +366,7 @@ def read_unist(path: Path, *, dataset: str | None, interval_minutes: int, start:
                             f"{int(np.argmin(placed)) + lo}); the series is not contiguous", dataset=dataset, path=str(path))
         series = out
         if start is not None:
-            start = np.datetime64(_iso(start), "ns") + lo * np.timedelta64(int(interval_minutes), "m")
+            start = parse_start(start, dataset=dataset, path=str(path)) + lo * np.timedelta64(int(interval_minutes), "m")
         notes.append(f"placed by integer timestamps {lo}..{hi}")
     else:
         series = parts[0][1]
@@ -369,7 +387,7 @@ def read_unist(path: Path, *, dataset: str | None, interval_minutes: int, start:
                                     f"of {gap} steps (mod one week)", dataset=dataset, path=str(path))
             notes.append(f"{split} joined with overlap {k}" if k else f"{split} assumed adjacent (no overlap)")
         if week[0] is not None and start is not None:
-            t0 = np.datetime64(_iso(start), "ns")
+            t0 = parse_start(start, dataset=dataset, path=str(path))
             step = np.timedelta64(int(interval_minutes), "m").astype("timedelta64[ns]")
             day0 = t0.astype("datetime64[D]")
             w0 = ((day0.astype(np.int64) + 3) % 7) * spd + int((t0 - day0.astype("datetime64[ns]")) // step)
@@ -493,6 +511,15 @@ def read_trips(paths: Sequence[Path], *, dataset: str | None, spec: GridSpec, ba
             yield from iter_trip_batches(p, dataset=dataset, batch_size=batch_size)
 
     g = grid_trips(batches(), spec)
+    if g.records == 0:
+        raise DataError("no trip records in the input (empty file?)", dataset=dataset, path=str(paths[0]))
+    if not any(g.counted.values()):
+        end = spec.start + np.timedelta64(spec.steps * spec.interval_ns, "ns")
+        raise DataError(f"all {g.records} trip records fall outside the grid: 0 endpoints inside bbox "
+                        f"{[float(v) for v in spec.bbox]} (lat_min, lon_min, lat_max, lon_max) and span "
+                        f"{np.datetime_as_string(spec.start, unit='s')}..{np.datetime_as_string(end, unit='s')} "
+                        f"(dropped: {dict(g.dropped)}); fix bbox/start/end (manifest.json or the local_sources entry)",
+                        dataset=dataset, path=str(paths[0]))
     ds = canonical(g.counts, spec.start, spec.interval_minutes, TRIP_CHANNELS,
                    source="trips:" + ",".join(p.name for p in paths), bbox=[float(v) for v in spec.bbox])
     if channel_names is not None and list(channel_names) != list(TRIP_CHANNELS):

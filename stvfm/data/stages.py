@@ -23,14 +23,15 @@ import xarray as xr
 
 from stvfm.config import Params
 from stvfm.data.flow import flow_dataset
-from stvfm.data.readers import guess_kind, read_raw
+from stvfm.data.readers import REFETCH_HINT, guess_kind, read_raw
 from stvfm.data.scaler import Scaler
 from stvfm.data.split import check_lengths, make_windows, split_bounds
 from stvfm.data.stats import grid_stats
+from stvfm.data.store import check_chunks, check_same_grid, grid_digest, load_dataset, read_values
 from stvfm.data.validate import validate_flow
 from stvfm.datasets.registry import DatasetSpec, get_spec
 from stvfm.errors import DataError
-from stvfm.io import atomic_path, read_json, write_json
+from stvfm.io import atomic_path, clean_stale, read_json, replace_path, target_lock, temp_beside, write_json
 from stvfm.paths import DatasetPaths, dataset_paths
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,27 @@ def load_canonical(name: str, params: Params, root: str | Path = "."):
         v = m.get(key)
         return entry.get(key, default) if v is None else v
 
+    try:
+        res = _read_raw(files, kind, name, m, entry, spec, spec_known, zones, pick)
+    except DataError as e:
+        if m.get("source_kind") != "local":
+            raise
+        # a copy of the user's own file: re-downloading cannot help, the file itself must be fixed
+        hint = REFETCH_HINT.format(ds=name)
+        raise DataError(str(e).replace(hint, f"It is a copy of local_sources.{name}.path "
+                                             f"('{m.get('source_path')}'): fix or replace that file")) from None
+    return res, spec, files + zones, spec_known, kind
+
+
+def _read_raw(files, kind, name, m, entry, spec, spec_known, zones, pick):
     interval = pick("interval_minutes", spec.interval_minutes if spec_known else None)
     grid = pick("grid", list(spec.grid) if (spec_known or kind == "stssl" or kind.startswith("trips")) else None)
     start = pick("start", spec.span[0] if spec_known else None)
     end = pick("end", spec.span[1] if spec_known else None)
-    res = read_raw(files, kind, dataset=name, interval_minutes=None if interval is None else int(interval),
+    return read_raw(files, kind, dataset=name, interval_minutes=None if interval is None else int(interval),
                    grid=None if grid is None else (int(grid[0]), int(grid[1])), start=start, end=_end_exclusive(end),
                    bbox=pick("bbox"), channel_names=pick("channel_names", list(spec.channel_names) if spec_known else None),
                    zones_zip=zones[0] if zones else None)
-    return res, spec, files + zones, spec_known, kind
 
 
 def _time_chunk(shape: tuple[int, ...], chunk_mb: float) -> int:
@@ -116,67 +129,141 @@ def _time_chunk(shape: tuple[int, ...], chunk_mb: float) -> int:
     return int(max(1, min(T, (chunk_mb * 2**20) // max(frame, 1))))
 
 
-def write_zarr(ds: xr.Dataset, var: str, target: Path, chunk_mb: float) -> None:
+def _to_zarr(ds: xr.Dataset, var: str, tmp: Path, chunk_mb: float) -> None:
     tc = _time_chunk(ds[var].shape, chunk_mb)
-    enc = {var: {"chunks": (tc, *ds[var].shape[1:])}}
+    ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding={var: {"chunks": (tc, *ds[var].shape[1:])}})
+
+
+def write_zarr(ds: xr.Dataset, var: str, target: Path, chunk_mb: float) -> None:
     with atomic_path(target) as tmp:
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc)
+        _to_zarr(ds, var, tmp, chunk_mb)
 
 
 def run_grid(name: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
-    t = time.perf_counter()
     paths = _paths(name, params, root)
+    with target_lock(paths.grid_zarr, f"the grid of '{name}'"):
+        clean_stale(paths.grid_zarr, paths.grid_stats)
+        return _run_grid(name, params, root, paths)
+
+
+def _run_grid(name: str, params: Params, root: str | Path, paths: DatasetPaths) -> dict[str, Any]:
+    t = time.perf_counter()
     res, spec, files, spec_known, kind = load_canonical(name, params, root)
     ds = res.ds
     where = ",".join(str(f) for f in files)
     # the table's grid/channels are checked where known; UniST files carry one channel per file, so not for them
     validate_flow(ds, dataset=name, path=where, grid=list(spec.grid) if spec_known else None,
                   channels=spec.channels if spec_known and kind != "unist" else None)
-    ds.attrs.update({"dataset": name, "input_sha256": sha256_of(files), "source": f"{kind}:" + ",".join(f.name for f in files)})
+    gsha = grid_digest(ds["flow"].values, str(ds.attrs.get("start")), int(ds.attrs["interval_minutes"]))
+    ds.attrs.update({"dataset": name, "input_sha256": sha256_of(files), "grid_sha256": gsha,
+                     "source": f"{kind}:" + ",".join(f.name for f in files)})
     if ds.attrs.get("bbox") is None:
         ds.attrs["bbox"] = None
     stats = grid_stats(ds, res.records or None, res.dropped or None)
-    with atomic_path(paths.grid_zarr) as tz, atomic_path(paths.grid_stats) as ts:
-        tc = _time_chunk(ds["flow"].shape, params.data.chunk_mb)
-        ds.to_zarr(tz, mode="w", zarr_format=3, consolidated=False,
-                   encoding={"flow": {"chunks": (tc, *ds["flow"].shape[1:])}})
+    stats["grid_sha256"] = gsha
+    warning = dropped_warning(res.records, res.dropped, params.data.max_dropped_share)
+    stats["dropped_share"] = [_share(res.records, res.dropped, str(c)) for c in stats["channel"]]
+    stats["warning"] = warning or ""
+    if warning:
+        log.warning("grid %s: %s", name, warning)
+    # The store and its stats are one output: stats are the commit mark. The old stats go first, then the store is
+    # swapped in atomically, then the new stats (same grid_sha256) appear. A kill at any point leaves the old pair,
+    # a store without stats (the next run redoes it), or the new pair: never new stats beside an old store.
+    with temp_beside(paths.grid_zarr) as tz, temp_beside(paths.grid_stats) as ts:
+        _to_zarr(ds, "flow", tz, params.data.chunk_mb)
         stats.to_parquet(ts, index=False)
+        paths.grid_stats.unlink(missing_ok=True)
+        replace_path(tz, paths.grid_zarr)
+        replace_path(ts, paths.grid_stats)
     T, H, W, C = ds["flow"].shape
     out = {"dataset": name, "shape": [T, H, W, C], "kind": kind, "seconds": round(time.perf_counter() - t, 2),
-           "records": res.records, "dropped": res.dropped}
+           "records": res.records, "dropped": res.dropped, "grid_sha256": gsha}
+    if warning:
+        out["warning"] = warning
     log.info("grid %s: %s", name, out)
     return out
+
+
+def _share(records: dict[str, int] | None, dropped: dict[str, int] | None, ch: str) -> float:
+    n = (records or {}).get(ch, 0) + (dropped or {}).get(ch, 0)
+    return round((dropped or {}).get(ch, 0) / n, 6) if n else 0.0
+
+
+def dropped_warning(records: dict[str, int] | None, dropped: dict[str, int] | None, limit: float) -> str | None:
+    """A warning when more than ``limit`` (``data.max_dropped_share``) of a channel's trip endpoints were dropped."""
+    over = {ch: _share(records, dropped, ch) for ch in (dropped or {}) if _share(records, dropped, ch) > limit}
+    if not over:
+        return None
+    parts = ", ".join(f"{ch} {100 * v:.1f}% ({dropped[ch]} of {records.get(ch, 0) + dropped[ch]})"
+                      for ch, v in over.items())
+    return (f"WARNING: dropped {parts} trip endpoints (outside the bbox or span, or without time/coordinates), more "
+            f"than data.max_dropped_share = {limit:g}; check bbox/start/end")
 
 
 def open_grid(paths: DatasetPaths, name: str) -> xr.Dataset:
     if not paths.grid_zarr.exists():
         raise DataError(f"no grid: run `dvc repro grid@{name}` first", dataset=name, path=str(paths.grid_zarr))
+    fix = f"rerun `dvc repro grid@{name}`"
     try:
-        return xr.open_zarr(paths.grid_zarr, consolidated=False)
+        ds = xr.open_zarr(paths.grid_zarr, consolidated=False)
     except Exception as e:
-        raise DataError(f"cannot open the grid store ({e}); rerun the grid stage", dataset=name,
-                        path=str(paths.grid_zarr)) from None
+        raise DataError(f"cannot open the grid store ({e}); {fix}", dataset=name, path=str(paths.grid_zarr)) from None
+    if "flow" not in ds.data_vars:
+        raise DataError(f"the grid store has no variable 'flow'; {fix}", dataset=name, path=str(paths.grid_zarr))
+    check_chunks(paths.grid_zarr, "flow", dataset=name, fix=fix)
+    return ds
+
+
+def open_flow(paths: DatasetPaths, name: str, grid: xr.Dataset) -> xr.Dataset:
+    """The flow store, checked against ``grid`` (grid_sha256, T, shape); a stale one names the stage to rerun."""
+    fix = f"rerun `dvc repro flow@{name}`"
+    if not paths.flow_zarr.exists():
+        raise DataError(f"no flow: run `dvc repro flow@{name}` first", dataset=name, path=str(paths.flow_zarr))
+    try:
+        f = xr.open_zarr(paths.flow_zarr, consolidated=False)
+    except Exception as e:
+        raise DataError(f"cannot open the flow store ({e}); {fix}", dataset=name, path=str(paths.flow_zarr)) from None
+    if "dflow" not in f.data_vars:
+        raise DataError(f"the flow store has no variable 'dflow'; {fix}", dataset=name, path=str(paths.flow_zarr))
+    check_same_grid(grid.attrs.get("grid_sha256"), f.attrs.get("grid_sha256"), dataset=name, what="the flow store",
+                    path=paths.flow_zarr, rerun="flow")
+    if tuple(f["dflow"].shape) != tuple(grid["flow"].shape):
+        raise DataError(f"the flow store has shape {tuple(f['dflow'].shape)} but the grid {tuple(grid['flow'].shape)} "
+                        f"(T, H, W, C); {fix}", dataset=name, path=str(paths.flow_zarr))
+    check_chunks(paths.flow_zarr, "dflow", dataset=name, fix=fix)
+    return f
 
 
 def run_flow(name: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
     paths = _paths(name, params, root)
-    grid = open_grid(paths, name).load()
-    fds = flow_dataset(grid)
-    write_zarr(fds, "dflow", paths.flow_zarr, params.data.chunk_mb)
-    return {"dataset": name, "shape": list(fds["dflow"].shape)}
+    with target_lock(paths.flow_zarr, f"the flow of '{name}'"):
+        clean_stale(paths.flow_zarr)
+        grid = load_dataset(open_grid(paths, name), paths.grid_zarr, dataset=name,
+                            fix=f"rerun `dvc repro grid@{name}`")
+        fds = flow_dataset(grid)
+        fds.attrs["grid_sha256"] = grid.attrs.get("grid_sha256")
+        write_zarr(fds, "dflow", paths.flow_zarr, params.data.chunk_mb)
+    return {"dataset": name, "shape": list(fds["dflow"].shape), "grid_sha256": fds.attrs["grid_sha256"]}
 
 
 def run_split(name: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
     paths = _paths(name, params, root)
+    with target_lock(paths.split_dir, f"the split of '{name}'"):
+        clean_stale(paths.split_dir)
+        return _run_split(name, params, paths)
+
+
+def _run_split(name: str, params: Params, paths: DatasetPaths) -> dict[str, Any]:
     d = params.data
     grid = open_grid(paths, name)
+    open_flow(paths, name, grid)
     T, H, W, C = grid["flow"].shape
-    if not paths.flow_zarr.exists():
-        raise DataError(f"no flow: run `dvc repro flow@{name}` first", dataset=name, path=str(paths.flow_zarr))
     bounds = split_bounds(T, d.split)
     check_lengths(bounds, d.history, d.horizon, fractions=d.split, dataset=name, path=str(paths.grid_zarr))
     a = bounds["train"][1]
-    scaler = Scaler.fit(grid["flow"].isel(time=slice(0, a)).values, d.scaler, channel_axis=-1)
+    train = read_values(grid["flow"].isel(time=slice(0, a)), paths.grid_zarr, dataset=name,
+                        fix=f"rerun `dvc repro grid@{name}`")
+    scaler = Scaler.fit(train, d.scaler, channel_axis=-1)
     w = make_windows(bounds, d.history, d.horizon)
     times = grid["time"].values
     w["time"] = pd.to_datetime(times[w["t0"].to_numpy() + d.history])
@@ -188,7 +275,7 @@ def run_split(name: str, params: Params, root: str | Path = ".") -> dict[str, An
         "grid": [int(H), int(W)], "channels": int(C), "channel_names": [str(c) for c in grid["channel"].values],
         "interval_minutes": int(grid.attrs["interval_minutes"]), "start": str(np.datetime_as_string(times[0], unit="s")),
         "scale_1e3": bool(spec.scale_1e3), "scaler": d.scaler, "split": list(d.split),
-        "input_sha256": grid.attrs.get("input_sha256"),
+        "input_sha256": grid.attrs.get("input_sha256"), "grid_sha256": grid.attrs.get("grid_sha256"),
     }
     with atomic_path(paths.split_dir) as tmp:
         tmp.mkdir()

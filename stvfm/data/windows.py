@@ -26,18 +26,35 @@ from stvfm.io import read_json
 __all__ = ["WindowDataset", "Scaler", "load_range"]
 
 
-def load_range(store, var: str, lo: int, hi: int) -> np.ndarray:
-    """Steps ``[lo, hi)`` of ``var`` from a Zarr store as (T, C, H, W) float32."""
+def load_range(store, var: str, lo: int, hi: int, *, expect_grid: str | None = None, dataset: str | None = None,
+               stage: str = "split") -> np.ndarray:
+    """Steps ``[lo, hi)`` of ``var`` from a Zarr store as (T, C, H, W) float32. With ``expect_grid`` the store must
+    record that grid_sha256 (the split's meta.json) and hold at least ``hi`` steps; else the error names the stage to
+    rerun."""
     import xarray as xr
 
+    from stvfm.data.store import check_chunks, check_same_grid, read_values
+
+    fix = f"rerun `dvc repro {stage}@{dataset}`" if dataset else "rerun `dvc repro`"
     try:
         ds = xr.open_zarr(store, consolidated=False)
     except Exception as e:
-        raise DataError(f"cannot open Zarr store ({e}); rerun `dvc repro`", path=str(store)) from None
+        raise DataError(f"cannot open Zarr store ({e}); {fix}", dataset=dataset, path=str(store)) from None
     if var not in ds.data_vars:
-        raise DataError(f"no variable '{var}' in the store", path=str(store))
-    a = ds[var].isel(time=slice(lo, hi)).values.astype(np.float32)  # (T, H, W, C)
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+        raise DataError(f"no variable '{var}' in the store; {fix}", dataset=dataset, path=str(store))
+    if expect_grid is not None:
+        if stage == "flow":  # the split and the grid agree (checked first); a flow store of another grid is stale
+            check_same_grid(expect_grid, ds.attrs.get("grid_sha256"), dataset=dataset or "<ds>",
+                            what="the flow store", path=store, rerun="flow")
+        else:
+            check_same_grid(ds.attrs.get("grid_sha256"), expect_grid, dataset=dataset or "<ds>",
+                            what="the split (meta.json)", path=store, rerun="split")
+    if ds.sizes.get("time", 0) < hi:
+        raise DataError(f"the store has {ds.sizes.get('time', 0)} steps but the split needs {hi}; the split is "
+                        f"stale: rerun `dvc repro split@{dataset}`", dataset=dataset, path=str(store))
+    check_chunks(store, var, dataset=dataset, fix=fix)
+    a = read_values(ds[var].isel(time=slice(lo, hi)), store, dataset=dataset, fix=fix).astype(np.float32)
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))  # (T, H, W, C) -> (T, C, H, W)
 
 
 try:  # torch is a hard dependency of the project; keep the import local to this module
@@ -68,8 +85,11 @@ class WindowDataset(_TorchDataset):
             raise DataError(f"windows.parquet has {split} windows outside the split {self.lo}..{self.hi}",
                             dataset=paths.name, path=str(paths.windows))
         self.scaler = Scaler.load(paths.scaler)
-        self._x = self.scaler.transform(load_range(paths.grid_zarr, "flow", self.lo, self.hi)).astype(np.float32)
-        self._f = self.scaler.scale_diff(load_range(paths.flow_zarr, "dflow", self.lo, self.hi)).astype(np.float32)
+        gsha = self.meta.get("grid_sha256")  # absent in splits written before it was recorded: not checked
+        x = load_range(paths.grid_zarr, "flow", self.lo, self.hi, expect_grid=gsha, dataset=paths.name, stage="grid")
+        f = load_range(paths.flow_zarr, "dflow", self.lo, self.hi, expect_grid=gsha, dataset=paths.name, stage="flow")
+        self._x = self.scaler.transform(x).astype(np.float32)
+        self._f = self.scaler.scale_diff(f).astype(np.float32)
         self.interval_minutes = int(self.meta["interval_minutes"])
         self._tid = series_time_ids(self.meta["start"], self.interval_minutes, self.hi)[self.lo:]
 

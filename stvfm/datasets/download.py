@@ -28,7 +28,7 @@ from stvfm.config import Params
 from stvfm.datasets.lock import SourcesLock, lock_path
 from stvfm.datasets.registry import DatasetSpec, Source, get_spec
 from stvfm.errors import DataError, DownloadError
-from stvfm.io import atomic_path, sha256_file, write_json
+from stvfm.io import atomic_path, clean_stale, sha256_file, target_lock, write_json
 from stvfm.paths import dataset_paths
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,18 @@ def run_download(name: str, params: Params, root: str | Path) -> Path:
             "channel_names": list(spec.channel_names), "start": f"{spec.span[0]}T00:00:00",
             "end": (dt.date.fromisoformat(spec.span[1]) + dt.timedelta(days=1)).isoformat() + "T00:00:00",
             "bbox": list(spec.bbox) if spec.bbox else None}
+    # the stage's one output: data/raw/<name> (a name can never point elsewhere: stvfm.config.check_dataset_name)
+    raw_parent = (root / params.data.root / "raw").resolve()
+    if paths.raw_dir.parent.resolve() != raw_parent or paths.raw_dir.name != name:
+        raise DataError(f"refusing to write {paths.raw_dir}: outside {raw_parent}", dataset=name)
+    # one download of a dataset at a time (a second waits, then finds the files in place); leftovers of a killed
+    # run are removed under the lock, so a live run's temp folder is never touched
+    with target_lock(paths.raw_dir, f"the raw files of '{name}'"):
+        clean_stale(paths.raw_dir)
+        return _write_raw(name, spec, params, root, paths, base)
+
+
+def _write_raw(name: str, spec: DatasetSpec, params: Params, root: Path, paths, base: dict[str, Any]) -> Path:
     with atomic_path(paths.raw_dir) as tmp:
         tmp.mkdir(parents=True)
         if spec.kind == "synthetic":
@@ -221,6 +233,10 @@ def _resolve_one(dataset: str, src: Source, lock: SourcesLock, mirrors: list[Pat
     """Find or fetch one source file, verify it, pin it if it had no checksum; return its verified path."""
     expected = src.sha256 or lock.sha256(src.url)
     origin = "the dataset table" if src.sha256 else "data/sources.lock.json"
+    if not expected:
+        log.warning("%s: upstream publishes no checksum and data/sources.lock.json has no pin for it: trusting this "
+                    "first copy (trust on first use); its sha256 is pinned now: commit data/sources.lock.json",
+                    src.filename)
     candidates = [m / src.filename for m in mirrors] + [m / dataset / src.filename for m in mirrors]
     candidates.append(raw_dir / src.filename)
     for cand in candidates:

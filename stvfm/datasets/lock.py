@@ -58,6 +58,23 @@ class SourcesLock:
         self.dirty = True
 
     def save(self) -> None:
-        if self.dirty:
-            write_json(self.path, {"version": VERSION, "files": dict(sorted(self.files.items()))})
+        """Write the pins made here into the file, under a file lock, merged with what other processes pinned since
+        :meth:`load` (read-modify-write of one shared file)."""
+        if not self.dirty:
+            return
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path.with_name(f".{self.path.name}.lock"))):
+            current = SourcesLock.load(self.path).files if self.path.exists() else {}
+            for url, entry in self.files.items():
+                have = current.get(url)
+                if have and have.get("sha256") != entry.get("sha256"):
+                    raise DataError(f"another download pinned {entry.get('filename')} ({url}) with sha256 "
+                                    f"{have.get('sha256')}, this one got {entry.get('sha256')}; the upstream file "
+                                    "changed between the two: check it, then delete the entry to re-pin",
+                                    path=str(self.path))
+                current.setdefault(url, entry)
+            write_json(self.path, {"version": VERSION, "files": dict(sorted(current.items()))})
+            self.files = current
             self.dirty = False

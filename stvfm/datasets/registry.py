@@ -182,12 +182,28 @@ def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> Da
     raise ConfigError(f"unknown dataset '{name}'. Known: {known}. Add your own under local_sources: in params.yaml.")
 
 
-def as_rows() -> list[dict[str, object]]:
-    """The table as plain rows (for `stvfm datasets` and the report)."""
+def checksum_status(spec: DatasetSpec, pins: Mapping[str, object] | None = None) -> str:
+    """How the files of ``spec`` are verified: ``published`` (sha256 in this table), ``pinned`` (every file in
+    data/sources.lock.json), ``TOFU`` (trust on first use: upstream publishes no checksum and nothing is pinned yet:
+    the first download is trusted and pinned), ``generated`` (synthetic)."""
+    if spec.kind == "synthetic":
+        return "generated"
+    if not spec.sources:
+        return "-"
+    if all(src.sha256 for src in spec.sources):
+        return "published"
+    pins = pins or {}
+    if all(src.sha256 or src.url in pins for src in spec.sources):
+        return "pinned"
+    return "TOFU"
+
+
+def as_rows(pins: Mapping[str, object] | None = None) -> list[dict[str, object]]:
+    """The table as plain rows (for `stvfm datasets` and the report); ``pins``: data/sources.lock.json's files."""
     rows = []
     for s in [*DATASETS.values(), SYNTHETIC]:
         rows.append(dict(name=s.name, title=s.title, domain=s.domain, city=s.city, span=f"{s.span[0]}..{s.span[1]}",
                          interval=f"{s.interval_minutes} min", grid=f"{s.grid[0]}x{s.grid[1]}", channels=s.channels,
-                         x1e3=s.scale_1e3, prompt_layers=s.prompt_layers,
+                         x1e3=s.scale_1e3, prompt_layers=s.prompt_layers, checksum=checksum_status(s, pins),
                          sources=" ".join(src.url for src in s.sources) or ("generated" if s.kind == "synthetic" else "")))
     return rows
