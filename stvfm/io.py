@@ -112,15 +112,22 @@ def clean_stale(*targets: str | Path) -> list[str]:
     return removed
 
 
+def lock_file_for(target: str | Path) -> Path:
+    """The lock file of ``target``: in the machine's temp dir (``stvfm-locks-<uid>/``), named by a hash of the
+    target's absolute path, so output folders hold only outputs."""
+    key = hashlib.sha256(str(Path(target).resolve()).encode()).hexdigest()[:32]
+    d = Path(tempfile.gettempdir()) / f"stvfm-locks-{os.getuid()}"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return d / f"{Path(target).name[:60]}.{key}.lock"
+
+
 @contextlib.contextmanager
 def target_lock(target: str | Path, what: str = "this output") -> Iterator[None]:
-    """An inter-process lock (``filelock``) beside ``target``: ``.<name>.lock``. Waits (saying so) while another
+    """An inter-process lock (``filelock``) on ``target`` (:func:`lock_file_for`). Waits (saying so) while another
     process holds it; released when the holder exits, even when it is killed."""
     from filelock import FileLock, Timeout
 
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.with_name(f".{target.name}.lock")))
+    lock = FileLock(str(lock_file_for(target)))
     try:
         lock.acquire(timeout=0.5)
     except Timeout:

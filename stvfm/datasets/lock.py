@@ -64,8 +64,9 @@ class SourcesLock:
             return
         from filelock import FileLock
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path.with_name(f".{self.path.name}.lock"))):
+        from stvfm.io import lock_file_for
+
+        with FileLock(str(lock_file_for(self.path))):
             current = SourcesLock.load(self.path).files if self.path.exists() else {}
             for url, entry in self.files.items():
                 have = current.get(url)

@@ -12,12 +12,13 @@ release file, timm/HF ``.safetensors`` files and plain state dicts all load; not
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -191,10 +192,14 @@ def create_vit(spec: BackboneSpec, weights: str | Path | None = None) -> nn.Modu
     kwargs: dict[str, Any] = dict(num_classes=0, **spec.timm_kwargs)
     if weights is None:
         return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
-    # timm logs "Loading pretrained weights from file" at INFO; failures below become WeightsError
+    # timm logs "Loading pretrained weights from file" at INFO; failures below become WeightsError. timm's loader is
+    # not strict when the classifier is dropped (num_classes=0): what it loaded is recorded and checked here.
     try:
-        return timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
-                                 **kwargs)
+        with _recorded_loads() as loads:
+            vit = timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
+                                    **kwargs)
+        check_loaded(loads, spec, weights)
+        return vit
     except (RuntimeError, KeyError, ValueError, OSError, EOFError) as e:
         raise WeightsError(f"model.weights: '{weights}' could not be loaded into {spec.timm_name} "
                            f"(backbone '{spec.name}'): {type(e).__name__}: {str(e)[:400]}. Point model.weights at a "
@@ -204,6 +209,56 @@ def create_vit(spec: BackboneSpec, weights: str | Path | None = None) -> nn.Modu
             raise WeightsError(f"model.weights: '{weights}' is not a plain weights file that loads with "
                                f"weights_only=True: {str(e)[:300]}") from e
         raise
+
+
+# Parts of a ViT checkpoint the project drops (ST-VFM feeds its own tokens and never reads a pooled feature): they may
+# be absent from a file (missing) or present without a place in the model (unexpected). Everything else must match:
+# every block, the final norm, norm_pre where the architecture has one, and the patch and position embeddings.
+DROPPED_MISSING = ("cls_token", "reg_token", "mask_token")
+DROPPED_PREFIXES = ("head.", "head_dist.", "fc_norm.", "pre_logits.", "attn_pool.", "cls_token", "reg_token",
+                    "mask_token", "dist_token")
+
+
+@contextlib.contextmanager
+def _recorded_loads() -> Iterator[list[Any]]:
+    """Record the result (missing/unexpected keys) of every ``nn.Module.load_state_dict`` call in this block."""
+    results: list[Any] = []
+    original = nn.Module.load_state_dict
+
+    def recording(self, *args, **kwargs):
+        r = original(self, *args, **kwargs)
+        results.append(r)
+        return r
+
+    nn.Module.load_state_dict = recording  # type: ignore[method-assign]
+    try:
+        yield results
+    finally:
+        nn.Module.load_state_dict = original  # type: ignore[method-assign]
+
+
+def _names(keys: list[str], n: int = 8) -> str:
+    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def check_loaded(loads: list[Any], spec: BackboneSpec, weights: str | Path) -> None:
+    """Strict about the backbone: no key of the model missing from the file (except the dropped tokens) and no key of
+    the file without a place (except dropped heads). Raises WeightsError naming the keys."""
+    if not loads:
+        raise WeightsError(f"model.weights: '{weights}': nothing was loaded into {spec.timm_name} (backbone "
+                           f"'{spec.name}')")
+    r = loads[-1]
+    missing = [k for k in r.missing_keys if k not in DROPPED_MISSING]
+    unexpected = [k for k in r.unexpected_keys if not k.startswith(DROPPED_PREFIXES)]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing from the file: {_names(missing)}")
+        if unexpected:
+            parts.append(f"in the file but not in the backbone: {_names(unexpected)}")
+        raise WeightsError(f"model.weights: '{weights}' does not fit backbone '{spec.name}' ({spec.timm_name}): "
+                           f"{'; '.join(parts)}. Point model.weights at a checkpoint of this backbone "
+                           f"(`stvfm weights fetch {spec.name}`)")
 
 
 def build_backbone(name: str, weights: str | None = None, allow_random_init: bool = False,
