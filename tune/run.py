@@ -80,14 +80,14 @@ def ensure_split(raw: Mapping[str, Any], dataset: str, root: Path, prepare: bool
         Path(f.name).unlink(missing_ok=True)
 
 
-def init_ray(address: str | None, s: TuneSettings) -> bool:
-    """Join a cluster (``--address`` / RAY_ADDRESS, set by ``ray job submit``) or start a local one. True if local."""
-    import ray
+def init_ray(address: str | None, s: TuneSettings, params_address: str | None = None) -> bool:
+    """Join a cluster (``--address``, ``train.ray_address`` or RAY_ADDRESS, set by ``ray job submit``) within a
+    bounded time, or start a private local one (never a stale cluster named by Ray's address file). True if local."""
+    from stvfm.training.ray_address import configured_address
+    from stvfm.training.ray_address import init_ray as connect
 
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return False
+    if address or configured_address(params_address)[0]:
+        return connect(address or params_address, logging_level=logging.WARNING)
     # Ray Train's PlacementGroupCleaner finds the dashboard through the state API; with another Ray instance on the
     # same host it dies with "Found multiple active Ray instances", leaks the trial's placement group and the next
     # trial waits forever. Pinning the API server address (inherited by every Ray process we start) avoids that.
@@ -95,8 +95,8 @@ def init_ray(address: str | None, s: TuneSettings) -> bool:
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     env = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
     try:
-        ray.init(num_cpus=s.local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                 logging_level=logging.WARNING, runtime_env={"env_vars": env})
+        connect(None, num_cpus=s.local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                dashboard_port=port, logging_level=logging.WARNING, runtime_env={"env_vars": env})
     except BaseException:
         os.environ.pop("RAY_API_SERVER_ADDRESS", None)
         raise
@@ -203,7 +203,7 @@ def run_study(dataset: str, *, root: Path, params_path: Path | None = None, over
 
     failed, local = True, False
     try:
-        local = init_ray(address, s)
+        local = init_ray(address, s, params.train.ray_address)
         max_conc = concurrency(s, local)
         log.info("study %s: %d trials, %d at a time, %s per trial, space %s", study, s.num_samples, max_conc,
                  s.resources, ", ".join(s.space))

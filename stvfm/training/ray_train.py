@@ -38,17 +38,20 @@ def ray_env() -> None:
         os.environ.setdefault(k, v)
 
 
-def ensure_ray(num_cpus: int | None = None) -> float:
-    """Start (or join, with RAY_ADDRESS) a Ray cluster with the dashboard on; returns seconds spent."""
+def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float:
+    """Start a private local Ray with the dashboard on, or join ``address`` (``train.ray_address``) / env RAY_ADDRESS
+    within a bounded time (:mod:`stvfm.training.ray_address`); returns seconds spent."""
     ray_env()
     import ray
+
+    from stvfm.training.ray_address import init_ray
 
     t = time.perf_counter()
     if not ray.is_initialized():
         kw: dict[str, Any] = dict(logging_level="WARNING", include_dashboard=True, log_to_driver=True)
-        if num_cpus is not None and not os.environ.get("RAY_ADDRESS"):
+        if num_cpus is not None:
             kw["num_cpus"] = num_cpus
-        ray.init(**kw)
+        init_ray(address, **kw)
     return time.perf_counter() - t
 
 
@@ -174,7 +177,7 @@ def export_checkpoint(checkpoint: Any, model_dir: str | Path) -> dict[str, Any]:
 def fit(params: Params, dataset: str, root: str | Path, model_dir: str | Path, *, name: str | None = None,
         callbacks: Iterable[Any] = ()) -> dict[str, Any]:
     """Start Ray if needed, fit, export the checkpoint; returns {state, result_metrics, ray_init_s, fit_s, name}."""
-    init_s = ensure_ray()
+    init_s = ensure_ray(address=params.train.ray_address)
     name = name or default_run_name(dataset)
     trainer = build_trainer(params, dataset, root, name=name, callbacks=callbacks)
     t = time.perf_counter()

@@ -133,11 +133,11 @@ def test_mlflow_server_db_backend_artifact_store_private():
     args = c["args"]
     opt = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
     assert c["command"] == ["mlflow", "server"] and c["image"] == IMAGE
-    assert opt["--backend-store-uri"].startswith("postgresql://") and "$(DB_PASSWORD)" in opt["--backend-store-uri"]
+    assert opt["--backend-store-uri"].startswith("postgresql://")
     assert opt["--artifacts-destination"].startswith("s3://") and "--serve-artifacts" in args
     assert "stvfm-mlflow.stvfm.svc.cluster.local:5000" in opt["--allowed-hosts"].split(",")
     env = _env(c)
-    assert env["DB_PASSWORD"] == {"secretKeyRef": {"name": "stvfm-mlflow-db", "key": "password"}}
+    assert env["PGPASSWORD"] == {"secretKeyRef": {"name": "stvfm-mlflow-db", "key": "password"}}
     db = _one(docs, "StatefulSet", "stvfm-mlflow-db")
     pg = db["spec"]["template"]["spec"]["containers"][0]
     assert pg["image"].startswith("postgres:") and "secretKeyRef" in _env(pg)["POSTGRES_PASSWORD"]
@@ -185,3 +185,76 @@ def test_dockerfile_pins_ray_installs_package_runs_unprivileged():
 
     pins = tomllib.loads((INFRA.parent / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(p.startswith("ray[") and p.endswith("==2.60.0") for p in pins)  # image tag == package pin
+
+
+# ---------------------------------------------------------------- MLflow server locked down (issue 11)
+def _mlflow_container() -> dict:
+    dep = _one(_docs("k8s/mlflow.yaml"), "Deployment", "stvfm-mlflow")
+    return dep["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_mlflow_server_requires_authentication():
+    c = _mlflow_container()
+    args = c["args"]
+    assert args[args.index("--app-name") + 1] == "basic-auth"
+    env = _env(c)
+    ini_path = env["MLFLOW_AUTH_CONFIG_PATH"]
+    cm = _one(_docs("k8s/mlflow.yaml"), "ConfigMap", "stvfm-mlflow-auth")
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini.read_string(cm["data"][Path(ini_path).name])
+    assert ini["mlflow"]["default_permission"] in ("READ", "NO_PERMISSIONS")
+    assert "admin_password" not in ini["mlflow"]  # the admin password comes from a secret, not the ConfigMap
+    assert ":" not in ini["mlflow"]["database_uri"].split("@")[0].removeprefix("postgresql://")  # no password
+    assert "secretKeyRef" in env["MLFLOW_AUTH_ADMIN_PASSWORD"] and "secretKeyRef" in env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert str(Path(ini_path).parent) in mounts
+    # the Ray pods, the server's only clients, log in with a user from a secret
+    for name in ("k8s/raycluster.yaml", "k8s/rayjob.yaml"):
+        spec = _cluster_spec(_one(_docs(name), "RayCluster" if "cluster" in name else "RayJob"))
+        for tpl in [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]:
+            e = _env(tpl["spec"]["containers"][0])
+            assert e["MLFLOW_TRACKING_USERNAME"]["secretKeyRef"]["name"] == "stvfm-mlflow-client", name
+            assert e["MLFLOW_TRACKING_PASSWORD"]["secretKeyRef"]["name"] == "stvfm-mlflow-client", name
+
+
+def test_mlflow_network_policy_admits_only_ray_pods():
+    docs = _docs("k8s/mlflow.yaml")
+    pols = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    server = [p for p in pols if p["spec"]["podSelector"]["matchLabels"] == {"app": "stvfm-mlflow"}]
+    assert len(server) == 1 and server[0]["spec"]["policyTypes"] == ["Ingress"]
+    rules = server[0]["spec"]["ingress"]
+    assert len(rules) == 1 and [p["port"] for p in rules[0]["ports"]] == [5000]
+    sources = rules[0]["from"]
+    assert len(sources) == 1 and set(sources[0]) == {"podSelector"}  # no namespaceSelector / ipBlock: nothing else
+    admitted = sources[0]["podSelector"]["matchLabels"]
+    # exactly the Ray pods carry that label: every head and worker template of both KubeRay manifests ...
+    for name in ("k8s/raycluster.yaml", "k8s/rayjob.yaml"):
+        spec = _cluster_spec(_one(_docs(name), "RayCluster" if "cluster" in name else "RayJob"))
+        for tpl in [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]:
+            assert admitted.items() <= tpl["metadata"]["labels"].items(), name
+    # ... and no other pod template in infra/
+    for f in sorted(INFRA.rglob("*.yaml")):
+        for d in (d for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") in ("Deployment", "StatefulSet")):
+            labels = d["spec"]["template"]["metadata"].get("labels", {})
+            assert not admitted.items() <= labels.items(), (f, d["metadata"]["name"])
+    # the database: only the server
+    db = [p for p in pols if p["spec"]["podSelector"]["matchLabels"] == {"app": "stvfm-mlflow-db"}]
+    assert len(db) == 1 and db[0]["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "stvfm-mlflow"}}}]
+
+
+def test_mlflow_db_password_never_in_argv():
+    docs = _docs("k8s/mlflow.yaml")
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            argv = " ".join(map(str, c.get("command", []) + c.get("args", [])))
+            assert "$(" not in argv, (d["metadata"]["name"], argv)  # no env var expanded into the arguments
+            assert not re.search(r"://[^/@\s]+:[^/@\s]+@", argv), argv  # no user:password@ in a URI
+            for e in c.get("env", []):
+                if re.search(r"(?i)pass|secret|key", e["name"]):
+                    assert "value" not in e and "secretKeyRef" in e["valueFrom"], e["name"]
+    c = _mlflow_container()
+    assert _env(c)["PGPASSWORD"] == {"secretKeyRef": {"name": "stvfm-mlflow-db", "key": "password"}}
