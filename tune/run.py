@@ -193,6 +193,9 @@ def run_study(dataset: str, *, root: Path, params_path: Path | None = None, over
     if getattr(load_factory(trainer), "needs_data", True):  # tune.smoke's stand-in trainer reads no data
         ensure_split(raw, dataset, root, prepare)
 
+    from stvfm.training.ray_address import preflight
+
+    preflight(address or params.train.ray_address)  # a dead cluster fails before the study's MLflow run opens
     out = results_dir(root, dataset)
     study = f"{dataset}-{s.profile or 'default'}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     tracker = StudyTracker(resolve_tracking_uri(params.tracking.tracking_uri, root),

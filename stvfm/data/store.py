@@ -30,7 +30,14 @@ def check_chunks(path: str | Path, var: str, *, dataset: str | None, fix: str) -
                         path=str(path)) from None
     if present < total:
         raise DataError(f"Zarr array '{var}' has {total - present} of its {total} chunks missing (they would read as "
-                        f"fill value {arr.fill_value!r}, i.e. made-up data); {fix}", dataset=dataset, path=str(path))
+                        f"fill value {_fill(arr.fill_value)}, i.e. made-up data); {fix}", dataset=dataset, path=str(path))
+
+
+def _fill(v: Any) -> str:
+    try:
+        return repr(float(v))
+    except (TypeError, ValueError):
+        return repr(v)
 
 
 def read_values(obj: Any, path: str | Path, *, dataset: str | None, fix: str) -> np.ndarray:

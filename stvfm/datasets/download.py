@@ -136,8 +136,8 @@ class ResumableDownloader:
 def run_download(name: str, params: Params, root: str | Path) -> Path:
     """Write ``data/raw/<name>/`` (files + ``manifest.json``) for dataset ``name``; return that directory."""
     root = Path(root).resolve()
+    paths = dataset_paths(name, root, params.data.root)  # refuses a name that could leave data/raw/
     spec = get_spec(name, params.local_sources)
-    paths = dataset_paths(name, root, params.data.root)
     base = {"dataset": name, "title": spec.title, "like": spec.like, "grid": list(spec.grid),
             "interval_minutes": spec.interval_minutes, "channels": spec.channels,
             "channel_names": list(spec.channel_names), "start": f"{spec.span[0]}T00:00:00",

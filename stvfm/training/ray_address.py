@@ -85,6 +85,13 @@ def probe(address: str, source: str, timeout_s: float = CONNECT_TIMEOUT_S) -> No
             time.sleep(1.0)
 
 
+def preflight(params_address: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Before anything is opened (MLflow run, outputs): a configured Ray address must answer (no-op without one)."""
+    address, source = configured_address(params_address)
+    if address is not None and address != "local":
+        probe(address, source, timeout_s)
+
+
 def _watchdog(message: str, timeout_s: float, on_timeout: Callable[[str], None] | None) -> threading.Timer:
     def fire() -> None:
         if on_timeout is not None:

@@ -52,6 +52,10 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
     paths = dataset_paths(dataset, root, params.data.root)
     t0 = time.perf_counter()
     mlflow = run = None
+    if params.train.use_ray:  # a configured Ray cluster that is gone fails here, before an MLflow run is opened
+        from stvfm.training.ray_address import preflight
+
+        preflight(params.train.ray_address)
     if track:
         import mlflow
 
