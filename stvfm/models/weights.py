@@ -91,8 +91,11 @@ def verify_file(path: str | Path, backbone: str | None = None, load: bool = True
     if spec is not None:
         from stvfm.models.backbone import create_vit
 
-        create_vit(spec, path)
+        create_vit(spec, path)  # strict: every block and the patch/pos embeddings must come from the file
         out["loads_into"] = spec.timm_name
+        out["keys"] = "every block and the patch/position embeddings come from this file"
+    else:
+        out["keys"] = "not checked: add --backbone B to check the file's keys against that backbone"
     return out
 
 
