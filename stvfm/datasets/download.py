@@ -147,6 +147,8 @@ def run_download(name: str, params: Params, root: str | Path) -> Path:
     raw_parent = (root / params.data.root / "raw").resolve()
     if paths.raw_dir.parent.resolve() != raw_parent or paths.raw_dir.name != name:
         raise DataError(f"refusing to write {paths.raw_dir}: outside {raw_parent}", dataset=name)
+    if spec.kind == "local":
+        _local_source(spec, root)  # a missing/unreadable entry is refused before anything is created
     # one download of a dataset at a time (a second waits, then finds the files in place); leftovers of a killed
     # run are removed under the lock, so a live run's temp folder is never touched
     with target_lock(paths.raw_dir, f"the raw files of '{name}'"):
@@ -180,7 +182,9 @@ def _make_synthetic(spec: DatasetSpec, params: Params, out: Path) -> dict[str, A
             "files": [{"name": f.name, "sha256": sha256_file(f), "bytes": f.stat().st_size, "url": None}], **d}
 
 
-def _copy_local(spec: DatasetSpec, params: Params, root: Path, out: Path) -> dict[str, Any]:
+def _local_source(spec: DatasetSpec, root: Path) -> tuple[str, Path, str]:
+    """(the path as given, the resolved path, reader kind) of a local_sources entry; checked before anything is
+    written."""
     given = str(spec.local_path)
     src = Path(given).expanduser()
     src = src if src.is_absolute() else root / src
@@ -192,6 +196,11 @@ def _copy_local(spec: DatasetSpec, params: Params, root: Path, out: Path) -> dic
     if kind is None or (kind == "zarr") != src.is_dir():
         raise DataError(f"cannot read '{src.name}': {where} must be an .npz or .parquet/.csv file or a .zarr "
                         "directory", dataset=spec.name, path=given)
+    return given, src, kind
+
+
+def _copy_local(spec: DatasetSpec, params: Params, root: Path, out: Path) -> dict[str, Any]:
+    given, src, kind = _local_source(spec, root)
     dst = out / src.name
     if src.is_dir():
         shutil.copytree(src, dst)

@@ -281,3 +281,58 @@ def test_download_log_says_trust_on_first_use_once(project, caplog, monkeypatch)
     with caplog.at_level(logging.WARNING):  # pinned now: verified, no notice
         assert project.stage("download", "bikenyc1").rc == 0
     assert not [m for m in caplog.messages if "trust on first use" in m]
+
+
+# ------------------------------------------------------------------ the ones that already passed, kept in this place
+def _npz(project: Project, name: str, **arrays) -> None:
+    f = project.outside / f"{name}.npz"
+    np.savez(f, **arrays)
+    project.write_params(datasets=[name], local_sources={name: str(f)})
+    assert project.stage("download", name).rc == 0
+
+
+_GOOD = np.ones((30, 4, 4, 2), "f4")
+
+
+@pytest.mark.parametrize("case,arrays,needles", [
+    ("noflow", {"volume_x": _GOOD, "freq_minutes": np.int64(60)}, ("missing array 'flow'",)),
+    ("rank", {"flow": _GOOD[..., 0], "freq_minutes": np.int64(60)}, ("rank 3", "expected rank 4")),
+    ("nan", {"flow": np.where(np.arange(30)[:, None, None, None] == 5, np.nan, _GOOD).astype("f4"),
+             "freq_minutes": np.int64(60)}, ("non-finite", "time step 5")),
+    ("inf", {"flow": np.where(np.arange(30)[:, None, None, None] == 7, np.inf, _GOOD).astype("f4"),
+             "freq_minutes": np.int64(60)}, ("non-finite", "inf")),
+    ("neg", {"flow": -_GOOD, "freq_minutes": np.int64(60)}, ("negative values",)),
+    ("freq", {"flow": _GOOD, "freq_minutes": np.float64(7.5)}, ("freq_minutes",)),
+])
+def test_bad_npz_content(project, case, arrays, needles):
+    _npz(project, case, **arrays)
+    _refused_and_untouched(project, lambda: project.stage("grid", case), f"{case}.npz", *needles)
+
+
+def test_missing_local_path(project):
+    project.write_params(datasets=["gone"], local_sources={"gone": "nowhere/gone.npz"})
+    _refused_and_untouched(project, lambda: project.stage("download", "gone"), "nowhere/gone.npz",
+                           "local_sources.gone.path")
+
+
+def test_unknown_params_key(project):
+    _refused_and_untouched(project, lambda: project.stage("grid", "synthetic", sets=("data.chunk_mbb=2",)),
+                           "unknown key(s) chunk_mbb")
+
+
+def test_wrong_checksum_of_a_known_weights_file(project):
+    f = project.root / "dinov2_vits14_pretrain.pth"  # the official file's name, other bytes
+    torch.save({"x": torch.zeros(1)}, f)
+    _refused_and_untouched(project, lambda: project.cli("weights", "verify", str(f), "--backbone", "dinov2_vits14"),
+                           "dinov2_vits14_pretrain.pth", "published")
+
+
+class Payload:  # any class of this module is code to the unpickler; weights_only=True must refuse it
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_pickled_weights_refused(project):
+    f = project.root / "pickled.pth"
+    torch.save({"blocks.0.norm1.weight": torch.zeros(3), "x": Payload()}, f)
+    _refused_and_untouched(project, lambda: project.cli("weights", "verify", str(f)), "pickled.pth", "weights_only")
