@@ -172,7 +172,7 @@ def test_params_yaml_holds_the_stid_reference_recipe(project_root):
     cfg = BaselinesConfig.from_params(p.baselines)
     sp = with_overrides(p, cfg.stid_overrides)
     assert cfg.stid_seeds == [0]
-    assert sp.model.arch == "stid" and sp.data.scaler == "per_cell" and sp.model.dropout == 0.0
+    assert sp.model.arch == "stid" and sp.data.scaler == "per_cell" and sp.model.dropout == 0.0 and not sp.model.bf16
     t = sp.train
     assert (t.loss, t.loss_scale, t.optimizer, t.lr, t.weight_decay) == ("mae", "original", "adam", 0.002, 1e-4)
     assert (t.scheduler, t.milestones, t.gamma, t.epochs, t.patience) == ("multistep", [1, 50, 80], 0.5, 100, 15)
