@@ -34,10 +34,22 @@ class DataConfig:
     history: int = 6
     horizon: int = 6
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    scaler: str = "standard"  # standard | minmax ; fitted on the train split only
+    scaler: str = "standard"  # standard | minmax (per channel) | per_cell (per cell & channel); fitted on train only
     chunk_mb: float = 4.0  # target Zarr chunk size
     max_dropped_share: float = 0.05  # grid: warn (stage output + stats.parquet) when more trip endpoints are dropped
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class STIDConfig:
+    """STID (Shao et al. 2022; ``model.arch: stid``), sizes as BasicTS's recipe: 32-d embeddings, 3 residual MLPs."""
+    input_dim: int = 32  # embedding of a series' input window
+    node_dim: int = 32  # spatial identity (one vector per series)
+    tod_dim: int = 32  # time-of-day identity (table of steps-per-day rows, from the data interval)
+    dow_dim: int = 32  # day-of-week identity
+    num_layers: int = 3  # residual MLP layers
+    series: str = "cell_channel"  # cell_channel: every (cell, channel) is a series (BasicTS) | cell: a cell's channels
+    time_identity: bool = True  # read time-of-day / day-of-week of the last input step from ``time_ids``
 
 
 @dataclass
@@ -59,6 +71,7 @@ class ModelConfig:
     lambda_flow: float = 0.5  # λ of Eq. 11
     dropout: float = 0.0
     bf16: bool = False  # torch.autocast bf16
+    stid: STIDConfig = field(default_factory=STIDConfig)  # used when arch == "stid"
 
 
 @dataclass
@@ -69,7 +82,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     warmup_epochs: int = 0
-    scheduler: str = "cosine"  # cosine | constant
+    scheduler: str = "cosine"  # cosine (per step, to 0) | multistep (MultiStepLR per epoch) | none ("constant" = none)
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs at which the LR is multiplied by gamma
+    gamma: float = 0.5  # multistep: LR factor at each milestone
+    optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight_decay as L2, as BasicTS)
+    loss: str = "mse"  # mse (Eq. 11, the paper) | mae: the pointwise error of both terms of Eq. 11
+    loss_scale: str = "scaled"  # scaled: error of the scaled values | original: after inverse-scaling (as BasicTS)
     seed: int = 0
     patience: int = 5  # early stopping on validation
     num_workers: int = 2  # Ray Train workers (data-parallel)
@@ -337,6 +355,16 @@ def known_backbones() -> tuple[str, ...]:
 
 
 VARIANTS = ("simple", "token", "temporal", "adapter", "full")
+SCALERS = ("standard", "minmax", "per_cell")
+SCHEDULERS = ("cosine", "multistep", "none", "constant")
+OPTIMIZERS = ("adamw", "adam")
+LOSSES = ("mse", "mae")
+LOSS_SCALES = ("scaled", "original")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
 
 
 def validate(p: Params) -> None:
@@ -351,6 +379,23 @@ def validate(p: Params) -> None:
         raise ConfigError(f"model.patch_size: must be >= 1, got {p.model.patch_size}")
     if p.train.num_workers < 1:
         raise ConfigError(f"train.num_workers: must be >= 1, got {p.train.num_workers}")
+    _one_of("data.scaler", p.data.scaler, SCALERS)
+    validate_train(p.train)
+
+
+def validate_train(t: TrainConfig) -> None:
+    """The training-recipe keys (scheduler, optimizer, loss, milestones, gamma)."""
+    _one_of("train.scheduler", t.scheduler, SCHEDULERS)
+    _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
+    _one_of("train.loss", t.loss, LOSSES)
+    _one_of("train.loss_scale", t.loss_scale, LOSS_SCALES)
+    if any(m < 1 for m in t.milestones) or list(t.milestones) != sorted(set(t.milestones)):
+        raise ConfigError(f"train.milestones: expected increasing epochs >= 1, got {t.milestones}")
+    if not 0 < t.gamma <= 1:
+        raise ConfigError(f"train.gamma: must be in (0, 1], got {t.gamma}")
+    if t.scheduler == "multistep" and not t.milestones:
+        raise ConfigError("train.milestones: train.scheduler 'multistep' needs at least one milestone epoch, "
+                          "e.g. [1, 50, 80]")
 
 
 def resolve_model_config(p: Params, spec) -> ModelConfig:

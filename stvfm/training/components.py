@@ -25,10 +25,12 @@ def read_meta(paths: DatasetPaths) -> dict[str, Any]:
     return read_json(paths.split_meta)
 
 
-def load_scaler(paths: DatasetPaths):
-    from stvfm.data.scaler import Scaler
+def load_scaler(paths: DatasetPaths, kind: str | None = None):
+    """The split stage's train-fitted scaler, or (``kind`` differs from it, e.g. a baseline's ``data.scaler``
+    override) one of ``kind`` fitted on the same train range (:func:`stvfm.data.windows.scaler_for`)."""
+    from stvfm.data.windows import scaler_for
 
-    return Scaler.load(paths.scaler)
+    return scaler_for(paths, kind)
 
 
 def make_inverse(scaler) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -75,8 +77,9 @@ def build_model_from_meta(meta: dict[str, Any]):
     from stvfm.models.factory import build_model
 
     cfg = from_dict(ModelConfig, meta["model_cfg"], "checkpoint.model_cfg")
+    interval = meta.get("interval_minutes")
     return build_model(cfg, grid=tuple(meta["grid"]), channels=int(meta["channels"]), history=int(meta["history"]),
-                       horizon=int(meta["horizon"]))
+                       horizon=int(meta["horizon"]), interval_minutes=None if interval is None else int(interval))
 
 
 def build_components(params: Params, dataset: str, root: str | Path, splits: tuple[str, ...] = ("train", "val"),
@@ -91,13 +94,14 @@ def build_components(params: Params, dataset: str, root: str | Path, splits: tup
             "grid": [int(v) for v in split_meta["grid"]], "channels": int(split_meta["channels"]),
             "history": int(split_meta.get("history", params.data.history)),
             "horizon": int(split_meta.get("horizon", params.data.horizon)),
-            "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3))}
+            "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3)),
+            "interval_minutes": int(split_meta["interval_minutes"]), "scaler_kind": params.data.scaler}
     model = None
     if with_model:
         model, info = build_model_from_meta(meta)
         meta["backbone"] = info_dict(info)
-    scaler = load_scaler(paths)
-    ds = {s: WindowDataset(paths, s) for s in splits}
+    scaler = load_scaler(paths, params.data.scaler)
+    ds = {s: WindowDataset(paths, s, scaler=scaler) for s in splits}
     for s, d in ds.items():
         if len(d) == 0:
             raise DataError(f"the {s} split has no windows; lengthen the series or change data.split",
