@@ -56,6 +56,8 @@ class ModelConfig:
     lambda_flow: float = 0.5  # λ of Eq. 11
     dropout: float = 0.0
     bf16: bool = False  # torch.autocast bf16
+    time_identity: bool = False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
+    output: str = "plain"  # beyond the paper: plain (the paper) | last | anchored (stvfm.models.output_path)
 
 
 @dataclass

@@ -40,12 +40,25 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
                           f"choose heads that divide d_temporal (e.g. 4 for 64)")
     if cfg.lambda_flow < 0:
         raise ConfigError(f"model.lambda_flow: must be >= 0, got {cfg.lambda_flow}")
+    from stvfm.models.output_path import OUTPUTS
+
+    if cfg.output not in OUTPUTS:
+        raise ConfigError(f"model.output: '{cfg.output}' is not one of {', '.join(OUTPUTS)}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
 
 
+def needs_time_ids(model_cfg: ModelConfig) -> bool:
+    """Whether the model built from ``model_cfg`` reads ``time_ids`` (and refuses input without them)."""
+    if model_cfg.arch == "stid":
+        return True
+    return bool(model_cfg.time_identity) or model_cfg.output == "anchored"
+
+
 def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6,
-                ) -> tuple[nn.Module, BackboneInfo]:
+                interval_minutes: int | None = None) -> tuple[nn.Module, BackboneInfo]:
+    """``interval_minutes`` (the data's step) sizes the time-of-day tables; required when the model reads the clock
+    (:func:`needs_time_ids`)."""
     grid = (int(grid[0]), int(grid[1]))
     if model_cfg.arch == "stid":
         from stvfm.baselines.stid import STID
@@ -55,19 +68,22 @@ def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, hi
     if model_cfg.arch != "stvfm":
         raise ConfigError(f"model.arch: '{model_cfg.arch}' is not one of {', '.join(ARCHS)}")
     validate_model_config(model_cfg, grid, channels, history, horizon)
+    if needs_time_ids(model_cfg) and interval_minutes is None:
+        raise ConfigError("model.time_identity / model.output=anchored need the data interval (interval_minutes); "
+                          "this model's metadata has none (retrain it, or switch both off)")
     from stvfm.models.stvfm import STVFM
 
     vfm, info = build_backbone(model_cfg.backbone, model_cfg.weights, model_cfg.allow_random_init,
                                model_cfg.vfm_blocks)
-    model = STVFM(model_cfg, vfm, grid, channels, history, horizon)
+    model = STVFM(model_cfg, vfm, grid, channels, history, horizon, interval_minutes)
     return model, info
 
 
 def build_model_on_meta(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6,
-                        horizon: int = 6) -> tuple[nn.Module, BackboneInfo]:
+                        horizon: int = 6, interval_minutes: int | None = 60) -> tuple[nn.Module, BackboneInfo]:
     """Build without allocating memory (``meta`` device, random init) — for parameter counts of large backbones."""
     import dataclasses
 
     cfg = dataclasses.replace(model_cfg, weights=None, allow_random_init=True)
     with torch.device("meta"):
-        return build_model(cfg, grid, channels, history, horizon)
+        return build_model(cfg, grid, channels, history, horizon, interval_minutes)

@@ -75,8 +75,9 @@ def build_model_from_meta(meta: dict[str, Any]):
     from stvfm.models.factory import build_model
 
     cfg = from_dict(ModelConfig, meta["model_cfg"], "checkpoint.model_cfg")
+    interval = meta.get("interval_minutes")
     return build_model(cfg, grid=tuple(meta["grid"]), channels=int(meta["channels"]), history=int(meta["history"]),
-                       horizon=int(meta["horizon"]))
+                       horizon=int(meta["horizon"]), interval_minutes=None if interval is None else int(interval))
 
 
 def build_components(params: Params, dataset: str, root: str | Path, splits: tuple[str, ...] = ("train", "val"),
@@ -91,7 +92,8 @@ def build_components(params: Params, dataset: str, root: str | Path, splits: tup
             "grid": [int(v) for v in split_meta["grid"]], "channels": int(split_meta["channels"]),
             "history": int(split_meta.get("history", params.data.history)),
             "horizon": int(split_meta.get("horizon", params.data.horizon)),
-            "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3))}
+            "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3)),
+            "interval_minutes": int(split_meta["interval_minutes"]) if split_meta.get("interval_minutes") else None}
     model = None
     if with_model:
         model, info = build_model_from_meta(meta)
