@@ -32,7 +32,7 @@ class DataConfig:
     history: int = 6
     horizon: int = 6
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    scaler: str = "standard"  # standard | minmax ; fitted on the train split only
+    scaler: str = "standard"  # standard | minmax (per channel) | per_cell (per cell & channel); fitted on train only
     chunk_mb: float = 4.0  # target Zarr chunk size
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -68,7 +68,11 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     warmup_epochs: int = 0
-    scheduler: str = "cosine"  # cosine | constant
+    scheduler: str = "cosine"  # cosine (per step, to 0) | multistep (MultiStepLR per epoch) | none ("constant" = none)
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs at which the LR is multiplied by gamma
+    gamma: float = 0.5  # multistep: LR factor at each milestone
+    optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight_decay as L2, as BasicTS)
+    loss: str = "mse"  # mse (Eq. 11, the paper) | mae: the pointwise error of both terms of Eq. 11
     seed: int = 0
     patience: int = 5  # early stopping on validation
     num_workers: int = 2  # Ray Train workers (data-parallel)
@@ -248,6 +252,15 @@ def params_from_dict(raw: Mapping[str, Any]) -> Params:
 
 
 VARIANTS = ("simple", "token", "temporal", "adapter", "full")
+SCALERS = ("standard", "minmax", "per_cell")
+SCHEDULERS = ("cosine", "multistep", "none", "constant")
+OPTIMIZERS = ("adamw", "adam")
+LOSSES = ("mse", "mae")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
 
 
 def validate(p: Params) -> None:
@@ -262,6 +275,22 @@ def validate(p: Params) -> None:
         raise ConfigError(f"model.patch_size: must be >= 1, got {p.model.patch_size}")
     if p.train.num_workers < 1:
         raise ConfigError(f"train.num_workers: must be >= 1, got {p.train.num_workers}")
+    _one_of("data.scaler", p.data.scaler, SCALERS)
+    validate_train(p.train)
+
+
+def validate_train(t: TrainConfig) -> None:
+    """The training-recipe keys (scheduler, optimizer, loss, milestones, gamma)."""
+    _one_of("train.scheduler", t.scheduler, SCHEDULERS)
+    _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
+    _one_of("train.loss", t.loss, LOSSES)
+    if any(m < 1 for m in t.milestones) or list(t.milestones) != sorted(set(t.milestones)):
+        raise ConfigError(f"train.milestones: expected increasing epochs >= 1, got {t.milestones}")
+    if not 0 < t.gamma <= 1:
+        raise ConfigError(f"train.gamma: must be in (0, 1], got {t.gamma}")
+    if t.scheduler == "multistep" and not t.milestones:
+        raise ConfigError("train.milestones: train.scheduler 'multistep' needs at least one milestone epoch, "
+                          "e.g. [1, 50, 80]")
 
 
 def resolve_model_config(p: Params, spec) -> ModelConfig:

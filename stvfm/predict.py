@@ -20,11 +20,13 @@ from stvfm.io import atomic_path
 class Forecaster(nn.Module):
     def __init__(self, model: nn.Module, scaler, *, history: int, horizon: int, grid: tuple[int, int], channels: int,
                  dataset: str = ""):
-        """``scaler``: the train-fitted :class:`stvfm.data.scaler.Scaler` (z = (x - shift) / scale - offset)."""
+        """``scaler``: the train-fitted :class:`stvfm.data.scaler.Scaler` (z = (x - shift) / scale - offset; shift and
+        scale per channel or per cell, broadcast to (1, 1, C, 1|H, 1|W) by the scaler)."""
         super().__init__()
         self.model = model
-        self.register_buffer("shift", torch.as_tensor(scaler.shift, dtype=torch.float32).view(1, 1, -1, 1, 1).clone())
-        self.register_buffer("scale", torch.as_tensor(scaler.scale, dtype=torch.float32).view(1, 1, -1, 1, 1).clone())
+        shift, scale = scaler.broadcastable(5, channel_axis=-3)
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
         self.offset = float(scaler.offset)
         self.history, self.horizon, self.grid = history, horizon, tuple(grid)
         self.channels, self.dataset = channels, dataset

@@ -90,7 +90,8 @@ def _train_in_process(params: Params, dataset: str, root: Path, time_identity: b
     tl = DataLoader(train, batch_size=cfg.batch_size,
                     sampler=DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed))
     vl = DataLoader(val, batch_size=params.eval.batch_size, shuffle=False)
-    trainer = LoopTrainer(comp.model, tl, vl, cfg, loss_fn=make_loss_fn(params.model.lambda_flow),
+    trainer = LoopTrainer(comp.model, tl, vl, cfg,
+                          loss_fn=make_loss_fn(params.model.lambda_flow, params.train.loss),
                           inverse=comp.inverse, bf16=comp.bf16, meta=comp.meta)
     t = time.perf_counter()
     trainer.fit()

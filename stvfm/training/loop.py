@@ -1,11 +1,14 @@
-"""The plain PyTorch training loop (no Ray): AdamW, cosine LR with warmup, gradient clipping, early stopping on
-validation MAE (original scale), per-epoch callback, full-state save/resume.
+"""The plain PyTorch training loop (no Ray): AdamW or Adam (``train.optimizer``), LR schedule with linear warmup then
+cosine per step, MultiStepLR per epoch or constant (``train.scheduler``), gradient clipping, early stopping on
+validation MAE (original scale), per-epoch callback, full-state save/resume. The loss (``train.loss``: MSE or MAE in
+Eq. 11) comes in as ``loss_fn`` (:func:`make_loss_fn`), the same for every model.
 
 Data-parallel wrappers (stvfm/training/ray_train.py) hand in a DDP model and distributed loaders plus an
 ``all_reduce`` for the metric sums; the loop itself knows nothing of Ray or MLflow.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,20 +56,41 @@ class LoopState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, kind: str = "cosine") -> Callable[[int], float]:
-    """LR multiplier per optimizer step: linear warmup, then cosine decay to 0 (or constant)."""
-    if kind not in ("cosine", "constant"):
+def warmup_cosine(total_steps: int, warmup_steps: int, kind: str = "cosine", *, steps_per_epoch: int = 1,
+                  milestones: list[int] | tuple[int, ...] = (), gamma: float = 0.5) -> Callable[[int], float]:
+    """LR multiplier per optimizer step: linear warmup over ``warmup_steps``, then
+
+    - ``cosine``: cosine decay to 0 at ``total_steps``;
+    - ``multistep``: ``gamma ** (number of milestones <= epoch)`` with ``epoch = step // steps_per_epoch`` — exactly
+      ``torch.optim.lr_scheduler.MultiStepLR`` stepped once per epoch (the warmup ramp multiplies it);
+    - ``none`` / ``constant``: 1.
+    """
+    if kind not in ("cosine", "multistep", "none", "constant"):
         from stvfm.errors import ConfigError
-        raise ConfigError(f"train.scheduler: '{kind}' is not one of cosine, constant")
+        raise ConfigError(f"train.scheduler: '{kind}' is not one of cosine, multistep, none")
+    ms = sorted(int(m) for m in milestones)
+    spe = max(1, int(steps_per_epoch))
 
     def f(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if kind == "constant":
-            return 1.0
+        warm = bool(warmup_steps) and step < warmup_steps
+        ramp = (step + 1) / warmup_steps if warm else 1.0
+        if kind == "multistep":
+            return ramp * gamma ** bisect.bisect_right(ms, step // spe)
+        if warm or kind in ("none", "constant"):
+            return ramp
         span = max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
     return f
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer``: ``adamw`` (decoupled weight decay) or ``adam`` (weight decay as an L2 term)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    from stvfm.errors import ConfigError
+    raise ConfigError(f"train.optimizer: '{cfg.optimizer}' is not one of adamw, adam")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -100,12 +124,13 @@ class LoopTrainer:
         if not params:
             from stvfm.errors import ConfigError
             raise ConfigError("the model has no trainable parameters (check model.variant / adapter settings)")
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(params, cfg)
         self.steps_per_epoch = max(1, len(train_loader) if cfg.max_batches_per_epoch is None
                                    else min(len(train_loader), cfg.max_batches_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(cfg.epochs * self.steps_per_epoch, cfg.warmup_epochs * self.steps_per_epoch,
-                                          cfg.scheduler))
+                                          cfg.scheduler, steps_per_epoch=self.steps_per_epoch,
+                                          milestones=cfg.milestones, gamma=cfg.gamma))
         self.state = LoopState()
         self.best_model_state: dict[str, torch.Tensor] | None = None
 
@@ -217,12 +242,14 @@ class LoopTrainer:
                                   f"(was it written by a different model config?)") from e
 
 
-def make_loss_fn(lambda_flow: float) -> LossFn:
+def make_loss_fn(lambda_flow: float, kind: str = "mse") -> LossFn:
+    """Eq. 11 with the pointwise error ``kind`` (``train.loss``: mse | mae)."""
     from stvfm.models.loss import stvfm_loss
 
     def f(out, y, y_flow):
-        return stvfm_loss(out, y, y_flow, lambda_flow)
+        return stvfm_loss(out, y, y_flow, lambda_flow, kind)
     return f
 
 
-__all__ = ["LoopTrainer", "EpochResult", "LoopState", "warmup_cosine", "seed_everything", "unwrap", "make_loss_fn"]
+__all__ = ["LoopTrainer", "EpochResult", "LoopState", "warmup_cosine", "make_optimizer", "seed_everything", "unwrap",
+           "make_loss_fn"]

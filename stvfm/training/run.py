@@ -68,7 +68,8 @@ def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0
         val = comp.datasets["val"]
         val_loader = DataLoader(Subset(val, range(rank, len(val), world)), batch_size=params.eval.batch_size,
                                 shuffle=False)
-    trainer = LoopTrainer(model, train_loader, val_loader, cfg, loss_fn=make_loss_fn(params.model.lambda_flow),
+    trainer = LoopTrainer(model, train_loader, val_loader, cfg,
+                          loss_fn=make_loss_fn(params.model.lambda_flow, params.train.loss),
                           inverse=comp.inverse, device=device, bf16=comp.bf16, all_reduce=all_reduce, meta=comp.meta)
     resumed_from = None
     if resume_state is not None:

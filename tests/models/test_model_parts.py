@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,3 +159,19 @@ def test_loss_is_eq11():
     loss2, parts2 = stvfm_loss(ModelOutput(st, None), y, None, 0.3)
     torch.testing.assert_close(loss2, F.mse_loss(st, y))
     assert parts2["flow"] is None
+
+
+@pytest.mark.parametrize("kind", ["mse", "mae"])
+def test_loss_kinds_match_numpy(kind):
+    """train.loss: the pointwise error changes, Eq. 11's structure L_st + λ L_flow does not."""
+    g = torch.Generator().manual_seed(0)
+    y, yf, st, fl = (torch.randn(3, 6, 2, 4, 5, generator=g) for _ in range(4))
+    err = (lambda a, b: np.mean((a - b) ** 2)) if kind == "mse" else (lambda a, b: np.mean(np.abs(a - b)))
+    want_st, want_fl = err(st.numpy(), y.numpy()), err(fl.numpy(), yf.numpy())
+    loss, parts = stvfm_loss(ModelOutput(st, fl), y, yf, 0.7, kind)
+    assert float(loss) == pytest.approx(want_st + 0.7 * want_fl, rel=1e-5)
+    assert float(parts["st"]) == pytest.approx(want_st, rel=1e-5)
+    assert float(parts["flow"]) == pytest.approx(want_fl, rel=1e-5)
+    assert float(stvfm_loss(ModelOutput(st, None), y, None, 0.7, kind)[0]) == pytest.approx(want_st, rel=1e-5)
+    with pytest.raises(ValueError, match="huber"):
+        stvfm_loss(ModelOutput(st, fl), y, yf, 0.7, "huber")

@@ -51,6 +51,50 @@ def test_warmup_cosine_schedule():
     assert [round(f(s), 3) for s in (0, 1, 2)] == [0.5, 1.0, 1.0]
     assert f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
     assert warmup_cosine(10, 0, "constant")(7) == 1.0
+    assert warmup_cosine(10, 0, "none")(7) == 1.0
+
+
+def test_multistep_matches_torch_multisteplr_per_epoch():
+    """train.scheduler=multistep: the LR of every step of epoch e is MultiStepLR's after e per-epoch steps."""
+    cfg = TrainConfig(epochs=7, batch_size=8, lr=2e-3, seed=0, patience=0, scheduler="multistep",
+                      milestones=[1, 3, 5], gamma=0.5, optimizer="adam", weight_decay=1e-4)
+    tr = make_trainer(cfg)
+    assert isinstance(tr.optimizer, torch.optim.Adam) and not isinstance(tr.optimizer, torch.optim.AdamW)
+    assert tr.optimizer.param_groups[0]["weight_decay"] == 1e-4
+    ref_opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
+    ref = torch.optim.lr_scheduler.MultiStepLR(ref_opt, milestones=[1, 3, 5], gamma=0.5)
+    want = []
+    for _ in range(cfg.epochs):
+        want.append(ref_opt.param_groups[0]["lr"])
+        ref_opt.step()
+        ref.step()
+    assert want == pytest.approx([2e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    got = []
+    tr.optimizer.register_step_pre_hook(lambda opt, args, kwargs: got.append(opt.param_groups[0]["lr"]))
+    tr.fit()
+    spe = tr.steps_per_epoch
+    assert spe == 5 and len(got) == cfg.epochs * spe
+    assert got == pytest.approx([w for w in want for _ in range(spe)])
+    # warm-up ramps the first epoch's steps, then the multistep factors apply
+    f = warmup_cosine(70, 10, "multistep", steps_per_epoch=10, milestones=[2], gamma=0.1)
+    assert [f(s) for s in (0, 4, 9, 10, 19, 20)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0, 0.1])
+
+
+def test_optimizer_choice_and_recipe_keys_validated():
+    from stvfm.config import load_params
+    from stvfm.errors import ConfigError
+
+    assert isinstance(make_trainer(TrainConfig(epochs=1, batch_size=8)).optimizer, torch.optim.AdamW)
+    p = load_params(overrides=["train.scheduler=multistep", "train.milestones=[1, 50, 80]", "train.loss=mae",
+                               "train.optimizer=adam", "data.scaler=per_cell"])
+    assert (p.train.milestones, p.train.loss, p.train.optimizer, p.data.scaler) == ([1, 50, 80], "mae", "adam",
+                                                                                    "per_cell")
+    for bad, msg in (("train.loss=huber", "train.loss: 'huber'"), ("train.optimizer=sgd", "train.optimizer: 'sgd'"),
+                     ("train.scheduler=step", "train.scheduler: 'step'"), ("data.scaler=robust", "data.scaler"),
+                     ("train.milestones=[5, 2]", "train.milestones"), ("train.gamma=0", "train.gamma"),
+                     ("train.scheduler=multistep", "needs at least one milestone")):
+        with pytest.raises(ConfigError, match=msg.replace("[", r"\[")):
+            load_params(overrides=[bad])
 
 
 def test_loop_learns_and_reports_original_scale():
