@@ -48,11 +48,12 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
 
 
-def needs_time_ids(model_cfg: ModelConfig) -> bool:
-    """Whether the model built from ``model_cfg`` reads ``time_ids`` (and refuses input without them)."""
-    if model_cfg.arch == "stid":
-        return True
-    return bool(model_cfg.time_identity) or model_cfg.output == "anchored"
+def needs_time_ids(model_cfg) -> bool:
+    """Whether a model built from ``model_cfg`` (a ModelConfig or its dict) reads time identities and refuses input
+    without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``."""
+    get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
+    return (get("arch", "stvfm") == "stid" or bool(get("time_identity", False))
+            or get("output", "plain") == "anchored")
 
 
 def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6,

@@ -3,9 +3,11 @@
     plain     the paper: forecast = decoder output (absolute values from learned queries)
     last      forecast = last input step + decoder output (the naive residual; measured worse, kept for the ablation)
     anchored  forecast = a[h, c, y, x] · last input step + A[slot(h), c, y, x] + decoder output, where ``a`` is a learned
-              per-cell, per-horizon-step weight on the last observation and ``A`` a learned per-cell time-of-day table
-              (a learned historical average, indexed by the clock of each forecast step). Both start at 0, so training
-              starts from the paper's decoder and moves towards persistence/HA only where they help.
+              per-cell, per-horizon-step weight on the last observation (starts at 0) and ``A`` a learned per-cell
+              time-of-day table indexed by the clock of each forecast step. ``A`` starts from what is known: the
+              train split's mean per slot of day and cell (:meth:`OutputPath.fit_anchor`, called by the training
+              components with the scaled train series — HA), and the model zero-initialises its ST head, so training
+              starts exactly at HA and the network learns the correction.
 
 All in the model's (scaled) space; tensors (B, T_out, C, H, W). ``anchored`` needs ``time_ids`` (B, T_in + T_out, 2).
 """
@@ -33,6 +35,19 @@ class OutputPath(nn.Module):
             self.steps_per_day = steps_per_day(interval_minutes)
             self.last_weight = nn.Parameter(torch.zeros(self.horizon, *shape))
             self.table = nn.Parameter(torch.zeros(self.steps_per_day, *shape))
+
+    @torch.no_grad()
+    def fit_anchor(self, series: torch.Tensor, slots: torch.Tensor) -> None:
+        """Set the time-of-day table to the mean of ``series`` (T, C, H, W; the model's scaled space, train split only)
+        per slot of day ``slots`` (T,); slots never seen get the overall mean."""
+        if self.kind != "anchored":
+            return
+        series = series.float()
+        slots = slots.long() % self.steps_per_day
+        total = torch.zeros_like(self.table).index_add_(0, slots, series)
+        count = torch.bincount(slots, minlength=self.steps_per_day).float().view(-1, 1, 1, 1)
+        mean = series.mean(0, keepdim=True).expand_as(self.table)
+        self.table.copy_(torch.where(count > 0, total / count.clamp(min=1), mean))
 
     @property
     def needs_time_ids(self) -> bool:

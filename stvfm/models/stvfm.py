@@ -108,6 +108,10 @@ class STVFM(nn.Module):
         self.output_path = OutputPath(cfg.output, self.grid, self.channels, self.history, self.horizon,
                                       interval_minutes)
         self.needs_time_ids = self.time_in is not None or self.output_path.needs_time_ids
+        if cfg.output == "anchored":  # start exactly at the anchor: the ST head's correction starts at 0
+            head = self.st_dec.mlp[-1] if spec.mlp_decoder else self.st_dec.head
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
         # True: one VFM call on both branches stacked along the batch. False: one call per branch (the reference
         # the speed benchmark compares against); results are identical either way.
         self.fuse_branches = True

@@ -100,6 +100,9 @@ def build_components(params: Params, dataset: str, root: str | Path, splits: tup
         meta["backbone"] = info_dict(info)
     scaler = load_scaler(paths)
     ds = {s: WindowDataset(paths, s) for s in splits}
+    if model is not None and "train" in ds and hasattr(getattr(model, "output_path", None), "fit_anchor"):
+        tr = ds["train"]  # the anchored output path starts from the train split's time-of-day mean (HA)
+        model.output_path.fit_anchor(torch.from_numpy(tr._x), torch.from_numpy(tr._tid[:, 0]))
     for s, d in ds.items():
         if len(d) == 0:
             raise DataError(f"the {s} split has no windows; lengthen the series or change data.split",

@@ -39,7 +39,24 @@ def test_every_variant_with_clock_and_output(variant, output):
     out = model(x, torch.randn_like(x), time_ids=ids(2))
     assert out.st.shape == (2, 6, 2, 10, 20) and torch.isfinite(out.st).all()
     out.st.sum().backward()
-    assert model.time_in.tod.weight.grad is not None and model.time_in.tod.weight.grad.abs().sum() > 0
+    if output == "anchored":  # starts at the anchor (ST head zero-initialised): the head and the table learn first
+        head = model.st_dec.mlp[-1] if variant == "simple" else model.st_dec.head
+        assert head.weight.grad.abs().sum() > 0 and model.output_path.table.grad.abs().sum() > 0
+    else:
+        assert model.time_in.tod.weight.grad is not None and model.time_in.tod.weight.grad.abs().sum() > 0
+
+
+def test_anchor_is_the_train_time_of_day_mean():
+    model, _ = build_model(tiny_cfg(output="anchored"), (4, 4), 1, interval_minutes=360)  # 4 slots per day
+    series = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 1, 4, 4)
+    slots = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])  # slot 3 never seen -> overall mean
+    model.output_path.fit_anchor(series, slots)
+    t = model.output_path.table[:, 0, 0, 0]
+    torch.testing.assert_close(t, torch.tensor([3.0, 4.0, 3.5, 3.5]))
+    x = torch.randn(2, 6, 1, 4, 4)
+    tid = ids(2, 360, 0)  # last input at 00:00 -> forecast slots 1, 2, 3, 0, 1, 2
+    out = model(x, x, time_ids=tid).st  # zero head + zero last-step weight: exactly the anchor
+    torch.testing.assert_close(out[0, :, 0, 0, 0], torch.tensor([4.0, 3.5, 3.5, 3.0, 4.0, 3.5]))
 
 
 def test_clock_changes_the_forecast_and_none_is_a_data_error():
