@@ -17,7 +17,7 @@ import torch
 from stvfm.errors import CheckpointError
 from stvfm.io import atomic_path
 
-META_KEYS = ("model_cfg", "arch", "dataset", "grid", "channels", "history", "horizon", "backbone")
+META_KEYS = ("model_cfg", "arch", "dataset", "grid", "channels", "history", "horizon", "backbone", "interval_minutes")
 
 
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:

@@ -102,3 +102,11 @@ def test_needs_time_ids_and_interval_required():
 def test_paper_profile_keeps_the_paper_choices():
     p = load_params("params.yaml", ["profile=paper"])
     assert p.model.time_identity is False and p.model.output == "plain"
+
+
+def test_best_checkpoint_keeps_the_interval():
+    from stvfm.training.checkpoint import best_from_state
+
+    state = {"model_state": {}, "best_model_state": {}, "loop": {"best_epoch": 0}, "model_cfg": {},
+             "interval_minutes": 30}
+    assert best_from_state(state)["interval_minutes"] == 30
