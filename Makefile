@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test test-fast bench ui smoke real
+.PHONY: setup repro test test-fast bench ui smoke real ablation-real
 
 setup: $(STAMP)
 
@@ -46,5 +46,16 @@ smoke: setup
 	done
 
 # The real NYC samples (../shared/data/real, declared in local_sources) through the whole DAG as a DVC experiment.
+# Profile `real` (params.yaml profiles.real): converged training, time identity, anchored output; the variant sweeps
+# are left to `make ablation-real`.
+REAL_SETS ?= bikenyc1_tail,bikenyc2_test,taxinyc2_test
 real: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -n nyc-samples -S 'datasets=[synthetic,bikenyc1_tail,bikenyc2_test,taxinyc2_test]'
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -n nyc-samples -S profile=real -S 'datasets=[$(REAL_SETS)]' \
+	  -S 'sweeps.datasets=[]'
+
+# The real-data ablation on bikenyc2_test (five variants + time identity / output path on/off, profile `real`):
+# metrics/<ds>/ablation/*.json and reports/ablation-<ds>.md. Not part of `make repro`.
+ABLATION_SET ?= bikenyc2_test
+ablation-real: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/stvfm data all $(ABLATION_SET) --set profile=real
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pipelines.ablation $(ABLATION_SET) --set profile=real

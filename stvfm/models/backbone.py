@@ -25,6 +25,7 @@ from torch import nn
 
 from stvfm.errors import ConfigError, WeightsError
 from stvfm.io import sha256_file  # noqa: F401  (re-exported)
+from stvfm.models.layers import SHORT_SEQ
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,10 @@ class FrozenVFM(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
+    @property
+    def _timm_attn(self) -> list[nn.Module]:
+        return [m for m in self.blocks.modules() if hasattr(m, "fused_attn")]
+
     def train(self, mode: bool = True) -> "FrozenVFM":
         self.training = mode
         for m in self.modules():
@@ -179,6 +184,11 @@ class FrozenVFM(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # timm's attention: fused SDPA on long sequences / GPUs, plain matmuls on the short CPU sequences here
+        # (same function; stvfm.models.layers.attention has the measurement)
+        fused = x.is_cuda or x.shape[1] > SHORT_SEQ
+        for m in self._timm_attn:
+            m.fused_attn = fused
         x = self.norm_pre(x)
         for blk in self.blocks:
             x = blk(x)

@@ -17,10 +17,9 @@ cost of the dual branch small.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from stvfm.models.layers import SelfAttention, TransformerBlock, merge_heads, split_heads
+from stvfm.models.layers import SelfAttention, TransformerBlock, attention, merge_heads, split_heads
 
 
 class PromptExtractor(nn.Module):
@@ -41,8 +40,7 @@ class PromptExtractor(nn.Module):
             return h.new_zeros(b, 0, d)
         k, v = self.kv(self.norm(h)).chunk(2, dim=-1)
         q = self.queries.to(k.dtype).unsqueeze(0).expand(b, -1, -1)
-        o = F.scaled_dot_product_attention(split_heads(q, self.heads), split_heads(k, self.heads),
-                                           split_heads(v, self.heads))
+        o = attention(split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads))
         return self.out(merge_heads(o))
 
 

@@ -27,11 +27,15 @@ class TemporalDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, out_dim)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, clock: torch.Tensor | None = None) -> torch.Tensor:
+        """``clock``: optional (B, T_in + T_out, D) time identity of every step, added to the history features and to
+        the future queries (the same for every location)."""
         b, t, n, d = h.shape
         seq = h.permute(0, 2, 1, 3).reshape(b * n, t, d)
         q = self.queries.to(seq.dtype).unsqueeze(0).expand(b * n, -1, -1)
         seq = torch.cat([seq, q], dim=1) + self.time
+        if clock is not None:
+            seq = seq + clock.to(seq.dtype).unsqueeze(1).expand(b, n, *clock.shape[1:]).reshape(b * n, *clock.shape[1:])
         for layer in self.layers:
             seq = layer(seq)
         out = self.head(self.norm(seq[:, t:]))  # B·N, T_out, out_dim

@@ -42,6 +42,10 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
                           f"choose heads that divide d_temporal (e.g. 4 for 64)")
     if cfg.lambda_flow < 0:
         raise ConfigError(f"model.lambda_flow: must be >= 0, got {cfg.lambda_flow}")
+    from stvfm.models.output_path import OUTPUTS
+
+    if cfg.output not in OUTPUTS:
+        raise ConfigError(f"model.output: '{cfg.output}' is not one of {', '.join(OUTPUTS)}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
 
@@ -65,10 +69,18 @@ def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: 
     return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
                 tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=cfg.dropout, series=s.series,
                 time_identity=s.time_identity)
+def needs_time_ids(model_cfg) -> bool:
+    """Whether a model built from ``model_cfg`` (a ModelConfig or its dict) reads time identities and refuses input
+    without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``."""
+    get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
+    return (get("arch", "stvfm") == "stid" or bool(get("time_identity", False))
+            or get("output", "plain") == "anchored")
 
 
 def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6,
                 interval_minutes: int | None = None) -> tuple[nn.Module, BackboneInfo]:
+    """``interval_minutes`` (the data's step) sizes the time-of-day tables; required when the model reads the clock
+    (:func:`needs_time_ids`)."""
     grid = (int(grid[0]), int(grid[1]))
     if model_cfg.arch == "stid":
         model = build_stid(model_cfg, grid, channels, history, horizon, interval_minutes)
@@ -76,11 +88,14 @@ def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, hi
     if model_cfg.arch != "stvfm":
         raise ConfigError(f"model.arch: '{model_cfg.arch}' is not one of {', '.join(ARCHS)}")
     validate_model_config(model_cfg, grid, channels, history, horizon)
+    if needs_time_ids(model_cfg) and interval_minutes is None:
+        raise ConfigError("model.time_identity / model.output=anchored need the data interval (interval_minutes); "
+                          "this model's metadata has none (retrain it, or switch both off)")
     from stvfm.models.stvfm import STVFM
 
     vfm, info = build_backbone(model_cfg.backbone, model_cfg.weights, model_cfg.allow_random_init,
                                model_cfg.vfm_blocks)
-    model = STVFM(model_cfg, vfm, grid, channels, history, horizon)
+    model = STVFM(model_cfg, vfm, grid, channels, history, horizon, interval_minutes)
     return model, info
 
 

@@ -27,6 +27,8 @@ from stvfm.models.backbone import FrozenVFM
 from stvfm.models.cross_prompt import BilateralCrossPrompt
 from stvfm.models.decoder import MLPDecoder, TemporalDecoder
 from stvfm.models.output import ModelOutput
+from stvfm.models.output_path import OutputPath
+from stvfm.models.time_embed import TimeIdentity, check_time_ids
 from stvfm.models.token_adapter import TemporalAwareTokenAdapter
 from stvfm.models.tokenizer import PatchTokenizer
 
@@ -63,7 +65,7 @@ class BranchHead(nn.Module):
 
 class STVFM(nn.Module):
     def __init__(self, cfg: ModelConfig, vfm: FrozenVFM, grid: tuple[int, int], channels: int, history: int = 6,
-                 horizon: int = 6):
+                 horizon: int = 6, interval_minutes: int | None = None):
         super().__init__()
         self.variant = cfg.variant
         self.spec = spec = VARIANT_SPECS[cfg.variant]
@@ -98,6 +100,18 @@ class STVFM(nn.Module):
         self.flow_dec = decoder() if spec.flow_branch else None
         self.cross = (BilateralCrossPrompt(d_t, prompt_layers, cfg.heads, cfg.prompt_tokens, cfg.dropout)
                       if spec.cross_prompt and prompt_layers > 0 else None)
+        # beyond the paper: the clock (model.time_identity) and the output path (model.output)
+        if cfg.time_identity and interval_minutes is None:
+            raise ValueError("model.time_identity needs the data interval (interval_minutes)")
+        self.time_in = TimeIdentity(interval_minutes, d_vfm) if cfg.time_identity else None
+        self.time_dec = (TimeIdentity(interval_minutes, d_t) if cfg.time_identity and not spec.mlp_decoder else None)
+        self.output_path = OutputPath(cfg.output, self.grid, self.channels, self.history, self.horizon,
+                                      interval_minutes)
+        self.needs_time_ids = self.time_in is not None or self.output_path.needs_time_ids
+        if cfg.output == "anchored":  # start exactly at the anchor: the ST head's correction starts at 0
+            head = self.st_dec.mlp[-1] if spec.mlp_decoder else self.st_dec.head
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
         # True: one VFM call on both branches stacked along the batch. False: one call per branch (the reference
         # the speed benchmark compares against); results are identical either way.
         self.fuse_branches = True
@@ -128,27 +142,39 @@ class STVFM(nn.Module):
                 raise DataError("variant 'full' needs the ST-flow input x_flow (B, T, C, H, W); got None")
             self._check(x_flow, "x_flow")
         b, t = x.shape[:2]
+        if self.needs_time_ids:
+            check_time_ids(time_ids, b, self.history + self.horizon, f"this ST-VFM (variant '{self.variant}')")
         with self._autocast(x.device):
+            clock_in = clock_dec = None
+            if self.time_in is not None:  # (B·T, 1, D_VFM): the same clock for every patch of a step
+                clock_in = self.time_in(time_ids[:, :t]).reshape(b * t, 1, -1)
+            if self.time_dec is not None:
+                clock_dec = self.time_dec(time_ids)
             z = self.st_in(x)  # (B·T, N_s, D_VFM)
-            if self.flow_in is None:
+            zf = self.flow_in(x_flow) if self.flow_in is not None else None
+            if clock_in is not None:
+                z = z + clock_in
+                zf = zf + clock_in if zf is not None else None
+            if zf is None:
                 h = self.vfm(z)
             elif self.fuse_branches:
-                h = self.vfm(torch.cat([z, self.flow_in(x_flow)], dim=0))  # one VFM call for both branches
+                h = self.vfm(torch.cat([z, zf], dim=0))  # one VFM call for both branches
             else:
-                h = torch.cat([self.vfm(z), self.vfm(self.flow_in(x_flow))], dim=0)
+                h = torch.cat([self.vfm(z), self.vfm(zf)], dim=0)
             n, d = h.shape[1:]
             h = h.reshape(-1, b, t, n, d)
+            flow = None
             if self.spec.mlp_decoder:
-                st = self.st_dec(h[0])
-                return ModelOutput(self.tokenizer.unpatchify(st).float(), None)
-            h_st = self.st_head(h[0])
-            if self.flow_head is None:
-                return ModelOutput(self.tokenizer.unpatchify(self.st_dec(h_st)).float(), None)
-            h_flow = self.flow_head(h[1])
-            if self.cross is not None:
-                h_st, h_flow = self.cross(h_st, h_flow)
-            st = self.tokenizer.unpatchify(self.st_dec(h_st)).float()
-            flow = self.tokenizer.unpatchify(self.flow_dec(h_flow)).float()
+                st = self.tokenizer.unpatchify(self.st_dec(h[0])).float()
+            else:
+                h_st = self.st_head(h[0])
+                if self.flow_head is not None:
+                    h_flow = self.flow_head(h[1])
+                    if self.cross is not None:
+                        h_st, h_flow = self.cross(h_st, h_flow)
+                    flow = self.tokenizer.unpatchify(self.flow_dec(h_flow, clock_dec)).float()
+                st = self.tokenizer.unpatchify(self.st_dec(h_st, clock_dec)).float()
+        st = self.output_path(st, x.float(), time_ids)
         return ModelOutput(st, flow)
 
 

@@ -95,13 +95,17 @@ def build_components(params: Params, dataset: str, root: str | Path, splits: tup
             "history": int(split_meta.get("history", params.data.history)),
             "horizon": int(split_meta.get("horizon", params.data.horizon)),
             "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3)),
-            "interval_minutes": int(split_meta["interval_minutes"]), "scaler_kind": params.data.scaler}
+            "interval_minutes": int(split_meta["interval_minutes"]) if split_meta.get("interval_minutes") else None,
+            "scaler_kind": params.data.scaler}
     model = None
     if with_model:
         model, info = build_model_from_meta(meta)
         meta["backbone"] = info_dict(info)
     scaler = load_scaler(paths, params.data.scaler)
     ds = {s: WindowDataset(paths, s, scaler=scaler) for s in splits}
+    if model is not None and "train" in ds and hasattr(getattr(model, "output_path", None), "fit_anchor"):
+        tr = ds["train"]  # the anchored output path starts from the train split's time-of-day mean (HA)
+        model.output_path.fit_anchor(torch.from_numpy(tr._x), torch.from_numpy(tr._tid[:, 0]))
     for s, d in ds.items():
         if len(d) == 0:
             raise DataError(f"the {s} split has no windows; lengthen the series or change data.split",

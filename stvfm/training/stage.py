@@ -101,11 +101,18 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             mlflow.log_metrics({"best_val_mae": loop["best_val"], "best_epoch": loop["best_epoch"]})
             lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
             mlflow.log_artifact(str(lc), "plots")
-            scaler = load_scaler(paths, best.get("scaler_kind"))
-            fc = forecaster_from_best(best, scaler)
-            reg = tracking.log_and_register_model(
-                fc, _input_example(paths, best, scaler), dataset, loop["best_val"],
-                extra_files=[str(paths.scaler), str(paths.split_meta)], register=params.tracking.register)
+            from stvfm.models.factory import needs_time_ids
+
+            if needs_time_ids(best["model_cfg"]):  # this Forecaster takes no timestamps (serving rework: branch i12)
+                log.warning("%s: not logging/registering a model that reads time identities (the Forecaster here "
+                            "takes no timestamps); best.pt is written as usual", dataset)
+                reg = None
+            else:
+                scaler = load_scaler(paths, best.get("scaler_kind"))
+                fc = forecaster_from_best(best, scaler)
+                reg = tracking.log_and_register_model(
+                    fc, _input_example(paths, best, scaler), dataset, loop["best_val"],
+                    extra_files=[str(paths.scaler), str(paths.split_meta)], register=params.tracking.register)
             info.update(run_id=run.info.run_id, experiment_id=run.info.experiment_id, model=reg)
         info["wall_s"] = round(time.perf_counter() - t0, 2)
         write_json(paths.model_dir / "train.json", info)

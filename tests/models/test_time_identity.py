@@ -1,0 +1,112 @@
+"""Time identity (model.time_identity) and output path (model.output): shapes, the clock changes the forecast,
+missing ids are a DataError, needs_time_ids, anchored starts as the paper's decoder, the paper profile keeps both off."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stvfm.config import load_params
+from stvfm.data.timefeatures import window_time_ids
+from stvfm.errors import ConfigError, DataError
+from stvfm.models.factory import build_model, needs_time_ids
+from stvfm.models.time_embed import TimeIdentity
+
+from .conftest import tiny_cfg
+
+VARIANTS = ["simple", "token", "temporal", "adapter", "full"]
+
+
+def ids(b: int, interval: int = 30, hour: int = 8) -> torch.Tensor:
+    last = np.datetime64(f"2016-08-10T{hour:02d}:00") + np.arange(b) * np.timedelta64(interval, "m")
+    return torch.from_numpy(window_time_ids(last, interval, 6, 6))
+
+
+def test_table_size_follows_interval():
+    assert TimeIdentity(30, 8).tod.num_embeddings == 48
+    assert TimeIdentity(60, 8).tod.num_embeddings == 24
+    e = TimeIdentity(30, 8)(ids(3))
+    assert e.shape == (3, 12, 8)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("output", ["plain", "last", "anchored"])
+def test_every_variant_with_clock_and_output(variant, output):
+    torch.manual_seed(0)
+    model, _ = build_model(tiny_cfg(variant=variant, time_identity=True, output=output), (10, 20), 2,
+                           interval_minutes=30)
+    x = torch.randn(2, 6, 2, 10, 20)
+    out = model(x, torch.randn_like(x), time_ids=ids(2))
+    assert out.st.shape == (2, 6, 2, 10, 20) and torch.isfinite(out.st).all()
+    out.st.sum().backward()
+    if output == "anchored":  # starts at the anchor (ST head zero-initialised): the head and the table learn first
+        head = model.st_dec.mlp[-1] if variant == "simple" else model.st_dec.head
+        assert head.weight.grad.abs().sum() > 0 and model.output_path.table.grad.abs().sum() > 0
+    else:
+        assert model.time_in.tod.weight.grad is not None and model.time_in.tod.weight.grad.abs().sum() > 0
+
+
+def test_anchor_is_the_train_time_of_day_mean():
+    model, _ = build_model(tiny_cfg(output="anchored"), (4, 4), 1, interval_minutes=360)  # 4 slots per day
+    series = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 1, 4, 4)
+    slots = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])  # slot 3 never seen -> overall mean
+    model.output_path.fit_anchor(series, slots)
+    t = model.output_path.table[:, 0, 0, 0]
+    torch.testing.assert_close(t, torch.tensor([3.0, 4.0, 3.5, 3.5]))
+    x = torch.randn(2, 6, 1, 4, 4)
+    tid = ids(2, 360, 0)  # last input at 00:00 -> forecast slots 1, 2, 3, 0, 1, 2
+    out = model(x, x, time_ids=tid).st  # zero head + zero last-step weight: exactly the anchor
+    torch.testing.assert_close(out[0, :, 0, 0, 0], torch.tensor([4.0, 3.5, 3.5, 3.0, 4.0, 3.5]))
+
+
+def test_clock_changes_the_forecast_and_none_is_a_data_error():
+    torch.manual_seed(0)
+    model, _ = build_model(tiny_cfg(time_identity=True), (8, 8), 1, interval_minutes=60)
+    x = torch.randn(1, 6, 1, 8, 8)
+    a = model(x, x, time_ids=ids(1, 60, 8)).st
+    b = model(x, x, time_ids=ids(1, 60, 20)).st
+    assert not torch.allclose(a, b)
+    with pytest.raises(DataError, match="time_ids"):
+        model(x, x)
+    with pytest.raises(DataError, match="shape"):
+        model(x, x, time_ids=ids(1, 60)[:, :6])
+
+
+def test_without_clock_ids_are_ignored():
+    model, _ = build_model(tiny_cfg(), (8, 8), 1)
+    x = torch.randn(1, 6, 1, 8, 8)
+    torch.testing.assert_close(model(x, x).st, model(x, x, time_ids=ids(1, 60)).st)
+
+
+def test_anchored_starts_as_plain_and_last_adds_last_step():
+    torch.manual_seed(0)
+    plain, _ = build_model(tiny_cfg(output="plain"), (8, 8), 1, interval_minutes=60)
+    for kind in ("anchored", "last"):
+        other, _ = build_model(tiny_cfg(output=kind), (8, 8), 1, interval_minutes=60)
+        other.load_state_dict(plain.state_dict(), strict=False)
+        x = torch.randn(2, 6, 1, 8, 8)
+        p, o = plain(x, x).st, other(x, x, time_ids=ids(2, 60)).st
+        torch.testing.assert_close(o, p + (x[:, -1:] if kind == "last" else 0))
+
+
+def test_needs_time_ids_and_interval_required():
+    assert needs_time_ids(tiny_cfg(time_identity=True)) and needs_time_ids(tiny_cfg(output="anchored"))
+    assert not needs_time_ids(tiny_cfg()) and not needs_time_ids(tiny_cfg(output="last"))
+    assert needs_time_ids(tiny_cfg(arch="stid"))
+    with pytest.raises(ConfigError, match="interval"):
+        build_model(tiny_cfg(time_identity=True), (8, 8), 1)
+    with pytest.raises(ConfigError, match="model.output"):
+        build_model(tiny_cfg(output="nope"), (8, 8), 1)
+
+
+def test_paper_profile_keeps_the_paper_choices():
+    p = load_params("params.yaml", ["profile=paper"])
+    assert p.model.time_identity is False and p.model.output == "plain"
+
+
+def test_best_checkpoint_keeps_the_interval():
+    from stvfm.training.checkpoint import best_from_state
+
+    state = {"model_state": {}, "best_model_state": {}, "loop": {"best_epoch": 0}, "model_cfg": {},
+             "interval_minutes": 30}
+    assert best_from_state(state)["interval_minutes"] == 30
