@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -113,8 +114,14 @@ def build_network(config: dict[str, Any], state_dict: dict[str, Any], where: str
     try:
         cfg = from_dict(ModelConfig, config["model_cfg"], f"{where}: {CONFIG_FILE} model_cfg")
         cfg = dataclasses.replace(cfg, weights=None, allow_random_init=True)
-        model, _ = build_model(cfg, grid=tuple(config["grid"]), channels=int(config["channels"]),
-                               history=int(config["history"]), horizon=int(config["horizon"]))
+        quiet = logging.getLogger("stvfm.models.backbone")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "random init" is only the skeleton: every weight comes from the state dict
+        try:
+            model, _ = build_model(cfg, grid=tuple(config["grid"]), channels=int(config["channels"]),
+                                   history=int(config["history"]), horizon=int(config["horizon"]))
+        finally:
+            quiet.setLevel(level)
     except StvfmError as e:
         raise DataError(f"model '{where}': cannot rebuild the network from {CONFIG_FILE}: {e}") from None
     try:

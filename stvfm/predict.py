@@ -40,6 +40,12 @@ class Forecaster:
         self.channels, self.interval_minutes = int(channels), int(interval_minutes)
         self.time_identity, self.dataset, self.bf16 = bool(time_identity), str(dataset), bool(bf16)
         self.config = dict(config or {})
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "Forecaster":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
 
     @classmethod
     def from_version(cls, config: dict[str, Any], state_dict: dict[str, Any], where: str = "model") -> "Forecaster":
@@ -111,7 +117,7 @@ class Forecaster:
         if check:
             self.check(flow, last_time, where)
         x = torch.from_numpy(np.ascontiguousarray(np.asarray(flow)[:, -(self.history + 1):], dtype=np.float32))
-        x = x.permute(0, 1, 4, 2, 3)  # (B, L, C, H, W)
+        x = x.permute(0, 1, 4, 2, 3).to(self.device)  # (B, L, C, H, W)
         if x.shape[1] > self.history:
             d = x[:, 1:] - x[:, :-1]
             x = x[:, 1:]
@@ -119,10 +125,11 @@ class Forecaster:
             d = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], 1)
         s = self.scaler.transform(x, channel_axis=-3).float()
         f = self.scaler.scale_diff(d, channel_axis=-3).float()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(s, f, time_ids=self.time_ids(last_time))
+        tid = self.time_ids(last_time)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(s, f, time_ids=None if tid is None else tid.to(self.device))
         y = self.scaler.inverse(out.st.float(), channel_axis=-3)
-        return y.permute(0, 1, 3, 4, 2).contiguous().numpy().astype(np.float32, copy=False)
+        return y.permute(0, 1, 3, 4, 2).contiguous().cpu().numpy().astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------- files

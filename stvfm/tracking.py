@@ -147,12 +147,13 @@ def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any]
     import mlflow.pyfunc
 
     from stvfm.model_version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, model_card, write_version
-    from stvfm.serving.pyfunc import signature
 
     name = registered_name(dataset)
     code = Path(__file__).resolve().parent / "serving" / "mlflow_model.py"
     with tempfile.TemporaryDirectory(prefix="stvfm-version-") as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")  # the signature is explicit
+        from stvfm.serving.pyfunc import signature
+
         write_version(tmp, config, dict(state_dict))
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(code),
