@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -150,10 +149,9 @@ def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any]
 
     name = registered_name(dataset)
     code = Path(__file__).resolve().parent / "serving" / "mlflow_model.py"
-    with tempfile.TemporaryDirectory(prefix="stvfm-version-") as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")  # the signature is explicit
-        from stvfm.serving.pyfunc import signature
+    from stvfm.serving.pyfunc import signature
 
+    with tempfile.TemporaryDirectory(prefix="stvfm-version-") as tmp:
         write_version(tmp, config, dict(state_dict))
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(code),

@@ -34,14 +34,14 @@ def signature(config: dict[str, Any]):
 
 class STVFMPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from stvfm.model_version import CONFIG_FILE, WEIGHTS_FILE, load_version
         from pathlib import Path
 
-        folder = Path(context.artifacts["config"]).parent
-        if Path(context.artifacts["weights"]).parent != folder or Path(context.artifacts["config"]).name != CONFIG_FILE \
-                or Path(context.artifacts["weights"]).name != WEIGHTS_FILE:
-            raise ValueError(f"unexpected artifact layout: {context.artifacts}")
-        self.forecaster = load_version(folder)
+        from stvfm.model_version import CONFIG_FILE, WEIGHTS_FILE, load_version
+
+        cfg, weights = Path(context.artifacts["config"]), Path(context.artifacts["weights"])
+        if (cfg.name, weights.name) != (CONFIG_FILE, WEIGHTS_FILE) or cfg.parent != weights.parent:
+            raise ValueError(f"not an ST-VFM model version (artifacts {sorted(context.artifacts)})")
+        self.forecaster = load_version(cfg.parent)  # tensors + JSON only
 
     def predict(self, context, model_input, params=None):
         from mlflow.exceptions import MlflowException
