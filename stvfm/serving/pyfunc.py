@@ -33,6 +33,8 @@ def signature(config: dict[str, Any]):
 
 
 class STVFMPyfunc(mlflow.pyfunc.PythonModel):
+    _skip_type_hint_validation = True  # the signature is explicit (tensor specs); predict validates the rest itself
+
     def load_context(self, context) -> None:
         from pathlib import Path
 
@@ -56,6 +58,6 @@ class STVFMPyfunc(mlflow.pyfunc.PythonModel):
                                  + (', "last_time": [...](B,)' if f.time_identity else "") + "}}")
             flow = np.asarray(model_input["flow"])
             last = model_input.get("last_time") if f.time_identity else None
-            return f.predict(flow, None if last is None else np.asarray(last), where="request")
+            return f.predict(flow, None if last is None else np.asarray(last), where=None)
         except StvfmError as e:
             raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
