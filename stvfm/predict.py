@@ -155,6 +155,10 @@ def parse_time(value: Any, what: str, path: str) -> np.datetime64:
             v = v.decode()
         if not isinstance(v, str) or not v.strip():
             raise ValueError(v)
+        try:  # unix seconds given as text (numpy would read "1704495600" as a year)
+            return parse_time(float(v), what, path)
+        except ValueError:
+            pass
         t = np.datetime64(v.strip(), "s")
         if np.isnat(t):
             raise ValueError(v)

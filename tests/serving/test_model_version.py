@@ -163,3 +163,26 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
             assert expect[str(v)] in r.stderr and "Traceback" not in r.stderr
             assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not marker.exists() and not (tmp_path / "o.npz").exists() and not (tmp_path / "fc.zarr").exists()
+
+
+def test_time_ids_reach_the_model_from_last_time(tiny_versions):
+    from stvfm.data.timefeatures import window_time_ids
+    from stvfm.predict import parse_time
+
+    f = load_forecaster(tiny_versions.tid)
+    seen = []
+    net = f.model
+
+    def spy(x, x_flow=None, time_ids=None):
+        seen.append(time_ids)
+        return net(x, x_flow, time_ids=time_ids)
+
+    f.model = spy
+    x, last = raw_window(tiny_versions.root)
+    unix = int(last.astype(np.int64))
+    f.predict(np.stack([x, x]), np.array([unix, unix + 3600]))
+    assert seen[0].shape == (2, 12, 2) and seen[0].dtype == torch.int64
+    np.testing.assert_array_equal(seen[0].numpy(), window_time_ids(np.array([unix, unix + 3600]), 60, 6, 6))
+    assert seen[0][0, 5, 0] == last.astype(object).hour  # hourly slots: slot of the last input step = its hour
+    assert parse_time(str(unix), "t", "f") == parse_time(str(last), "t", "f") == last
+    assert load_forecaster(tiny_versions.plain).time_ids(unix) is None
