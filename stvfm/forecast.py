@@ -167,13 +167,15 @@ class WindowScorer:
         if device != "cpu":
             self.f.to(device)
         self.L = self.f.history + 1
+        self.t_ready = time.time()  # model loaded: when this actor can score (benchmarks separate start-up)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         w = np.asarray(batch["data"], dtype=np.int64)
         idx = self.starts[w][:, None] + np.arange(self.L)[None, :]
         x = self.series[idx]  # (B, L, H, W, C)
         y = self.f.predict(x, self.origin_s[w], check=False)
-        return {"window": w, "forecast": y}
+        n = len(w)
+        return {"window": w, "forecast": y, "t_ready": np.full(n, self.t_ready), "t_done": np.full(n, time.time())}
 
 
 def _batches(n: int, batch_size: int) -> list[np.ndarray]:
@@ -205,7 +207,7 @@ def ensure_ray(num_cpus: int | None = None) -> float:
 
 
 def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurrency: int, num_cpus: float,
-              num_gpus: float) -> np.ndarray:
+              num_gpus: float, timings: dict[str, float] | None = None) -> np.ndarray:
     """Ray Data: a dataset of window numbers (one block per batch, so batches are the plain loop's), map_batches
     with :class:`WindowScorer` on ``concurrency`` actors; results in window order."""
     import ray
@@ -223,10 +225,14 @@ def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurren
     pool = ray.data.ActorPoolStrategy(size=max(1, min(int(concurrency), n_batches)))
     out = ds.map_batches(WindowScorer, fn_constructor_kwargs=args, batch_size=batch_size, batch_format="numpy",
                          compute=pool, num_cpus=num_cpus, num_gpus=num_gpus or None)
-    wins, ys = [], []
+    wins, ys, ready, done = [], [], [], []
     for b in out.iter_batches(batch_size=None, batch_format="numpy"):
         wins.append(b["window"])
         ys.append(b["forecast"])
+        ready.append(b["t_ready"].min())
+        done.append(b["t_done"].max())
+    if timings is not None:  # wall clock: first actor ready -> last batch scored
+        timings.update(first_ready=float(min(ready)), last_done=float(max(done)))
     w = np.concatenate(wins)
     y = np.concatenate(ys)
     if not np.array_equal(np.sort(w), np.arange(n)):
