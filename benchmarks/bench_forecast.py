@@ -3,7 +3,7 @@ loop in one process (the same scorer, all cores' threads) on the same windows an
 identical. Throughput is measured from "model loaded" to "last batch scored" on both sides (Ray start-up and actor
 start-up are reported separately, as is the end-to-end time). Goal: ratio (ray / plain) >= 0.9 on 2 cores.
 
-    python benchmarks/bench_forecast.py [--span-days 30] [--split train] [--batch-size 32] [--actors 2] [--threads 2]
+    python benchmarks/bench_forecast.py [--span-days 20] [--split train] [--batch-size 16] [--actors 2] [--threads 2]
 
 Builds a small synthetic project in a temp dir with the real stages and a random-init model of the default size
 (params.yaml model section; throughput does not depend on the weights). Last stdout line: one JSON object.
@@ -40,9 +40,9 @@ def make_project(root: Path, span_days: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--span-days", type=int, default=30)
+    ap.add_argument("--span-days", type=int, default=20)
     ap.add_argument("--split", default="train")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the plain loop (default: 2 = actors)")
     args = ap.parse_args()

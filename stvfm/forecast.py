@@ -153,13 +153,12 @@ class WindowScorer:
 
         from stvfm.predict import Forecaster
 
-        def get(v):
-            try:
+        def get(v):  # large inputs arrive as [ObjectRef] (nested: a top-level ref would pin actor restarts to it)
+            if isinstance(v, list) and len(v) == 1 and type(v[0]).__name__ == "ObjectRef":
                 import ray
 
-                return ray.get(v) if isinstance(v, ray.ObjectRef) else v
-            except ImportError:  # pragma: no cover
-                return v
+                return ray.get(v[0])
+            return v
 
         torch.set_num_threads(int(torch_threads))
         weights, self.series, self.starts, self.origin_s = get(weights), get(series), get(starts), get(origin_s)
@@ -218,7 +217,7 @@ def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurren
     ctx.print_on_execution_start = False
     args = dict(scorer_args)
     for k in ("weights", "series", "starts", "origin_s"):
-        args[k] = ray.put(args[k])
+        args[k] = [ray.put(args[k])]
     batches = _batches(n, batch_size)
     n_batches = len(batches)
     ds = ray.data.from_numpy(batches)
