@@ -110,6 +110,18 @@ class EvalConfig:
 
 
 @dataclass
+class ForecastConfig:
+    """Batch forecasts (`stvfm forecast`, stage `forecast`): Ray Data map_batches, one model per actor."""
+    split: str = "test"  # train | val | test: the windows scored
+    batch_size: int = 64  # windows per model call
+    concurrency: int = 2  # actors (each holds one model)
+    num_cpus: float = 1.0  # per actor
+    num_gpus: float = 0.0  # per actor (e.g. 1 on a GPU node)
+    torch_threads: int = 1  # intra-op threads per actor
+    use_ray: bool = True  # False: the same scoring in a plain loop in this process
+
+
+@dataclass
 class TrackingConfig:
     tracking_uri: str | None = None  # None -> env MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root
     register: bool = True
@@ -125,6 +137,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
     # free-form sections owned by their own modules (validated there)
     tune: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, Any] = field(default_factory=dict)
@@ -381,6 +394,14 @@ def validate(p: Params) -> None:
         raise ConfigError(f"model.patch_size: must be >= 1, got {p.model.patch_size}")
     if p.train.num_workers < 1:
         raise ConfigError(f"train.num_workers: must be >= 1, got {p.train.num_workers}")
+    fc = p.forecast
+    if fc.split not in ("train", "val", "test"):
+        raise ConfigError(f"forecast.split: '{fc.split}' is not one of train, val, test")
+    for key in ("batch_size", "concurrency", "torch_threads"):
+        if getattr(fc, key) < 1:
+            raise ConfigError(f"forecast.{key}: must be >= 1, got {getattr(fc, key)}")
+    if fc.num_cpus < 0 or fc.num_gpus < 0:
+        raise ConfigError(f"forecast.num_cpus / forecast.num_gpus: must be >= 0, got {fc.num_cpus} / {fc.num_gpus}")
     _one_of("data.scaler", p.data.scaler, SCALERS)
     validate_train(p.train)
 

@@ -141,5 +141,4 @@ def _log(params: Params, dataset: str, root: Path, paths, result: dict[str, Any]
     if run_id:
         model = (read_json(tj).get("model") or {})
         if model.get("version"):
-            mlflow.MlflowClient().set_model_version_tag(model["registered_model"], model["version"], "test_mae",
-                                                        repr(result["mae"]))
+            tracking.record_test_metrics(model["registered_model"], model["version"], result["mae"], result["rmse"])

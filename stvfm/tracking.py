@@ -133,35 +133,57 @@ def log_history(history: Iterable[Mapping[str, float]]) -> int:
     return n
 
 
-def log_and_register_model(model, input_example, dataset: str, val_mae: float, *, extra_files: list[str] = (),
-                           register: bool = True, run_id: str | None = None) -> dict[str, Any]:
-    """Log ``model`` (pytorch flavor, with signature from ``input_example``) in the active run, register it as
-    ``stvfm-<dataset>`` and move ``champion`` if its validation MAE is lower than the champion's."""
-    import mlflow
-    import mlflow.pytorch
-    import numpy as np
-    from mlflow.models import infer_signature
+def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any], dataset: str, val_mae: float, *,
+                           input_example: dict[str, Any] | None = None, tags: Mapping[str, Any] | None = None,
+                           register: bool = True) -> dict[str, Any]:
+    """Log a safe model version in the active run — an MLflow pyfunc written as "models from code"
+    (``stvfm/serving/mlflow_model.py``) whose artifacts are ``config.json`` + ``weights.safetensors`` (no pickles) —
+    register it as ``stvfm-<dataset>`` with ``tags`` and a model card as its description, and move ``champion``
+    if its validation MAE is lower than the champion's."""
+    import tempfile
 
-    with _torch_eval(model):
-        import torch
-        with torch.no_grad():
-            out = model(torch.as_tensor(input_example)).numpy()
-    sig = infer_signature(np.asarray(input_example), out)
+    import mlflow
+    import mlflow.pyfunc
+
+    from stvfm.model_version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, model_card, write_version
+
     name = registered_name(dataset)
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format caution: we load our own models
-    info = mlflow.pytorch.log_model(model, name="model", signature=sig, input_example=np.asarray(input_example),
-                                    registered_model_name=name if register else None,
-                                    extra_files=list(extra_files) or None, pip_requirements=[],
-                                    serialization_format="pickle")
+    code = Path(__file__).resolve().parent / "serving" / "mlflow_model.py"
+    from stvfm.serving.pyfunc import signature
+
+    with tempfile.TemporaryDirectory(prefix="stvfm-version-") as tmp:
+        write_version(tmp, config, dict(state_dict))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(code),
+            artifacts={"config": str(Path(tmp) / CONFIG_FILE), "weights": str(Path(tmp) / WEIGHTS_FILE)},
+            signature=signature(config), input_example=input_example, pip_requirements=[],
+            registered_model_name=name if register else None, metadata={"stvfm_format": FORMAT})
     res: dict[str, Any] = {"model_uri": info.model_uri, "registered_model": None, "version": None, "champion": False}
     if not register:
         return res
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
-    client.set_model_version_tag(name, version, VAL_TAG, repr(float(val_mae)))
+    all_tags = {k: _clean(v) for k, v in (tags or {}).items()}
+    all_tags[VAL_TAG] = repr(float(val_mae))
+    for k, v in all_tags.items():
+        client.set_model_version_tag(name, version, k, v)
+    client.update_model_version(name, version, description=model_card(config, all_tags))
     res.update(registered_model=name, version=version)  # str, as the registry API takes it
     res["champion"] = promote_if_better(name, version, float(val_mae))
     return res
+
+
+def record_test_metrics(name: str, version: str, mae: float, rmse: float) -> None:
+    """Tag a registered version with its test MAE/RMSE and put them into its model card."""
+    import mlflow
+
+    from stvfm.model_version import with_test_metrics
+
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version, "test_mae", repr(float(mae)))
+    client.set_model_version_tag(name, version, "test_rmse", repr(float(rmse)))
+    mv = client.get_model_version(name, version)
+    client.update_model_version(name, version, description=with_test_metrics(mv.description or "", mae, rmse))
 
 
 def champion_val(name: str) -> tuple[str | None, float]:
@@ -190,14 +212,3 @@ def promote_if_better(name: str, version: str, val_mae: float) -> bool:
     mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
     log.info("champion -> %s v%s (val_mae %.4g, was %s)", name, version, val_mae, cur_val)
     return True
-
-
-class _torch_eval:
-    def __init__(self, m):
-        self.m, self.was = m, m.training
-
-    def __enter__(self):
-        self.m.eval()
-
-    def __exit__(self, *a):
-        self.m.train(self.was)

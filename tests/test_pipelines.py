@@ -12,6 +12,7 @@ STAGES = [  # (pipelines module, library module, function, positional args)
     ("split", "stvfm.data.stages", "run_split", ["synthetic"]),
     ("train", "stvfm.training.stage", "run_train", ["synthetic"]),
     ("evaluate", "stvfm.evaluate", "run_evaluate", ["synthetic"]),
+    ("forecast", "stvfm.forecast", "run_forecast", ["synthetic"]),
     ("baselines", "stvfm.baselines.run", "run_baselines", ["synthetic", "ha"]),
 ]
 

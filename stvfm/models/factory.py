@@ -18,6 +18,12 @@ from stvfm.models.tokenizer import check_patch_size
 ARCHS = ("stvfm", "stid")
 
 
+def needs_time_ids(model_cfg) -> bool:
+    """Whether a model built from ``model_cfg`` reads time identities (so predict/serve/forecast need timestamps)."""
+    get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
+    return get("arch", "stvfm") == "stid" or bool(get("time_identity", False))
+
+
 def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int) -> None:
     from stvfm.models.stvfm import VARIANT_SPECS
 

@@ -23,27 +23,43 @@ from stvfm.training.components import build_model_from_meta, is_pretrained, load
 log = logging.getLogger(__name__)
 
 
-def forecaster_from_best(best: dict[str, Any], scaler):
-    """The deployable model: network (best weights) + scaler, original scale in and out."""
+def version_from_best(best: dict[str, Any], paths) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config.json, state dict) of the model version of ``best`` trained on ``paths``' split."""
+    from stvfm.io import read_json
+    from stvfm.model_version import version_config
+
+    return version_config(best, load_scaler(paths, best.get("scaler_kind")), read_json(paths.split_meta)), best["model_state"]
+
+
+def forecaster_from_best(best: dict[str, Any], scaler, split_meta: dict[str, Any]):
+    """The deployable model (network with the best weights + scaler, original scale in and out), built exactly as a
+    registered version is loaded: through its config.json."""
+    from stvfm.model_version import version_config
     from stvfm.predict import Forecaster
 
-    model, _ = build_model_from_meta(best)
-    model.load_state_dict(best["model_state"])
-    model.eval()
-    return Forecaster(model, scaler, history=int(best["history"]), horizon=int(best["horizon"]),
-                      grid=tuple(best["grid"]), channels=int(best["channels"]), dataset=str(best["dataset"]))
+    return Forecaster.from_version(version_config(best, scaler, split_meta), best["model_state"],
+                                   where=f"models/{best['dataset']}/best.pt")
 
 
-def _input_example(paths, best: dict[str, Any], scaler) -> Any:
-    """One real window (original scale), history + 1 steps, from the validation split."""
+def _input_example(paths, best: dict[str, Any], scaler, config: dict[str, Any]) -> dict[str, Any]:
+    """The serving request of one real window (original scale, history + 1 steps) from the validation split."""
     from stvfm.data.windows import WindowDataset
+    from stvfm.predict import unix_seconds
 
     ds = WindowDataset(paths, "val", scaler=scaler)
     h = int(best["history"])
     a = int(ds.t0[0]) - ds.lo
     lo = max(0, a - 1)
-    x = scaler.inverse(torch.from_numpy(ds._x[lo:a + h]), channel_axis=-3)
-    return x.unsqueeze(0).numpy()
+    x = scaler.inverse(torch.from_numpy(ds._x[lo:a + h]), channel_axis=-3)  # (L, C, H, W)
+    ex: dict[str, Any] = {"flow": x.permute(0, 2, 3, 1).unsqueeze(0).numpy().astype("float32")}
+    if config.get("time_identity"):
+        import numpy as np
+        from stvfm.io import read_json
+        meta = read_json(paths.split_meta)
+        last = np.datetime64(meta["start"], "s") + np.timedelta64(int(meta["interval_minutes"]), "m") * \
+            (int(ds.t0[0]) + h - 1)
+        ex["last_time"] = np.array([unix_seconds(last)], dtype=np.int64)
+    return ex
 
 
 def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: str | Path | None = None,
@@ -101,18 +117,15 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             mlflow.log_metrics({"best_val_mae": loop["best_val"], "best_epoch": loop["best_epoch"]})
             lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
             mlflow.log_artifact(str(lc), "plots")
-            from stvfm.models.factory import needs_time_ids
-
-            if needs_time_ids(best["model_cfg"]):  # this Forecaster takes no timestamps (serving rework: branch i12)
-                log.warning("%s: not logging/registering a model that reads time identities (the Forecaster here "
-                            "takes no timestamps); best.pt is written as usual", dataset)
-                reg = None
-            else:
-                scaler = load_scaler(paths, best.get("scaler_kind"))
-                fc = forecaster_from_best(best, scaler)
-                reg = tracking.log_and_register_model(
-                    fc, _input_example(paths, best, scaler), dataset, loop["best_val"],
-                    extra_files=[str(paths.scaler), str(paths.split_meta)], register=params.tracking.register)
+            config, weights = version_from_best(best, paths)
+            tags = {"dataset": dataset, "data_md5": tracking.dvc_data_hash(root, f"{params.data.root}/split/{dataset}"),
+                    "git_commit": tracking.git_commit(root), "backbone": config["model_cfg"].get("backbone"),
+                    "pretrained_backbone": info["pretrained_backbone"], "profile": params.profile,
+                    "arch": config["arch"], "variant": config["model_cfg"].get("variant"),
+                    "time_identity": config["time_identity"]}
+            example = _input_example(paths, best, load_scaler(paths, best.get("scaler_kind")), config)
+            reg = tracking.log_and_register_model(config, weights, dataset, loop["best_val"], input_example=example,
+                                                  tags=tags, register=params.tracking.register)
             info.update(run_id=run.info.run_id, experiment_id=run.info.experiment_id, model=reg)
         info["wall_s"] = round(time.perf_counter() - t0, 2)
         write_json(paths.model_dir / "train.json", info)

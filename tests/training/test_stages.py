@@ -70,7 +70,7 @@ def test_forecaster_matches_model_on_a_test_window(tiny_project):
     paths = dataset_paths("synthetic", tiny_project)
     best = load_checkpoint(paths.model_dir / "best.pt")
     scaler = load_scaler(paths)
-    f = forecaster_from_best(best, scaler)
+    f = forecaster_from_best(best, scaler, read_json(paths.split_meta))
     ds = WindowDataset(paths, "test")
     i = 3
     w = ds[i]

@@ -1,0 +1,100 @@
+"""Batch forecasts (`stvfm forecast`): every window of a split, original scale, Zarr with its model version; Ray Data
+(one model per actor) gives exactly the plain loop's arrays; each window equals `Forecaster.predict` on it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from stvfm.config import load_params
+from stvfm.forecast import run_forecast
+from stvfm.model_version import load_forecaster
+
+from .version_fixtures import make_best, raw_window
+
+
+def _windows(root, split="test"):
+    import pandas as pd
+
+    return pd.read_parquet(root / "data/split/synthetic/windows.parquet", filters=[("split", "==", split)])
+
+
+@pytest.mark.parametrize("which", ["plain", "tid"])
+def test_forecast_plain_loop_matches_predict_per_window(tiny_versions, tmp_path, which):
+    root = tiny_versions.root
+    folder = getattr(tiny_versions, which)
+    p = load_params(root / "params.yaml")
+    out = run_forecast(p, "synthetic", root, model=str(folder), use_ray=False, out=tmp_path / "fc.zarr")
+    ds = xr.open_zarr(tmp_path / "fc.zarr", consolidated=False)
+    w = _windows(root)
+    assert out["windows"] == len(w) == ds.sizes["origin_time"] and out["engine"] == "plain"
+    assert ds["forecast"].dims == ("origin_time", "step", "y", "x", "channel")
+    assert ds["forecast"].shape == (len(w), 6, 16, 8, 2) and list(ds["step"].values) == [1, 2, 3, 4, 5, 6]
+    assert ds.attrs["model"] == str(folder) and ds.attrs["model_version"] == "local folder"
+    assert ds.attrs["split"] == "test" and ds.attrs["scale"] == "original" and ds.attrs["dataset"] == "synthetic"
+    assert list(ds["channel"].values) == ["inflow", "outflow"]
+    f = load_forecaster(folder)
+    for i in (0, len(w) - 1):
+        t0 = int(w["t0"].iloc[i])
+        x, last = raw_window(root, steps=7, end=t0 + 6)
+        assert ds["origin_time"].values[i] == last
+        assert ds["valid_time"].values[i, 0] == last + np.timedelta64(60, "m")
+        ref = f.predict(x[None], np.array([int(last.astype(np.int64))]))[0]
+        np.testing.assert_array_equal(ds["forecast"].values[i], ref)
+
+
+def test_forecast_default_is_the_train_stage_best_checkpoint(tiny_versions, tmp_path):
+    import shutil
+
+    from stvfm.io import write_json
+    from stvfm.training.checkpoint import save_checkpoint
+
+    root = tmp_path / "proj"
+    shutil.copytree(tiny_versions.root / "data", root / "data")
+    shutil.copy(tiny_versions.root / "params.yaml", root / "params.yaml")
+    save_checkpoint(root / "models/synthetic/best.pt", make_best(tiny_versions.root))
+    write_json(root / "models/synthetic/train.json", {"model": {"registered_model": "stvfm-synthetic", "version": "7"}})
+    p = load_params(root / "params.yaml", ["forecast.use_ray=false", "forecast.split=val"])
+    out = run_forecast(p, "synthetic", root)
+    ds = xr.open_zarr(root / "forecasts/synthetic.zarr", consolidated=False)
+    assert out["model_version"] == ds.attrs["model_version"] == "stvfm-synthetic/7"
+    assert ds.attrs["model"] == "models/synthetic/best.pt" and ds.attrs["split"] == "val"
+    ref = run_forecast(p, "synthetic", root, model=str(tiny_versions.plain), out=tmp_path / "ref.zarr")
+    np.testing.assert_array_equal(ds["forecast"].values, xr.open_zarr(tmp_path / "ref.zarr", consolidated=False)["forecast"].values)
+    assert ref["windows"] == len(_windows(root, "val"))
+
+
+def test_forecast_refuses_a_model_of_another_grid(tiny_versions, tmp_path):
+    import json
+    import shutil
+
+    from stvfm.errors import DataError
+
+    bad = tmp_path / "v"
+    shutil.copytree(tiny_versions.plain, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["interval_minutes"] = 30
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match="30-minute steps"):
+        run_forecast(load_params(tiny_versions.root / "params.yaml"), "synthetic", tiny_versions.root,
+                     model=str(bad), use_ray=False, out=tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
+
+
+@pytest.mark.slow
+def test_forecast_ray_data_two_actors_equals_plain_loop(tiny_versions, tmp_path):
+    import ray
+
+    root = tiny_versions.root
+    p = load_params(root / "params.yaml", ["forecast.batch_size=4", "forecast.split=val"])  # several batches
+    plain = run_forecast(p, "synthetic", root, model=str(tiny_versions.tid), use_ray=False, out=tmp_path / "a.zarr")
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        out = run_forecast(p, "synthetic", root, model=str(tiny_versions.tid), use_ray=True, out=tmp_path / "b.zarr")
+    finally:
+        ray.shutdown()
+    a = xr.open_zarr(tmp_path / "a.zarr", consolidated=False)
+    b = xr.open_zarr(tmp_path / "b.zarr", consolidated=False)
+    assert out["engine"] == b.attrs["engine"] == "ray-data" and out["windows"] == plain["windows"] > 4
+    np.testing.assert_array_equal(a["forecast"].values, b["forecast"].values)
+    np.testing.assert_array_equal(a["origin_time"].values, b["origin_time"].values)

@@ -1,0 +1,188 @@
+"""A model version is tensors (safetensors) + JSON: it round-trips exactly, and a planted pickle is refused unread."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from stvfm.errors import DataError
+from stvfm.model_version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_forecaster, read_config
+
+from .version_fixtures import ROOT, raw_window
+
+
+class _Touch:
+    """Unpickling this object creates the file ``path`` (a stand-in for arbitrary code)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def _env(root, db=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    if db:
+        env["MLFLOW_TRACKING_URI"] = db
+    return env
+
+
+def test_version_files_are_tensors_and_json_and_round_trip(tiny_versions):
+    from stvfm.data.scaler import Scaler
+
+    folder = tiny_versions.plain
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    assert not (folder / WEIGHTS_FILE).read_bytes()[:2] in (b"\x80\x04", b"\x80\x05", b"PK")  # not pickle, not zip
+    cfg = read_config(folder / CONFIG_FILE, "x")
+    assert cfg["format"] == FORMAT and cfg["grid"] == [16, 8] and cfg["channels"] == 2
+    assert cfg["interval_minutes"] == 60 and cfg["time_identity"] is False and cfg["history"] == 6
+    assert cfg["backbone"]["pretrained"] is False and cfg["scaler"]["kind"] == "standard"
+    f = load_forecaster(folder)
+    x, _ = raw_window(tiny_versions.root, steps=7)
+    # reference: the network called directly on the scaled window, as the training loop/evaluate do
+    sc = Scaler.from_dict(cfg["scaler"])
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2)[None]
+    s = sc.transform(xt[:, 1:], channel_axis=-3)
+    d = sc.scale_diff(xt[:, 1:] - xt[:, :-1], channel_axis=-3)
+    with torch.no_grad():
+        ref = sc.inverse(f.model(s, d).st, channel_axis=-3).permute(0, 1, 3, 4, 2).numpy()
+    np.testing.assert_allclose(f.predict(x[None]), ref, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(load_forecaster(folder).predict(x[None]), f.predict(x[None]))  # deterministic reload
+
+
+def test_weights_that_are_not_safetensors_are_refused_unread(tiny_versions, tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "v"
+    bad.mkdir()
+    (bad / CONFIG_FILE).write_bytes((tiny_versions.plain / CONFIG_FILE).read_bytes())
+    (bad / WEIGHTS_FILE).write_bytes(pickle.dumps(_Touch(marker)))
+    with pytest.raises(DataError, match="not a valid safetensors file"):
+        load_forecaster(bad)
+    torch.save({"w": _Touch(marker)}, bad / WEIGHTS_FILE)  # a torch zip with a pickle inside
+    with pytest.raises(DataError, match="not a valid safetensors file"):
+        load_forecaster(bad)
+    (bad / CONFIG_FILE).write_text(json.dumps({"format": "pickle", "python_model": "model.pkl"}))
+    with pytest.raises(DataError, match="format 'pickle'"):
+        load_forecaster(bad)
+    assert not marker.exists()
+    # the payload is live: unpickling it (what a pickle-based loader does) runs it
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.loads(open(sys.argv[1],'rb').read())",
+                    str(tmp_path / "p.pkl")], check=True)
+    assert marker.exists()
+
+
+def test_state_dict_must_fit_the_config(tiny_versions, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "v"
+    bad.mkdir()
+    (bad / CONFIG_FILE).write_bytes((tiny_versions.plain / CONFIG_FILE).read_bytes())
+    w = load_file(tiny_versions.plain / WEIGHTS_FILE)
+    w.pop(next(iter(w)))
+    save_file(w, bad / WEIGHTS_FILE)
+    with pytest.raises(DataError, match="does not fit its config.json"):
+        load_forecaster(bad)
+
+
+@pytest.mark.slow
+def test_registered_version_loads_without_pickles_and_planted_pickles_are_refused(tiny_versions, tmp_path,
+                                                                                    monkeypatch):
+    import mlflow
+
+    from stvfm import tracking
+    from stvfm.model_version import read_weights
+    from stvfm.predict import Forecaster
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
+    mlflow.set_tracking_uri(db)
+    exp = mlflow.create_experiment("stvfm-synthetic", artifact_location=(tmp_path / "art").as_uri())
+    cfg = read_config(tiny_versions.plain / CONFIG_FILE, "x")
+    state = read_weights(tiny_versions.plain / WEIGHTS_FILE, "x")
+    with mlflow.start_run(experiment_id=exp):
+        reg = tracking.log_and_register_model(cfg, state, "synthetic", 1.5, tags={"data_md5": "abc.dir",
+                                              "git_commit": "deadbeef", "profile": "default",
+                                              "pretrained_backbone": False, "backbone": "vit_tiny"})
+    assert reg["version"] == "1" and reg["champion"] is True
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version("stvfm-synthetic", "1")
+    assert mv.tags["data_md5"] == "abc.dir" and mv.tags["val_mae"] == "1.5" and mv.tags["pretrained_backbone"] == "False"
+    assert "RANDOM INIT" in mv.description and "pending" in mv.description and "profile default" in mv.description
+    tracking.record_test_metrics("stvfm-synthetic", "1", 2.5, 3.5)
+    mv = client.get_model_version("stvfm-synthetic", "1")
+    assert mv.tags["test_rmse"] == "3.5" and "test MAE / RMSE: 2.5 / 3.5" in mv.description
+    # every file of the version: no pickle anywhere
+    local = pathlib.Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/stvfm-synthetic/1",
+                                                            dst_path=str(tmp_path / "dl")))
+    files = [p for p in local.rglob("*") if p.is_file()]
+    assert {"MLmodel", "mlflow_model.py", CONFIG_FILE, WEIGHTS_FILE} <= {p.name for p in files}
+    for p in files:
+        assert p.suffix not in (".pkl", ".pth", ".pt") and p.read_bytes()[:1] != b"\x80", p
+    assert "model_code_path" in (local / "MLmodel").read_text()
+    f = load_forecaster("models:/stvfm-synthetic@champion")
+    x, _ = raw_window(tiny_versions.root)
+    assert isinstance(f, Forecaster) and np.array_equal(f.predict(x[None]), load_forecaster(tiny_versions.plain)
+                                                         .predict(x[None]))
+
+    # a hostile registrant plants pickles: an old-style pytorch-flavour version, then a pyfunc with pickled "weights"
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Touch(marker))
+    old = tmp_path / "old" / "model"
+    (old / "data").mkdir(parents=True)
+    (old / "data" / "model.pth").write_bytes(payload)
+    (old / "MLmodel").write_text("flavors:\n  pytorch: {model_data: data, pytorch_version: 2.0}\n"
+                                 "  python_function: {loader_module: mlflow.pytorch, data: data}\n")
+    evil = tmp_path / "evil" / "model" / "artifacts"
+    evil.mkdir(parents=True)
+    (evil / CONFIG_FILE).write_bytes((tiny_versions.plain / CONFIG_FILE).read_bytes())
+    (evil / WEIGHTS_FILE).write_bytes(payload)
+    (evil.parent / "MLmodel").write_text((local / "MLmodel").read_text())
+    expect = {"2": "not a safe ST-VFM model version", "3": "not a valid safetensors file"}
+    for src in (old, evil.parent):
+        with mlflow.start_run(experiment_id=exp) as run:
+            mlflow.log_artifacts(str(src), "model")
+        v = mlflow.register_model(f"runs:/{run.info.run_id}/model", "stvfm-synthetic").version
+        client.set_registered_model_alias("stvfm-synthetic", "champion", v)
+        np.savez(tmp_path / "in.npz", flow=x)
+        for cmd in (["predict", "--model", "models:/stvfm-synthetic@champion", "--input", "in.npz", "--out", "o.npz"],
+                    ["forecast", "synthetic", "--no-ray", "--model", "models:/stvfm-synthetic@champion",
+                     "--root", str(tiny_versions.root), "--params", str(tiny_versions.root / "params.yaml"),
+                     "--out", str(tmp_path / "fc.zarr")]):
+            r = subprocess.run([sys.executable, "-m", "stvfm.cli", *cmd], cwd=tmp_path, capture_output=True,
+                               text=True, env=_env(tmp_path, db), timeout=300)
+            assert r.returncode == 2, r.stderr
+            assert expect[str(v)] in r.stderr and "Traceback" not in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not marker.exists() and not (tmp_path / "o.npz").exists() and not (tmp_path / "fc.zarr").exists()
+
+
+def test_time_ids_reach_the_model_from_last_time(tiny_versions):
+    from stvfm.data.timefeatures import window_time_ids
+    from stvfm.predict import parse_time
+
+    f = load_forecaster(tiny_versions.tid)
+    seen = []
+    net = f.model
+
+    def spy(x, x_flow=None, time_ids=None):
+        seen.append(time_ids)
+        return net(x, x_flow, time_ids=time_ids)
+
+    f.model = spy
+    x, last = raw_window(tiny_versions.root)
+    unix = int(last.astype(np.int64))
+    f.predict(np.stack([x, x]), np.array([unix, unix + 3600]))
+    assert seen[0].shape == (2, 12, 2) and seen[0].dtype == torch.int64
+    np.testing.assert_array_equal(seen[0].numpy(), window_time_ids(np.array([unix, unix + 3600]), 60, 6, 6))
+    assert seen[0][0, 5, 0] == last.astype(object).hour  # hourly slots: slot of the last input step = its hour
+    assert parse_time(str(unix), "t", "f") == parse_time(str(last), "t", "f") == last
+    assert load_forecaster(tiny_versions.plain).time_ids(unix) is None

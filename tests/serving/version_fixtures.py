@@ -1,0 +1,75 @@
+"""A tiny synthetic project (real download/grid/flow/split stages, 5 days) and model versions of a tiny random-init
+ST-VFM built on it — no training needed to test loading, serving and batch forecasting (they must agree with each
+other, not be accurate). Imported by tests/serving and tests/reliability."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_MODEL = dict(backbone="vit_tiny", allow_random_init=True, vfm_blocks=1, d_temporal=16, temporal_layers=1,
+                  decoder_layers=1, heads=2, prompt_tokens=4, adapter_dim=8)
+
+
+def build_project(root: Path, span_days: int = 5) -> Path:
+    from stvfm.config import load_raw, params_from_dict
+    from stvfm.data.stages import run_flow, run_grid, run_split
+    from stvfm.datasets.download import run_download
+
+    raw = load_raw(ROOT / "params.yaml")
+    raw["datasets"] = ["synthetic"]
+    raw["data"]["synthetic"]["span_days"] = span_days
+    raw["model"].update(TINY_MODEL)
+    raw["tracking"]["tracking_uri"] = None
+    raw["forecast"].update(batch_size=16)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = params_from_dict(raw)
+    for stage in (run_download, run_grid, run_flow, run_split):
+        stage("synthetic", p, root)
+    return root
+
+
+def make_best(root: Path, *, time_identity: bool = False, seed: int = 0) -> dict:
+    """A best.pt-like dict of a random-init tiny model (what the train stage would export)."""
+    import torch
+
+    from stvfm.config import load_params
+    from stvfm.training.components import build_components
+
+    params = load_params(root / "params.yaml", {"model.time_identity": time_identity})
+    torch.manual_seed(seed)
+    comp = build_components(params, "synthetic", root, splits=("test",))
+    return {**comp.meta, "model_state": comp.model.state_dict(), "epoch": 0, "val": {"val_mae": 1.0}}
+
+
+def make_version(root: Path, name: str, **kw) -> Path:
+    from stvfm.model_version import write_version
+    from stvfm.paths import dataset_paths
+    from stvfm.training.stage import version_from_best
+
+    config, state = version_from_best(make_best(root, **kw), dataset_paths("synthetic", root))
+    return write_version(root / name, config, state)
+
+
+def raw_window(root: Path, steps: int = 8, end: int | None = None):
+    """(steps, H, W, C) of the raw grid ending at step ``end`` (default: the last) and the time of its last step."""
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.open_zarr(root / "data/grid/synthetic.zarr", consolidated=False)
+    T = ds.sizes["time"]
+    end = T if end is None else end
+    flow = ds["flow"].isel(time=slice(end - steps, end)).transpose("time", "y", "x", "channel").values
+    return flow.astype(np.float32), ds["time"].values[end - 1].astype("datetime64[s]")
+
+
+@pytest.fixture(scope="session")
+def tiny_versions(tmp_path_factory):
+    """Project root + two local model versions: ``plain`` (no time identities) and ``tid`` (time identities)."""
+    root = build_project(tmp_path_factory.mktemp("serving") / "proj")
+    return SimpleNamespace(root=root, plain=make_version(root, "version-plain"),
+                           tid=make_version(root, "version-tid", time_identity=True))
