@@ -284,6 +284,6 @@ def test_per_cell_scaler_through_evaluate_and_forecaster(tmp_path):
     last = np.stack([np.repeat(flow[t + 5:t + 6], 6, 0) for t in t0])
     assert acc.mae == pytest.approx(float(np.abs(y - last).mean()), rel=1e-5)
     assert pers.mae == pytest.approx(acc.mae, rel=1e-6)
-    f = Forecaster(Last(), ds.scaler, history=6, horizon=6, grid=(4, 3), channels=2)
-    x = torch.from_numpy(flow[80:87].transpose(0, 3, 1, 2))[None]
-    np.testing.assert_allclose(f(x)[0].numpy(), np.repeat(x[:, -1:].numpy(), 6, 1)[0], rtol=1e-5, atol=1e-4)
+    f = Forecaster(Last(), ds.scaler, history=6, horizon=6, grid=(4, 3), channels=2, interval_minutes=60)
+    x = flow[80:87][None]  # (B, T, H, W, C), original scale
+    np.testing.assert_allclose(f.predict(x)[0], np.repeat(x[:, -1:], 6, 1)[0], rtol=1e-5, atol=1e-4)
