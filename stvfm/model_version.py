@@ -119,7 +119,8 @@ def build_network(config: dict[str, Any], state_dict: dict[str, Any], where: str
         quiet.setLevel(logging.ERROR)  # "random init" is only the skeleton: every weight comes from the state dict
         try:
             model, _ = build_model(cfg, grid=tuple(config["grid"]), channels=int(config["channels"]),
-                                   history=int(config["history"]), horizon=int(config["horizon"]))
+                                   history=int(config["history"]), horizon=int(config["horizon"]),
+                                   interval_minutes=int(config["interval_minutes"]))
         finally:
             quiet.setLevel(level)
     except StvfmError as e:
