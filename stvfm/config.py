@@ -38,6 +38,18 @@ class DataConfig:
 
 
 @dataclass
+class STIDConfig:
+    """STID (Shao et al. 2022; ``model.arch: stid``), sizes as BasicTS's recipe: 32-d embeddings, 3 residual MLPs."""
+    input_dim: int = 32  # embedding of a series' input window
+    node_dim: int = 32  # spatial identity (one vector per series)
+    tod_dim: int = 32  # time-of-day identity (table of steps-per-day rows, from the data interval)
+    dow_dim: int = 32  # day-of-week identity
+    num_layers: int = 3  # residual MLP layers
+    series: str = "cell_channel"  # cell_channel: every (cell, channel) is a series (BasicTS) | cell: a cell's channels
+    time_identity: bool = True  # read time-of-day / day-of-week of the last input step from ``time_ids``
+
+
+@dataclass
 class ModelConfig:
     arch: str = "stvfm"  # stvfm | stid (deep baseline trained by the same loop)
     variant: str = "full"  # simple | token | temporal | adapter | full  (Table 3: #1, #2, #3, #4, Ours)
@@ -58,6 +70,7 @@ class ModelConfig:
     bf16: bool = False  # torch.autocast bf16
     time_identity: bool = False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
     output: str = "plain"  # beyond the paper: plain (the paper) | last | anchored (stvfm.models.output_path)
+    stid: STIDConfig = field(default_factory=STIDConfig)  # used when arch == "stid"
 
 
 @dataclass
@@ -73,6 +86,7 @@ class TrainConfig:
     gamma: float = 0.5  # multistep: LR factor at each milestone
     optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight_decay as L2, as BasicTS)
     loss: str = "mse"  # mse (Eq. 11, the paper) | mae: the pointwise error of both terms of Eq. 11
+    loss_scale: str = "scaled"  # scaled: error of the scaled values | original: after inverse-scaling (as BasicTS)
     seed: int = 0
     patience: int = 5  # early stopping on validation
     num_workers: int = 2  # Ray Train workers (data-parallel)
@@ -256,6 +270,7 @@ SCALERS = ("standard", "minmax", "per_cell")
 SCHEDULERS = ("cosine", "multistep", "none", "constant")
 OPTIMIZERS = ("adamw", "adam")
 LOSSES = ("mse", "mae")
+LOSS_SCALES = ("scaled", "original")
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -284,6 +299,7 @@ def validate_train(t: TrainConfig) -> None:
     _one_of("train.scheduler", t.scheduler, SCHEDULERS)
     _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
     _one_of("train.loss", t.loss, LOSSES)
+    _one_of("train.loss_scale", t.loss_scale, LOSS_SCALES)
     if any(m < 1 for m in t.milestones) or list(t.milestones) != sorted(set(t.milestones)):
         raise ConfigError(f"train.milestones: expected increasing epochs >= 1, got {t.milestones}")
     if not 0 < t.gamma <= 1:

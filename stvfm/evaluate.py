@@ -79,14 +79,14 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
     root = Path(root).resolve()
     paths = dataset_paths(dataset, root, params.data.root)
     model, best = load_best(paths.model_dir / "best.pt")
-    ds = WindowDataset(paths, "test")
+    scaler = load_scaler(paths, best.get("scaler_kind"))
+    ds = WindowDataset(paths, "test", scaler=scaler)
     if len(ds) == 0:
         raise DataError("the test split has no windows", dataset=dataset, path=str(paths.windows))
     if list(ds.grid) != list(best["grid"]) or ds.channels != int(best["channels"]):
         raise DataError(f"test data is {ds.grid[0]}x{ds.grid[1]}x{ds.channels} but the checkpoint was trained on "
                         f"{best['grid'][0]}x{best['grid'][1]}x{best['channels']}; retrain (dvc repro train)",
                         dataset=dataset, path=str(paths.model_dir / "best.pt"))
-    scaler = load_scaler(paths)
     n_maps = max(0, min(params.eval.n_maps, len(ds)))
     keep = set(np.linspace(0, len(ds) - 1, n_maps).astype(int).tolist()) if n_maps else set()
     acc, pers, kept = predict_split(model, ds, scaler, params.eval.batch_size, bool(best["model_cfg"].get("bf16")),

@@ -4,8 +4,8 @@ Used by the STID baseline (``model.arch=stid``) and by the variant/backbone swee
 ``models/<ds>/`` (the main train stage's output), so the trained state stays in memory and only the metrics (and
 optionally ``out_dir/best.pt``) come back. Training runs the project's loop (:class:`stvfm.training.loop.LoopTrainer`):
 in-process through :func:`stvfm.training.run.train_plain`, or with ``train.use_ray: true`` through the Ray Train
-wrapper :func:`stvfm.training.ray_train.fit` — the same code as the train stage. With ``time_identity`` (STID) the
-in-process path feeds each window's time-of-day / day-of-week ids through :class:`TimeIdentityWindows`.
+wrapper :func:`stvfm.training.ray_train.fit` — the same code as the train stage. Time identities come with every
+window (``WindowDataset[i]["time_ids"]``), so STID's clock works on both paths.
 """
 from __future__ import annotations
 
@@ -31,41 +31,6 @@ def with_overrides(params: Params, overrides: Mapping[str, Any]) -> Params:
     return params_from_dict(raw)
 
 
-def time_ids(meta: dict, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """(time-of-day slot, day of week) of every step, from the split meta's ``start`` and ``interval_minutes``."""
-    from stvfm.baselines.ha import slot_index
-
-    interval = int(meta["interval_minutes"])
-    times = np.datetime64(str(meta["start"]), "m") + np.arange(n_steps) * np.timedelta64(interval, "m")
-    tod = slot_index(times, interval, "day")
-    dow = (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # Monday = 0
-    return tod, dow
-
-
-class TimeIdentityWindows(torch.utils.data.Dataset):
-    """A WindowDataset whose ``x_flow`` is replaced by the int64 ``(tod, dow)`` of the window's last input step."""
-
-    def __init__(self, ds, tod: np.ndarray, dow: np.ndarray):
-        self.ds, self.tod, self.dow = ds, tod, dow
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = dict(self.ds[i])
-        last = int(item["t0"]) + self.ds.history - 1
-        item["x_flow"] = torch.tensor([self.tod[last], self.dow[last]], dtype=torch.int64)
-        return item
-
-
-def _wrap(comp, split: str, time_identity: bool):
-    ds = comp.datasets[split]
-    if not time_identity:
-        return ds
-    tod, dow = time_ids(ds.meta, int(ds.meta["T"]))
-    return TimeIdentityWindows(ds, tod, dow)
-
-
 def _subset(ds, n: int | None):
     """``n`` evenly spaced windows of ``ds`` (all when ``n`` is None or >= len)."""
     if n is None or n >= len(ds):
@@ -73,45 +38,41 @@ def _subset(ds, n: int | None):
     return torch.utils.data.Subset(ds, np.linspace(0, len(ds) - 1, max(1, n)).round().astype(int).tolist())
 
 
-def _train_in_process(params: Params, dataset: str, root: Path, time_identity: bool,
-                      val_windows: int | None) -> tuple[dict, dict]:
-    """``train_plain`` with wrapped datasets: the same LoopTrainer, seeding and sampler; optionally time ids (STID)
-    and a validation subset (cheap sweep profile: validation only picks the best epoch; test stays complete)."""
+def _train_in_process(params: Params, dataset: str, root: Path, val_windows: int | None) -> tuple[dict, dict]:
+    """``train_plain`` with a validation subset (cheap sweep profile: validation only picks the best epoch; test stays
+    complete): the same LoopTrainer, seeding and sampler."""
     from torch.utils.data import DataLoader, DistributedSampler
 
     from stvfm.training.components import build_components
-    from stvfm.training.loop import LoopTrainer, make_loss_fn
+    from stvfm.training.loop import LoopTrainer, loss_fn_for
     from stvfm.training.seed import seed_everything
 
     cfg = params.train
     seed_everything(cfg.seed)
     comp = build_components(params, dataset, root)
-    train, val = _wrap(comp, "train", time_identity), _subset(_wrap(comp, "val", time_identity), val_windows)
+    train, val = comp.datasets["train"], _subset(comp.datasets["val"], val_windows)
     tl = DataLoader(train, batch_size=cfg.batch_size,
                     sampler=DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed))
     vl = DataLoader(val, batch_size=params.eval.batch_size, shuffle=False)
-    trainer = LoopTrainer(comp.model, tl, vl, cfg,
-                          loss_fn=make_loss_fn(params.model.lambda_flow, params.train.loss),
+    trainer = LoopTrainer(comp.model, tl, vl, cfg, loss_fn=loss_fn_for(params, comp.scaler),
                           inverse=comp.inverse, bf16=comp.bf16, meta=comp.meta)
     t = time.perf_counter()
     trainer.fit()
     return trainer.state_dict(), {"ray": False, "train_seconds": time.perf_counter() - t}
 
 
-def _train_state(params: Params, dataset: str, root: Path, name: str, time_identity: bool,
+def _train_state(params: Params, dataset: str, root: Path, name: str,
                  val_windows: int | None = None) -> tuple[dict, dict]:
     if params.train.use_ray:
         import tempfile
 
         from stvfm.training import ray_train
 
-        if time_identity:
-            log.warning("train.use_ray: the Ray path trains %s without time identities", params.model.arch)
         with tempfile.TemporaryDirectory(prefix="stvfm-fit-") as d:  # Ray exports best/last here; we keep the state
             out = ray_train.fit(params, dataset, root, d, name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         return out["state"], {"ray": True, "ray_init_s": out["ray_init_s"], "fit_s": out["fit_s"]}
-    if time_identity or val_windows is not None:
-        return _train_in_process(params, dataset, root, time_identity, val_windows)
+    if val_windows is not None:
+        return _train_in_process(params, dataset, root, val_windows)
     from stvfm.training.run import train_plain
 
     out = train_plain(params, dataset, root)
@@ -119,8 +80,7 @@ def _train_state(params: Params, dataset: str, root: Path, name: str, time_ident
 
 
 @torch.no_grad()
-def score_state(params: Params, dataset: str, root: Path, best: dict, split: str = "test",
-                time_identity: bool = False) -> dict[str, Any]:
+def score_state(params: Params, dataset: str, root: Path, best: dict, split: str = "test") -> dict[str, Any]:
     """MAE/RMSE (original scale, ×1e3 when the dataset reports so) of a best-state dict on ``split``."""
     from torch.utils.data import DataLoader
 
@@ -132,7 +92,7 @@ def score_state(params: Params, dataset: str, root: Path, best: dict, split: str
     model.load_state_dict(best["model_state"])
     model.eval()
     acc = ErrorAccumulator(int(comp.meta["horizon"]))
-    for batch in DataLoader(_wrap(comp, split, time_identity), batch_size=params.eval.batch_size, shuffle=False):
+    for batch in DataLoader(comp.datasets[split], batch_size=params.eval.batch_size, shuffle=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=comp.bf16):
             out = model(batch["x"], batch["x_flow"], time_ids=batch.get("time_ids"))
         acc.update(comp.inverse(batch["y"].float()), comp.inverse(out.st.float()))
@@ -144,21 +104,19 @@ def score_state(params: Params, dataset: str, root: Path, best: dict, split: str
 
 
 def train_and_test(params: Params, dataset: str, root: str | Path, *, name: str = "run",
-                   out_dir: str | Path | None = None, time_identity: bool = False,
-                   val_windows: int | None = None) -> dict[str, Any]:
+                   out_dir: str | Path | None = None, val_windows: int | None = None) -> dict[str, Any]:
     """Train ``params`` on ``dataset`` (best epoch on validation — all windows, or ``val_windows`` evenly spaced ones)
     and score it on **all** test windows. Returns metrics + history."""
     from stvfm.training.checkpoint import best_from_state, save_checkpoint
 
     root = Path(root)
     t = time.perf_counter()
-    time_identity = time_identity and not params.train.use_ray
-    state, how = _train_state(params, dataset, root, name, time_identity, val_windows)
+    state, how = _train_state(params, dataset, root, name, val_windows)
     train_s = time.perf_counter() - t
     best = best_from_state(state)
-    res = score_state(params, dataset, root, best, time_identity=time_identity)
+    res = score_state(params, dataset, root, best)
     res.update(history=state["loop"]["history"], best_epoch=best.get("epoch"), val=best.get("val", {}),
-               train_wall_seconds=train_s, total_seconds=time.perf_counter() - t, time_identity=time_identity,
+               train_wall_seconds=train_s, total_seconds=time.perf_counter() - t,
                val_windows=val_windows, **how)
     if out_dir is not None:
         save_checkpoint(Path(out_dir) / "best.pt", best)

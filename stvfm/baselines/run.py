@@ -1,11 +1,14 @@
 """Run the baselines of one dataset under the same splits, windows and metrics as the model.
 
-Writes ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``, the DVC metric), ``metrics/<ds>/baselines_detail.json``
-(per-step errors, window counts, seconds, settings) and logs one MLflow run per baseline in the dataset's experiment.
+Writes ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``, the DVC metric; STID trained with several
+``baselines.stid.seeds`` reports the mean over seeds plus ``mae_std``/``rmse_std``/``seeds``),
+``metrics/<ds>/baselines_detail.json`` (per-step errors, window counts, seconds, settings, per-seed results) and logs
+one MLflow run per baseline in the dataset's experiment.
 """
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +26,10 @@ from stvfm.paths import dataset_paths
 log = logging.getLogger(__name__)
 
 METHODS = ("persistence", "ha", "arima", "stid")
-# STID is trained by the project's loop with these overrides on top of params.yaml (``baselines.stid.overrides``
-# replaces/extends them). ``model.arch: stid`` makes stvfm.models.factory build stvfm.baselines.stid.STID.
-STID_DEFAULT_OVERRIDES = {"model.arch": "stid", "train.use_ray": False, "train.epochs": 10, "train.lr": 0.002,
-                          "train.patience": 5, "train.max_batches_per_epoch": None}
+# STID is trained by the project's loop with these overrides on top of params.yaml; ``baselines.stid.overrides`` (the
+# reference recipe, in params.yaml) extends them. ``model.arch: stid`` makes stvfm.models.factory build
+# stvfm.models.stid.STID.
+STID_DEFAULT_OVERRIDES = {"model.arch": "stid", "train.use_ray": False, "train.max_batches_per_epoch": None}
 
 
 @dataclass
@@ -35,7 +38,7 @@ class BaselinesConfig:
     ha_period: str = "day"
     arima: ArimaSettings = field(default_factory=ArimaSettings)
     stid_overrides: dict[str, Any] = field(default_factory=lambda: dict(STID_DEFAULT_OVERRIDES))
-    stid_time_identity: bool = True
+    stid_seeds: list[int] = field(default_factory=lambda: [0])  # train.seed of each STID run (mean ± std if several)
     stid_torch_threads: int | None = 1  # the tiny MLP trains faster on 1 thread than on 2 contended ones
 
     @classmethod
@@ -53,9 +56,11 @@ class BaselinesConfig:
         if set(ha) - {"period"}:
             raise ConfigError("params.yaml baselines.ha: only 'period' (day | week) is allowed")
         stid = dict(s.get("stid") or {})
-        if set(stid) - {"overrides", "time_identity", "torch_threads"}:
-            raise ConfigError("params.yaml baselines.stid: allowed keys are overrides (a mapping of dotted params), "
-                              "time_identity (true/false), torch_threads (int or null)")
+        if set(stid) - {"overrides", "seeds", "torch_threads"}:
+            raise ConfigError(f"params.yaml baselines.stid: unknown key(s) "
+                              f"{', '.join(sorted(set(stid) - {'overrides', 'seeds', 'torch_threads'}))}; allowed: "
+                              "overrides (a mapping of params, e.g. {model: {stid: {time_identity: false}}}), seeds "
+                              "(list of ints), torch_threads (int or null)")
         overrides = dict(STID_DEFAULT_OVERRIDES)
         extra = stid.get("overrides") or {}
         if not isinstance(extra, dict):
@@ -65,8 +70,13 @@ class BaselinesConfig:
         threads = stid.get("torch_threads", 1)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"params.yaml baselines.stid.torch_threads: expected a positive integer or null, got {threads!r}")
+        seeds = stid.get("seeds", [0])
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in seeds)):
+            raise ConfigError(f"params.yaml baselines.stid.seeds: expected a non-empty list of distinct integers, "
+                              f"got {seeds!r}")
         return cls(methods, str(ha.get("period", "day")), ArimaSettings.from_params(s.get("arima")), overrides,
-                   bool(stid.get("time_identity", True)), threads)
+                   list(seeds), threads)
 
 
 def run_baselines(name: str, params: Params, root: str | Path = ".", methods: list[str] | None = None,
@@ -101,26 +111,14 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
                                "ar_fallbacks": fc.ar_fallbacks,
                                "forecast": "ARMA recursion with the fitted params fixed, from the window's last input"}
         else:  # stid
-            from stvfm.baselines.fit import train_and_test, with_overrides
-
-            import torch
-
-            sp = with_overrides(params, cfg.stid_overrides)
-            threads = torch.get_num_threads()
-            if cfg.stid_torch_threads:
-                torch.set_num_threads(int(cfg.stid_torch_threads))
-            try:
-                res = train_and_test(sp, name, root, name=f"{name}-stid", time_identity=cfg.stid_time_identity)
-            finally:
-                torch.set_num_threads(threads)
-            res["settings"] = {"overrides": cfg.stid_overrides, "time_identity": res["time_identity"],
-                               "torch_threads": cfg.stid_torch_threads}
+            res = _run_stid(params, cfg, name, root)
         res["seconds"] = time.perf_counter() - t
         detail[m] = res
         log.info("%s %s: MAE %.4f RMSE %.4f (%.1f s)", name, m, res["mae"], res["rmse"], res["seconds"])
 
     computed = dict(detail)
-    summary = {m: {"mae": r["mae"], "rmse": r["rmse"]} for m, r in detail.items()}
+    summary = {m: {k: r[k] for k in ("mae", "rmse", "mae_std", "rmse_std", "seeds") if k in r}
+               for m, r in detail.items()}
     paths.metrics_dir.mkdir(parents=True, exist_ok=True)
     if subset:  # a partial run (CLI --method) keeps the other baselines' earlier results
         old_s, old_d = paths.metrics_dir / "baselines.json", paths.metrics_dir / "baselines_detail.json"
@@ -138,6 +136,43 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
                        metrics={"test_mae": r["mae"], "test_rmse": r["rmse"], "seconds": r["seconds"]},
                        per_step=r.get("per_step"), history=r.get("history"))
     return summary
+
+
+def _run_stid(params: Params, cfg: BaselinesConfig, name: str, root: Path) -> dict[str, Any]:
+    """Train and test STID once per seed (``baselines.stid.seeds``); several seeds -> mean and sample std."""
+    import torch
+
+    from stvfm.baselines.fit import train_and_test, with_overrides
+
+    threads = torch.get_num_threads()
+    if cfg.stid_torch_threads:
+        torch.set_num_threads(int(cfg.stid_torch_threads))
+    runs = []
+    try:
+        for seed in cfg.stid_seeds:
+            sp = with_overrides(params, {**cfg.stid_overrides, "train.seed": seed})
+            t = time.perf_counter()
+            r = train_and_test(sp, name, root, name=f"{name}-stid-seed{seed}")
+            r["seconds"] = time.perf_counter() - t
+            runs.append((seed, r))
+            log.info("%s stid seed %d: MAE %.4f RMSE %.4f, best epoch %s (%.1f s)", name, seed, r["mae"], r["rmse"],
+                     r.get("best_epoch"), r["seconds"])
+    finally:
+        torch.set_num_threads(threads)
+    res = dict(runs[0][1])
+    res["settings"] = {"overrides": cfg.stid_overrides, "seeds": cfg.stid_seeds, "torch_threads": cfg.stid_torch_threads}
+    res["time_identity"] = bool(sp.model.stid.time_identity)
+    res["per_seed"] = [{"seed": seed, "mae": r["mae"], "rmse": r["rmse"], "best_epoch": r.get("best_epoch"),
+                        "val": r.get("val"), "epochs_run": len(r.get("history") or []), "seconds": r["seconds"]}
+                       for seed, r in runs]
+    if len(runs) > 1:
+        for k in ("mae", "rmse"):
+            vals = [r[k] for _, r in runs]
+            res[k], res[f"{k}_std"] = statistics.fmean(vals), statistics.stdev(vals)
+        res["seeds"] = len(runs)
+        res["per_step"] = [{"step": ps[0]["step"], **{k: statistics.fmean(p[k] for p in ps) for k in ("mae", "rmse")}}
+                           for ps in zip(*(r["per_step"] for _, r in runs))]
+    return res
 
 
 def _flat_settings(s: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,9 @@ tensors of the *scaled* series (history / horizon steps), ``x_flow = scale_diff(
 ``time_ids`` the int64 (h + f, 2) [slot of day, day of week] of every input and forecast step
 (:mod:`stvfm.data.timefeatures`, from the split meta's ``start`` and ``interval_minutes``).
 On construction it reads only its split's time range ``bounds[split]`` from the grid and flow Zarr stores (one slice,
-loaded into memory: a split is small), so it never touches another split's steps.
+loaded into memory: a split is small), so it never touches another split's steps. The scaler is the split stage's
+``scaler.json`` unless one is passed (``scaler_for(paths, kind)``: a run whose ``data.scaler`` differs from the split
+stage's, e.g. the STID baseline's per-cell z-score, fits its own on the same train range).
 
 Grids whose H or W is not divisible by the model's patch size are **not** padded here: the model pads (and crops its
 output back) so that every stored value and every metric is on the original grid.
@@ -23,7 +25,7 @@ from stvfm.data.timefeatures import series_time_ids
 from stvfm.errors import DataError
 from stvfm.io import read_json
 
-__all__ = ["WindowDataset", "Scaler", "load_range"]
+__all__ = ["WindowDataset", "Scaler", "load_range", "scaler_for"]
 
 
 def load_range(store, var: str, lo: int, hi: int) -> np.ndarray:
@@ -40,6 +42,17 @@ def load_range(store, var: str, lo: int, hi: int) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
+def scaler_for(paths, kind: str | None = None) -> Scaler:
+    """The split stage's scaler when ``kind`` is None or its kind; else a ``kind`` scaler fitted on the train range
+    ``bounds["train"]`` of the grid store (train only, exactly as the split stage fits its own)."""
+    stored = Scaler.load(paths.scaler)
+    if kind is None or kind == stored.kind:
+        return stored
+    meta = read_json(paths.split_meta)
+    lo, hi = (int(v) for v in meta["bounds"]["train"])
+    return Scaler.fit(load_range(paths.grid_zarr, "flow", lo, hi), kind, channel_axis=-3)
+
+
 try:  # torch is a hard dependency of the project; keep the import local to this module
     from torch.utils.data import Dataset as _TorchDataset
 except ImportError:  # pragma: no cover
@@ -47,7 +60,7 @@ except ImportError:  # pragma: no cover
 
 
 class WindowDataset(_TorchDataset):
-    def __init__(self, paths, split: str):
+    def __init__(self, paths, split: str, scaler: Scaler | None = None):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         for p in (paths.split_meta, paths.windows, paths.scaler, paths.grid_zarr, paths.flow_zarr):
@@ -67,7 +80,7 @@ class WindowDataset(_TorchDataset):
         if len(self.t0) and (self.t0.min() < self.lo or self.t0.max() + L > self.hi):
             raise DataError(f"windows.parquet has {split} windows outside the split {self.lo}..{self.hi}",
                             dataset=paths.name, path=str(paths.windows))
-        self.scaler = Scaler.load(paths.scaler)
+        self.scaler = scaler if scaler is not None else Scaler.load(paths.scaler)
         self._x = self.scaler.transform(load_range(paths.grid_zarr, "flow", self.lo, self.hi)).astype(np.float32)
         self._f = self.scaler.scale_diff(load_range(paths.flow_zarr, "dflow", self.lo, self.hi)).astype(np.float32)
         self.interval_minutes = int(self.meta["interval_minutes"])

@@ -1,7 +1,9 @@
-"""``build_model(model_cfg, grid, channels, history, horizon) -> (nn.Module, BackboneInfo)``: the one entry point.
+"""``build_model(model_cfg, grid, channels, history, horizon, interval_minutes=...) -> (nn.Module, BackboneInfo)``: the
+one entry point.
 
-``model_cfg.arch == "stvfm"`` builds :class:`stvfm.models.stvfm.STVFM` on a frozen VFM; ``"stid"`` dispatches to the
-STID baseline (``stvfm.baselines.stid``), which has no VFM (its BackboneInfo says so).
+``model_cfg.arch == "stvfm"`` builds :class:`stvfm.models.stvfm.STVFM` on a frozen VFM; ``"stid"`` builds
+:class:`stvfm.models.stid.STID` (the deep baseline, ``model.stid.*``), which has no VFM (its BackboneInfo says so); its
+time-of-day table has one row per slot of a day at ``interval_minutes``.
 """
 from __future__ import annotations
 
@@ -48,12 +50,35 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
 
 
+def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int,
+               interval_minutes: int | None) -> nn.Module:
+    from stvfm.models.stid import SERIES, STID
+
+    s = cfg.stid
+    if s.series not in SERIES:
+        raise ConfigError(f"model.stid.series: '{s.series}' is not one of {', '.join(SERIES)}")
+    for key in ("input_dim", "node_dim", "tod_dim", "dow_dim", "num_layers"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"model.stid.{key}: must be >= 1, got {getattr(s, key)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
+    if s.time_identity and not interval_minutes:
+        raise ConfigError("model.stid.time_identity needs the data interval (interval_minutes) to size the "
+                          "time-of-day table")
+    per_day = -(-24 * 60 // int(interval_minutes)) if interval_minutes else 1  # ceil: every slot of the day
+    return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
+                tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=cfg.dropout, series=s.series,
+                time_identity=s.time_identity)
+
+
 def needs_time_ids(model_cfg) -> bool:
     """Whether a model built from ``model_cfg`` (a ModelConfig or its dict) reads time identities and refuses input
     without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``."""
     get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
-    return (get("arch", "stvfm") == "stid" or bool(get("time_identity", False))
-            or get("output", "plain") == "anchored")
+    if get("arch", "stvfm") == "stid":
+        stid = get("stid", None) or {}
+        return bool(stid.get("time_identity", True) if isinstance(stid, dict) else getattr(stid, "time_identity", True))
+    return bool(get("time_identity", False)) or get("output", "plain") == "anchored"
 
 
 def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6,
@@ -62,9 +87,7 @@ def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, hi
     (:func:`needs_time_ids`)."""
     grid = (int(grid[0]), int(grid[1]))
     if model_cfg.arch == "stid":
-        from stvfm.baselines.stid import STID
-
-        model = STID(grid, channels, history, horizon)
+        model = build_stid(model_cfg, grid, channels, history, horizon, interval_minutes)
         return model, BackboneInfo("none", "", 0, False, None, None, "arch 'stid' has no VFM backbone")
     if model_cfg.arch != "stvfm":
         raise ConfigError(f"model.arch: '{model_cfg.arch}' is not one of {', '.join(ARCHS)}")

@@ -17,7 +17,8 @@ import torch
 from stvfm.errors import CheckpointError
 from stvfm.io import atomic_path
 
-META_KEYS = ("model_cfg", "arch", "dataset", "grid", "channels", "history", "horizon", "backbone", "interval_minutes")
+META_KEYS = ("model_cfg", "arch", "dataset", "grid", "channels", "history", "horizon", "backbone", "interval_minutes",
+             "scaler_kind")
 
 
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:

@@ -25,10 +25,12 @@ def read_meta(paths: DatasetPaths) -> dict[str, Any]:
     return read_json(paths.split_meta)
 
 
-def load_scaler(paths: DatasetPaths):
-    from stvfm.data.scaler import Scaler
+def load_scaler(paths: DatasetPaths, kind: str | None = None):
+    """The split stage's train-fitted scaler, or (``kind`` differs from it, e.g. a baseline's ``data.scaler``
+    override) one of ``kind`` fitted on the same train range (:func:`stvfm.data.windows.scaler_for`)."""
+    from stvfm.data.windows import scaler_for
 
-    return Scaler.load(paths.scaler)
+    return scaler_for(paths, kind)
 
 
 def make_inverse(scaler) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -93,13 +95,14 @@ def build_components(params: Params, dataset: str, root: str | Path, splits: tup
             "history": int(split_meta.get("history", params.data.history)),
             "horizon": int(split_meta.get("horizon", params.data.horizon)),
             "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3)),
-            "interval_minutes": int(split_meta["interval_minutes"]) if split_meta.get("interval_minutes") else None}
+            "interval_minutes": int(split_meta["interval_minutes"]) if split_meta.get("interval_minutes") else None,
+            "scaler_kind": params.data.scaler}
     model = None
     if with_model:
         model, info = build_model_from_meta(meta)
         meta["backbone"] = info_dict(info)
-    scaler = load_scaler(paths)
-    ds = {s: WindowDataset(paths, s) for s in splits}
+    scaler = load_scaler(paths, params.data.scaler)
+    ds = {s: WindowDataset(paths, s, scaler=scaler) for s in splits}
     if model is not None and "train" in ds and hasattr(getattr(model, "output_path", None), "fit_anchor"):
         tr = ds["train"]  # the anchored output path starts from the train split's time-of-day mean (HA)
         model.output_path.fit_anchor(torch.from_numpy(tr._x), torch.from_numpy(tr._tid[:, 0]))

@@ -242,14 +242,28 @@ class LoopTrainer:
                                   f"(was it written by a different model config?)") from e
 
 
-def make_loss_fn(lambda_flow: float, kind: str = "mse") -> LossFn:
-    """Eq. 11 with the pointwise error ``kind`` (``train.loss``: mse | mae)."""
+def make_loss_fn(lambda_flow: float, kind: str = "mse", scaler=None) -> LossFn:
+    """Eq. 11 with the pointwise error ``kind`` (``train.loss``: mse | mae). With ``scaler`` (``train.loss_scale:
+    original``) the error is taken after inverse-scaling — forecasts and targets back on the original scale, flows
+    through ``inverse_diff`` — as BasicTS does, so every cell weighs by its raw counts."""
     from stvfm.models.loss import stvfm_loss
+    from stvfm.models.output import ModelOutput
 
     def f(out, y, y_flow):
+        if scaler is not None:
+            flow = None if out.flow is None else scaler.inverse_diff(out.flow.float())
+            out = ModelOutput(scaler.inverse(out.st.float()), flow)
+            y = scaler.inverse(y.float())
+            y_flow = None if y_flow is None else scaler.inverse_diff(y_flow.float())
         return stvfm_loss(out, y, y_flow, lambda_flow, kind)
     return f
 
 
+def loss_fn_for(params, scaler) -> LossFn:
+    """The loss of a run: ``model.lambda_flow``, ``train.loss``, ``train.loss_scale`` (scaler used when original)."""
+    return make_loss_fn(params.model.lambda_flow, params.train.loss,
+                        scaler if params.train.loss_scale == "original" else None)
+
+
 __all__ = ["LoopTrainer", "EpochResult", "LoopState", "warmup_cosine", "make_optimizer", "seed_everything", "unwrap",
-           "make_loss_fn"]
+           "make_loss_fn", "loss_fn_for"]

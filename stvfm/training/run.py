@@ -17,7 +17,7 @@ from stvfm.config import Params
 from stvfm.io import write_json
 from stvfm.training.checkpoint import best_from_state, load_checkpoint, save_checkpoint
 from stvfm.training.components import build_components
-from stvfm.training.loop import EpochResult, LoopTrainer, make_loss_fn
+from stvfm.training.loop import EpochResult, LoopTrainer, loss_fn_for
 from stvfm.training.seed import seed_everything
 
 PID_DIR_ENV = "STVFM_TRAIN_PID_DIR"  # debugging/fault tests: each worker writes <rank>.pid = "<pid> <epoch>"
@@ -68,8 +68,7 @@ def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0
         val = comp.datasets["val"]
         val_loader = DataLoader(Subset(val, range(rank, len(val), world)), batch_size=params.eval.batch_size,
                                 shuffle=False)
-    trainer = LoopTrainer(model, train_loader, val_loader, cfg,
-                          loss_fn=make_loss_fn(params.model.lambda_flow, params.train.loss),
+    trainer = LoopTrainer(model, train_loader, val_loader, cfg, loss_fn=loss_fn_for(params, comp.scaler),
                           inverse=comp.inverse, device=device, bf16=comp.bf16, all_reduce=all_reduce, meta=comp.meta)
     resumed_from = None
     if resume_state is not None:

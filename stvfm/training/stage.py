@@ -38,7 +38,7 @@ def _input_example(paths, best: dict[str, Any], scaler) -> Any:
     """One real window (original scale), history + 1 steps, from the validation split."""
     from stvfm.data.windows import WindowDataset
 
-    ds = WindowDataset(paths, "val")
+    ds = WindowDataset(paths, "val", scaler=scaler)
     h = int(best["history"])
     a = int(ds.t0[0]) - ds.lo
     lo = max(0, a - 1)
@@ -104,7 +104,7 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                             "takes no timestamps); best.pt is written as usual", dataset)
                 reg = None
             else:
-                scaler = load_scaler(paths)
+                scaler = load_scaler(paths, best.get("scaler_kind"))
                 fc = forecaster_from_best(best, scaler)
                 reg = tracking.log_and_register_model(
                     fc, _input_example(paths, best, scaler), dataset, loop["best_val"],

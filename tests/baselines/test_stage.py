@@ -18,7 +18,8 @@ def tiny(tmp_path_factory, project_root):
     root = tmp_path_factory.mktemp("proj")
     params = load_params(project_root / "params.yaml", [
         "data.synthetic.span_days=8", "datasets=[synthetic]",
-        "baselines.stid.overrides={train: {epochs: 2, batch_size: 16, max_batches_per_epoch: 3}}", "baselines.arima.max_fit_steps=120"])
+        "baselines.stid.overrides.train.epochs=2", "baselines.stid.overrides.train.batch_size=16",
+        "baselines.stid.overrides.train.max_batches_per_epoch=3", "baselines.arima.max_fit_steps=120"])
     for f in (run_download, run_grid, run_flow, run_split):
         f("synthetic", params, root)
     return root, params
@@ -40,6 +41,7 @@ def test_baselines_stage_writes_metrics_with_the_split_windows(tiny):
     meta = read_json(paths.split_meta)
     assert {d["n_windows"] for d in detail.values()} == {meta["n_windows"]["test"]}
     assert detail["stid"]["time_identity"] is True and len(detail["stid"]["history"]) == 2
+    assert detail["stid"]["settings"]["overrides"]["data.scaler"] == "per_cell"  # the recipe of params.yaml
     # persistence recomputed by hand from the grid store on the same test windows
     import pandas as pd
     import xarray as xr
@@ -51,6 +53,26 @@ def test_baselines_stage_writes_metrics_with_the_split_windows(tiny):
     # a partial re-run keeps the other results
     again = run_baselines("synthetic", params, root, methods=["persistence"], log_mlflow=False)
     assert set(again) == {"persistence", "ha", "arima", "stid"}
+
+
+def test_stid_seeds_mean_and_std(tiny):
+    """baselines.stid.seeds: one STID per seed; baselines.json has the mean and the sample std over seeds."""
+    import statistics
+
+    from stvfm.baselines.fit import with_overrides
+    from stvfm.baselines.run import run_baselines
+    from stvfm.io import read_json
+    from stvfm.paths import dataset_paths
+
+    root, params = tiny
+    p = with_overrides(params, {"baselines.stid.seeds": [0, 1]})
+    out = run_baselines("synthetic", p, root, methods=["stid"], log_mlflow=False)["stid"]
+    per_seed = read_json(dataset_paths("synthetic", root).metrics_dir / "baselines_detail.json")["baselines"]["stid"][
+        "per_seed"]
+    assert [r["seed"] for r in per_seed] == [0, 1] and per_seed[0]["mae"] != per_seed[1]["mae"]
+    assert out["seeds"] == 2
+    assert out["mae"] == pytest.approx(statistics.fmean(r["mae"] for r in per_seed))
+    assert out["rmse_std"] == pytest.approx(statistics.stdev(r["rmse"] for r in per_seed))
 
 
 def test_report_from_stage_outputs(tiny):

@@ -153,3 +153,29 @@ def test_baselines_config_validation():
         BaselinesConfig.from_params({"sarima": {}})
     with pytest.raises(ConfigError, match="torch_threads"):
         BaselinesConfig.from_params({"stid": {"torch_threads": 0}})
+    assert BaselinesConfig.from_params({}).stid_seeds == [0]
+    assert BaselinesConfig.from_params({"stid": {"seeds": [0, 1, 2]}}).stid_seeds == [0, 1, 2]
+    for bad in ([], [1, 1], ["a"], 3):
+        with pytest.raises(ConfigError, match="baselines.stid.seeds"):
+            BaselinesConfig.from_params({"stid": {"seeds": bad}})
+    with pytest.raises(ConfigError, match="baselines.stid: unknown key.*time_identity"):
+        BaselinesConfig.from_params({"stid": {"time_identity": True}})
+
+
+def test_params_yaml_holds_the_stid_reference_recipe(project_root):
+    """baselines.stid in params.yaml is BasicTS's STID recipe, and it validates as params."""
+    from stvfm.baselines.fit import with_overrides
+    from stvfm.baselines.run import BaselinesConfig
+    from stvfm.config import load_params
+
+    p = load_params(project_root / "params.yaml")
+    cfg = BaselinesConfig.from_params(p.baselines)
+    sp = with_overrides(p, cfg.stid_overrides)
+    assert cfg.stid_seeds == [0]
+    assert sp.model.arch == "stid" and sp.data.scaler == "per_cell" and sp.model.dropout == 0.0 and not sp.model.bf16
+    t = sp.train
+    assert (t.loss, t.loss_scale, t.optimizer, t.lr, t.weight_decay) == ("mae", "original", "adam", 0.002, 1e-4)
+    assert (t.scheduler, t.milestones, t.gamma, t.epochs, t.patience) == ("multistep", [1, 50, 80], 0.5, 100, 15)
+    assert t.max_batches_per_epoch is None and t.use_ray is False
+    s = sp.model.stid
+    assert (s.input_dim, s.node_dim, s.tod_dim, s.dow_dim, s.num_layers, s.time_identity) == (32, 32, 32, 32, 3, True)

@@ -191,10 +191,11 @@ def test_wrong_input_shape_is_a_data_error():
 
 
 def test_stid_arch_dispatches_to_the_baseline():
-    stid = pytest.importorskip("stvfm.baselines.stid")
-    model, info = build_model(tiny_cfg(arch="stid"), (8, 6), 2)
-    assert isinstance(model, stid.STID) and info.pretrained is False and info.name == "none"
-    out = model(torch.randn(2, 6, 2, 8, 6), None)
+    from stvfm.models.stid import STID
+
+    model, info = build_model(tiny_cfg(arch="stid"), (8, 6), 2, interval_minutes=30)
+    assert isinstance(model, STID) and info.pretrained is False and info.name == "none"
+    out = model(torch.randn(2, 6, 2, 8, 6), None, time_ids=torch.zeros(2, 12, 2, dtype=torch.int64))
     assert out.st.shape == (2, 6, 2, 8, 6) and out.flow is None
 
 
