@@ -71,9 +71,9 @@ class ModelConfig:
     lambda_flow: float = 0.5  # λ of Eq. 11
     dropout: float = 0.0
     bf16: bool = False  # torch.autocast bf16
-    stid: STIDConfig = field(default_factory=STIDConfig)  # used when arch == "stid"
     time_identity: bool = False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
     output: str = "plain"  # beyond the paper: plain (the paper) | last | anchored (stvfm.models.output_path)
+    stid: STIDConfig = field(default_factory=STIDConfig)  # used when arch == "stid"
 
 
 @dataclass

@@ -79,8 +79,10 @@ def needs_time_ids(model_cfg) -> bool:
     """Whether a model built from ``model_cfg`` (a ModelConfig or its dict) reads time identities and refuses input
     without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``."""
     get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
-    return (get("arch", "stvfm") == "stid" or bool(get("time_identity", False))
-            or get("output", "plain") == "anchored")
+    if get("arch", "stvfm") == "stid":
+        stid = get("stid", None) or {}
+        return bool(stid.get("time_identity", True) if isinstance(stid, dict) else getattr(stid, "time_identity", True))
+    return bool(get("time_identity", False)) or get("output", "plain") == "anchored"
 
 
 def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6,
