@@ -1,6 +1,7 @@
 """Run the baselines of one dataset under the same splits, windows and metrics as the model.
 
-Writes ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``, the DVC metric), ``metrics/<ds>/baselines_detail.json``
+Writes ``metrics/<ds>/baselines/<name>.json`` (numbers only, one file per baseline: the DVC metrics, one row each in
+``dvc metrics show``), ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``), ``metrics/<ds>/baselines_detail.json``
 (per-step errors, window counts, seconds, settings) and logs one MLflow run per baseline in the dataset's experiment.
 """
 from __future__ import annotations
@@ -82,7 +83,7 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
     detail: dict[str, dict[str, Any]] = {}
 
     for m in methods:
-        t = time.perf_counter()
+        t, started_at = time.perf_counter(), time.time()
         if m == "persistence":
             res = score(data, lambda s, t0: persistence_forecast(s, t0, h, o))
             res["settings"] = {"rule": "repeat the last input step"}
@@ -116,6 +117,7 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
             res["settings"] = {"overrides": cfg.stid_overrides, "time_identity": res["time_identity"],
                                "torch_threads": cfg.stid_torch_threads}
         res["seconds"] = time.perf_counter() - t
+        res["started_at"], res["ended_at"] = started_at, time.time()  # wall clock of the fit (MLflow run times)
         detail[m] = res
         log.info("%s %s: MAE %.4f RMSE %.4f (%.1f s)", name, m, res["mae"], res["rmse"], res["seconds"])
 
@@ -129,11 +131,13 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
             detail = {**read_json(old_d).get("baselines", {}), **detail}
     write_json(paths.metrics_dir / "baselines_detail.json", {"dataset": name, "baselines": detail})
     write_json(paths.metrics_dir / "baselines.json", summary)
+    write_scores(paths.metrics_dir / "baselines", summary)
     if log_mlflow:
         from stvfm.report.tracking import log_result
 
         for m, r in computed.items():  # only what this invocation computed
             log_result(params, name, root, run_name=f"baseline-{m}", kind="baseline",
+                       started_at=r.get("started_at"), ended_at=r.get("ended_at"),
                        run_params={"baseline": m, **_flat_settings(r.get("settings", {}))},
                        metrics={"test_mae": r["mae"], "test_rmse": r["rmse"], "seconds": r["seconds"]},
                        per_step=r.get("per_step"), history=r.get("history"))
@@ -142,3 +146,15 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
 
 def _flat_settings(s: dict[str, Any]) -> dict[str, Any]:
     return {f"settings.{k}": v for k, v in flatten(s).items()}
+
+
+def write_scores(folder: Path, summary: dict[str, dict[str, Any]]) -> None:
+    """One numbers-only JSON per baseline (``<folder>/<name>.json``; the DVC metrics): a method's numeric entries
+    in ``summary`` (mae, rmse, and whatever spread a result carries), so ``dvc metrics show`` has a row per method."""
+    from stvfm.io import atomic_path
+
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for m, r in summary.items():
+            nums = {k: v for k, v in flatten(r).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            write_json(tmp / f"{m}.json", nums)

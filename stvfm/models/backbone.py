@@ -206,6 +206,9 @@ def create_vit(spec: BackboneSpec, weights: str | Path | None = None) -> nn.Modu
         raise
 
 
+_WARNED_RANDOM_INIT: set[str] = set()
+
+
 def build_backbone(name: str, weights: str | None = None, allow_random_init: bool = False,
                    vfm_blocks: int | None = None) -> tuple[FrozenVFM, BackboneInfo]:
     """Frozen VFM + the :class:`BackboneInfo` describing it. Raises WeightsError when no weights are available."""
@@ -225,8 +228,10 @@ def build_backbone(name: str, weights: str | None = None, allow_random_init: boo
                 f"(`stvfm weights fetch {name}` saves it to {target}), or set model.allow_random_init: true to train "
                 f"on a randomly initialised VFM (logged as such)")
         reason = "model.weights not set and model.allow_random_init is true"
-        log.warning("backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name,
-                    reason)
+        # once per process (a stage builds the model more than once: train + score, evaluate + maps)
+        (log.warning if name not in _WARNED_RANDOM_INIT else log.debug)(
+            "backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name, reason)
+        _WARNED_RANDOM_INIT.add(name)
         vit = create_vit(spec, None)
         info = BackboneInfo(name, spec.timm_name, spec.embed_dim, False, None, None, reason)
     vfm = FrozenVFM(vit, vfm_blocks)

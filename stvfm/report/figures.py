@@ -50,7 +50,7 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     first = next((h for h in histories.values() if h), None)
     if first:
-        ep = [h["epoch"] + 1 for h in first]
+        ep = [h["epoch"] for h in first]  # 1-based epoch numbers (stvfm.training.loop)
         axes[0].plot(ep, [h.get("train_loss") for h in first], marker="o", label="train loss")
         axes[0].plot(ep, [h.get("val_loss") for h in first], marker="o", label="val loss")
         axes[0].set_title(f"{next(k for k, h in histories.items() if h)}: loss (scaled MSE)", fontsize=9)
@@ -58,7 +58,7 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
         axes[0].legend(fontsize=7)
     for name, h in histories.items():
         if h:
-            axes[1].plot([r["epoch"] + 1 for r in h], [r.get("val_mae") for r in h], marker="o", label=name)
+            axes[1].plot([r["epoch"] for r in h], [r.get("val_mae") for r in h], marker="o", label=name)
     axes[1].set_title("validation MAE (original scale)", fontsize=9)
     axes[1].set_xlabel("epoch")
     axes[1].legend(fontsize=7)

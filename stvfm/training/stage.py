@@ -57,12 +57,15 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
 
         from stvfm import tracking
         exp_id = tracking.setup(params, dataset, root)  # create/migrate the store before any worker
-        run = mlflow.start_run(experiment_id=exp_id, run_name=name)
-        tracking.log_params(params)
-        mlflow.set_tags({"dataset": dataset, "git_commit": tracking.git_commit(root),
-                         "data_md5": tracking.dvc_data_hash(root, f"{params.data.root}/split/{dataset}"),
-                         "engine": "ray" if params.train.use_ray else "plain"})
-    info: dict[str, Any] = {"dataset": dataset, "engine": "ray" if params.train.use_ray else "plain"}
+        run = mlflow.start_run(experiment_id=exp_id,
+                               run_name=name or tracking.run_name("train", params.model.arch, params.model.variant),
+                               tags=tracking.run_tags(params, dataset, "train", root,
+                                                      engine="ray" if params.train.use_ray else "plain",
+                                                      data_md5=tracking.dvc_data_hash(
+                                                          root, f"{params.data.root}/split/{dataset}")))
+        tracking.log_params(params, dataset)
+    info: dict[str, Any] = {"dataset": dataset, "profile": params.profile,
+                            "engine": "ray" if params.train.use_ray else "plain"}
     try:
         if params.train.use_ray:
             if resume:
@@ -90,7 +93,7 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
         if track:
             from stvfm import tracking
             from stvfm.plots import learning_curves
-            mlflow.set_tag("pretrained_backbone", str(info["pretrained_backbone"]))
+            mlflow.set_tag("stvfm.pretrained_backbone", str(info["pretrained_backbone"]))
             mlflow.log_params({"backbone.pretrained": info["pretrained_backbone"],
                                "backbone.blocks_used": info["backbone"].get("blocks_used")})
             tracking.log_history(loop["history"])

@@ -26,7 +26,7 @@ def test_train_evaluate_plain_outputs(tiny_project):
     assert best["grid"] == [16, 8] and best["channels"] == 2 and best["dataset"] == "synthetic"
     assert best["model_cfg"]["d_temporal"] == 16 and best["backbone"]["blocks_used"] == 1
     hist = read_json(mdir / "history.json")
-    assert [h["epoch"] for h in hist] == [0, 1]
+    assert [h["epoch"] for h in hist] == [1, 2]  # 1-based epoch numbers
     assert set(hist[0]) >= {"epoch", "train_loss", "val_loss", "val_mae", "val_rmse"}
     assert best["val"]["val_mae"] == min(h["val_mae"] for h in hist)
     assert read_json(mdir / "train.json")["best_epoch"] == best["epoch"]
