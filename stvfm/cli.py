@@ -13,7 +13,8 @@ import sys
 from stvfm.errors import StvfmError
 
 # module names under stvfm.commands, in help order
-COMMANDS = ["datasets", "data", "weights", "model_info", "train", "evaluate", "predict", "baselines", "report", "tune"]
+COMMANDS = ["datasets", "data", "weights", "model_info", "train", "evaluate", "predict", "baselines", "report", "compare",
+            "tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

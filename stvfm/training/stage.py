@@ -46,6 +46,25 @@ def _input_example(paths, best: dict[str, Any], scaler) -> Any:
     return x.unsqueeze(0).numpy()
 
 
+def training_setup(params: Params, paths) -> dict[str, Any]:
+    """The training profile in a few numbers (train.json ``setup``, stated in the report): profile, epochs × optimizer
+    steps per epoch × global batch, lr, workers, backbone and VFM blocks."""
+    import math
+
+    from stvfm.io import read_json
+
+    t = params.train
+    n_train = int(((read_json(paths.split_meta).get("n_windows") or {}) if paths.split_meta.is_file() else {})
+                  .get("train", 0))
+    per_worker = max(1, t.batch_size // (t.num_workers if t.use_ray else 1))
+    steps = math.ceil(n_train / (t.num_workers if t.use_ray else 1) / per_worker) if n_train else None
+    if steps is not None and t.max_batches_per_epoch is not None:
+        steps = min(steps, t.max_batches_per_epoch)
+    return {"profile": params.profile, "epochs": t.epochs, "steps_per_epoch": steps, "batch_size": t.batch_size,
+            "lr": t.lr, "scheduler": t.scheduler, "workers": t.num_workers if t.use_ray else 1,
+            "backbone": params.model.backbone, "vfm_blocks": params.model.vfm_blocks, "variant": params.model.variant}
+
+
 def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: str | Path | None = None,
               name: str | None = None, track: bool = True) -> dict[str, Any]:
     root = Path(root).resolve()
@@ -87,6 +106,7 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             info.update(fit_s=round(o.seconds, 2), resumed_from=o.resumed_from, num_workers=1)
         loop = state["loop"]
         best = best_from_state(state)
+        info["setup"] = training_setup(params, paths)
         info.update(epochs_run=loop["next_epoch"], best_epoch=loop["best_epoch"], stopped_early=loop["stopped_early"],
                     val=loop["best_metrics"], pretrained_backbone=is_pretrained(state.get("backbone", {})),
                     backbone=state.get("backbone", {}), arch=state.get("arch"))
