@@ -121,7 +121,14 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
             mlflow.log_artifact(str(lc), "plots")
             scaler = load_scaler(paths)
-            fc = forecaster_from_best(best, scaler)
+            quiet = logging.getLogger("stvfm.models.backbone")
+            level = quiet.level
+            if params.train.use_ray:  # rank 0 already said how the backbone was built: one line per fact per stage
+                quiet.setLevel(logging.ERROR)
+            try:
+                fc = forecaster_from_best(best, scaler)
+            finally:
+                quiet.setLevel(level)
             reg = tracking.log_and_register_model(
                 fc, _input_example(paths, best, scaler), dataset, loop["best_val"],
                 extra_files=[str(paths.scaler), str(paths.split_meta)], register=params.tracking.register)
