@@ -84,6 +84,7 @@ def init_ray(address: str | None, s: TuneSettings) -> bool:
     """Join a cluster (``--address`` / RAY_ADDRESS, set by ``ray job submit``) or start a local one. True if local."""
     import ray
 
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no ANSI colour codes around relayed worker log prefixes
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
