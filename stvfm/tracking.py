@@ -8,7 +8,7 @@ alias ``champion`` only when a new version's validation MAE beats the current ch
 Create the store in the parent process before any worker touches it (concurrent first-time migrations of a sqlite
 DB race; stack facts §5).
 
-Run conventions (every run the stages log; asserted by tests/test_mlflow_runs.py):
+Run conventions (every run the stages log; asserted by tests/training/test_mlflow_runs.py):
 
 - **names** say what the run is: ``train-<arch>-<variant>`` (the train stage; evaluate logs into it),
   ``baseline-<method>``, ``sweep-<kind>-<value>``, ``report``, ``summary`` (:func:`run_name`);
@@ -125,7 +125,6 @@ def _clean(v: Any) -> str:
 # params sections that shape a training run (the rest configure other stages, the DAG or the tracking store)
 SHAPING_SECTIONS = ("data", "model", "train")
 NOT_SHAPING = ("data.root", "data.mirror_dir", "data.chunk_mb", "train.storage_path")
-KEY_METRICS = ("test_mae", "test_rmse")
 
 
 def run_name(kind: str, *parts: Any) -> str:
@@ -199,8 +198,8 @@ def write_experiment_summary(params: Params, dataset: str, root: str | Path) -> 
     if not latest:
         return None
     rows = sorted(latest.values(), key=lambda r: r.data.metrics.get("test_mae", math.inf))
-    lines = [f"Latest finished run per name (profile, test MAE / RMSE on the original scale; sorted by MAE). "
-             f"Written by the report stage.", "", "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
+    lines = ["Latest finished run per name (profile, test MAE / RMSE on the original scale; sorted by MAE). "
+             "Written by the report stage.", "", "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
     for r in rows:
         m = r.data.metrics
         f = lambda k: f"{m[k]:.4f}" if k in m else "–"
