@@ -120,10 +120,10 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     run = client.get_run(info["run_id"])
     assert run.info.experiment_id == exp.experiment_id
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.backbone"] == "vit_tiny"
-    assert run.data.tags["pretrained_backbone"] == "False" and run.data.tags["data_md5"].endswith(".dir")
-    assert "git_commit" in run.data.tags
+    assert run.data.tags["stvfm.pretrained_backbone"] == "False" and run.data.tags["stvfm.data_md5"].endswith(".dir")
+    assert "stvfm.git_commit" in run.data.tags
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mae")]
-    assert steps == [0, 1]
+    assert steps == [1, 2]  # epochs are numbered 1..N
     assert "test_mae" in run.data.metrics and "test_rmse" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id)} | \
         {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
