@@ -37,6 +37,7 @@ from stvfm.config import Params, flatten
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 VAL_TAG = "val_mae"
 
 
@@ -77,6 +78,9 @@ def setup(params: Params, dataset: str, root: str | Path) -> str:
         exp_id = client.create_experiment(name, artifact_location=f"{art}/{name}" if art else None)
     else:
         exp_id = exp.experiment_id
+    if exp is None or exp.tags.get(KIND_TAG) != KIND:
+        # the UI opens a "model training" experiment on its runs table (MLflow 3 otherwise guesses GenAI: traces)
+        client.set_experiment_tag(exp_id, KIND_TAG, KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 

@@ -90,5 +90,6 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
     # key metrics on every result run, and the experiment page's description compares them
     for name in ("train-stvfm-full", "baseline-ha", "baseline-stid", "sweep-variant-simple"):
         assert {"test_mae", "test_rmse"} <= set(runs[name].data.metrics), name
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
     note = client.get_experiment(exp.experiment_id).tags["mlflow.note.content"]
     assert "| run | kind | profile | test_mae | test_rmse |" in note and "| baseline-stid | baseline |" in note
