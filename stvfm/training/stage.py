@@ -92,6 +92,8 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                 raise ConfigError("--resume works with train.use_ray=false; a Ray run resumes by itself after "
                                   "worker failures (train.max_failures)")
             from stvfm.training import ray_train
+            print(f"[{dataset}] starting Ray Train: {params.train.num_workers} worker(s), {params.train.epochs} epochs "
+                  "(Ray start-up takes ~15 s or more; one line per epoch follows)", flush=True)
             out = ray_train.fit(params, dataset, root, paths.model_dir, name=name)
             state = out["state"]
             rm = out["result_metrics"]
