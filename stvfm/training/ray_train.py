@@ -61,12 +61,20 @@ def ensure_ray(num_cpus: int | None = None) -> float:
             kw.update(dashboard_host="127.0.0.1", dashboard_port=port)
             os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
             pinned = True
-        try:
-            ray.init(**kw)
-        except BaseException:
-            if pinned:
-                os.environ.pop("RAY_API_SERVER_ADDRESS", None)
-            raise
+        for attempt in range(3 if local else 1):
+            try:
+                ray.init(**kw)
+                break
+            except Exception as e:
+                # a local raylet must register within a fixed 30 s; on an overloaded box it sometimes does not
+                if local and "timed out during startup" in str(e) and attempt < 2:
+                    logging.getLogger(__name__).warning("Ray start-up timed out (busy machine); retrying (%d/2)",
+                                                        attempt + 1)
+                    ray.shutdown()
+                    continue
+                if pinned:
+                    os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+                raise
     return time.perf_counter() - t
 
 
