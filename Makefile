@@ -9,18 +9,28 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test test-fast bench ui smoke real ablation-real
+.PHONY: setup repro test test-fast bench ui smoke real ablation-real paper
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "== setup 1/3: virtual environment $(VENV)"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "== setup 2/3: upgrading pip"
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	@echo "== setup 3/3: installing the project and its pinned dependencies (torch, ray, mlflow, dvc: a few minutes the first time)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
+	@echo "== setup done. To run the documented commands (dvc, stvfm, mlflow) in this shell: . $(VENV)/bin/activate"
 
 repro: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@echo "== done. Next: . $(VENV)/bin/activate, then dvc metrics show / stvfm compare / dvc plots show / make ui (README)"
+
+# The paper's profile (params.yaml profiles.paper: DINOv2 ViT-S/14 weights file, all blocks, GPU workers) as a DVC
+# experiment; extra settings through ARGS, e.g. make paper ARGS="-S model.weights=/path/dinov2_vits14_pretrain.pth"
+paper: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -n paper -S profile=paper $(ARGS)
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)

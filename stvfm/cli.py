@@ -14,6 +14,7 @@ from stvfm.errors import StvfmError
 
 # module names under stvfm.commands, in help order
 COMMANDS = ["datasets", "data", "weights", "model_info", "train", "evaluate", "predict", "forecast", "baselines", "report",
+            "compare",
             "tune"]
 
 

@@ -1,7 +1,8 @@
 """Evaluate the best-validation checkpoint on the test split (appendix Eqs. 4-5, original scale).
 
-Writes ``metrics/<ds>/test.json`` (mae, rmse, per_step, scale, pretrained_backbone, n_windows, dataset, plus the
-persistence reference on the same windows), ``per_step.csv`` and PNGs under ``metrics/<ds>/plots/`` (forecast vs
+Writes ``metrics/<ds>/stvfm.json`` (only ``mae``/``rmse``: the DVC metric that ``dvc metrics show`` compares),
+``metrics/<ds>/test.json`` (the full record: mae, rmse, per_step, per_channel, scale, profile, pretrained_backbone,
+n_windows, best_epoch (1-based), dataset, plus the persistence reference on the same windows), ``per_step.csv`` and PNGs under ``metrics/<ds>/plots/`` (forecast vs
 truth maps for ``eval.n_maps`` test windows, learning curves). Metrics are ×1e3 where the dataset table says so
 (Crowd, Cellular), as the paper reports them. With tracking on, everything is also logged into the training run.
 """
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader
 from stvfm.config import Params
 from stvfm.errors import DataError
 from stvfm.io import atomic_path, read_json, write_json
-from stvfm.metrics import ErrorAccumulator
+from stvfm.metrics import ChannelErrors, ErrorAccumulator
 from stvfm.paths import dataset_paths
 from stvfm.training.checkpoint import load_checkpoint
 from stvfm.training.components import build_model_from_meta, is_pretrained, load_scaler
@@ -41,8 +42,10 @@ def load_best(path: str | Path):
 
 
 @torch.no_grad()
-def predict_split(model, ds, scaler, batch_size: int, bf16: bool = False, keep: set[int] = frozenset()):
-    """Returns (ErrorAccumulator model, ErrorAccumulator persistence, {index: (truth, pred)} for ``keep``)."""
+def predict_split(model, ds, scaler, batch_size: int, bf16: bool = False, keep: set[int] = frozenset(),
+                  channels: ChannelErrors | None = None):
+    """Returns (ErrorAccumulator model, ErrorAccumulator persistence, {index: (truth, pred)} for ``keep``); the
+    model's per-channel errors go into ``channels`` when given."""
     acc = ErrorAccumulator(ds.horizon)
     pers = ErrorAccumulator(ds.horizon)
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -55,6 +58,8 @@ def predict_split(model, ds, scaler, batch_size: int, bf16: bool = False, keep: 
         last = scaler.inverse(b["x"][:, -1:].float(), channel_axis=-3).expand_as(y)
         acc.update(y, yh)
         pers.update(y, last)
+        if channels is not None:
+            channels.update(y, yh)
         for j in range(y.shape[0]):
             if i0 + j in keep:
                 kept[i0 + j] = (y[j].numpy(), yh[j].numpy())
@@ -73,7 +78,7 @@ def write_per_step_csv(path: Path, per_step: list[dict[str, float]]) -> None:
 
 def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track: bool = True) -> dict[str, Any]:
     from stvfm.data.windows import WindowDataset
-    from stvfm.plots import forecast_map, learning_curves
+    from stvfm.plots import forecast_map, learning_curves, per_step_curve
 
     t0 = time.perf_counter()
     root = Path(root).resolve()
@@ -89,13 +94,16 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
                         dataset=dataset, path=str(paths.model_dir / "best.pt"))
     n_maps = max(0, min(params.eval.n_maps, len(ds)))
     keep = set(np.linspace(0, len(ds) - 1, n_maps).astype(int).tolist()) if n_maps else set()
+    chan = ChannelErrors()
     acc, pers, kept = predict_split(model, ds, scaler, params.eval.batch_size, bool(best["model_cfg"].get("bf16")),
-                                    keep)
+                                    keep, chan)
     meta = read_json(paths.split_meta)
     factor = 1e3 if meta.get("scale_1e3") else 1.0
+    train_info = read_json(paths.model_dir / "train.json") if (paths.model_dir / "train.json").is_file() else {}
     per_step = [{"step": r["step"], "mae": r["mae"] * factor, "rmse": r["rmse"] * factor} for r in acc.per_step()]
     result = {"dataset": dataset, "mae": acc.mae * factor, "rmse": acc.rmse * factor, "per_step": per_step,
-              "scale": factor, "n_windows": len(ds), "pretrained_backbone": is_pretrained(best.get("backbone", {})),
+              "per_channel": chan.result(meta.get("channel_names") or [], factor),
+              "profile": train_info.get("profile", params.profile), "scale": factor, "n_windows": len(ds), "pretrained_backbone": is_pretrained(best.get("backbone", {})),
               "backbone": best.get("backbone", {}).get("name", best["model_cfg"].get("backbone")),
               "arch": best.get("arch"), "variant": best["model_cfg"].get("variant"), "best_epoch": best.get("epoch"),
               "val_mae": (best.get("val") or {}).get("val_mae"),
@@ -113,8 +121,10 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
         hist = paths.model_dir / "history.json"
         if hist.is_file():
             learning_curves(read_json(hist), tmp / "learning_curves.png", title=dataset)
+        per_step_curve(per_step, tmp / "per_step.png", title=f"{dataset}: test error per forecast step")
     write_per_step_csv(mdir / "per_step.csv", per_step)
     write_json(mdir / "test.json", result)
+    write_json(mdir / "stvfm.json", {"mae": result["mae"], "rmse": result["rmse"]})  # the DVC metric: numbers only
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if track:
         _log(params, dataset, root, paths, result)
@@ -122,23 +132,36 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
 
 
 def _log(params: Params, dataset: str, root: Path, paths, result: dict[str, Any]) -> None:
+    """Log the test metrics into the training run (through the client: the run keeps its own end time), or into
+    an ``evaluate-<dataset>`` run when there is no training run."""
     import mlflow
+    from mlflow.entities import Metric
 
     from stvfm import tracking
     exp_id = tracking.setup(params, dataset, root)
     tj = paths.model_dir / "train.json"
     run_id = read_json(tj).get("run_id") if tj.is_file() else None
-    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
-                          run_name=None if run_id else f"evaluate-{dataset}"):
-        mlflow.log_metrics({"test_mae": result["mae"], "test_rmse": result["rmse"],
-                            "test_persistence_mae": result["persistence"]["mae"],
-                            "test_persistence_rmse": result["persistence"]["rmse"]})
-        for r in result["per_step"]:
-            mlflow.log_metrics({"test_mae_by_step": r["mae"], "test_rmse_by_step": r["rmse"]}, step=r["step"])
-        mlflow.log_artifact(str(paths.metrics_dir / "test.json"), "metrics")
-        mlflow.log_artifact(str(paths.metrics_dir / "per_step.csv"), "metrics")
-        mlflow.log_artifacts(str(paths.metrics_dir / "plots"), "plots")
-    if run_id:
+    client = mlflow.MlflowClient()
+    finish = None
+    if run_id is None:
+        run_id, finish = tracking.timed_run(exp_id, tracking.run_name("evaluate", dataset),
+                                            tracking.run_tags(params, dataset, "evaluate", root),
+                                            time.time() - result.get("seconds", 0.0))
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, 0) for k, v in (
+        ("test_mae", result["mae"]), ("test_rmse", result["rmse"]),
+        ("test_persistence_mae", result["persistence"]["mae"]),
+        ("test_persistence_rmse", result["persistence"]["rmse"]))]
+    for r in result["per_step"]:
+        metrics += [Metric("test_mae_by_step", float(r["mae"]), now, int(r["step"])),
+                    Metric("test_rmse_by_step", float(r["rmse"]), now, int(r["step"]))]
+    client.log_batch(run_id, metrics=metrics)
+    client.log_artifact(run_id, str(paths.metrics_dir / "test.json"), "metrics")
+    client.log_artifact(run_id, str(paths.metrics_dir / "per_step.csv"), "metrics")
+    client.log_artifacts(run_id, str(paths.metrics_dir / "plots"), "plots")
+    if finish is not None:
+        finish()
+    if tj.is_file():
         model = (read_json(tj).get("model") or {})
         if model.get("version"):
             tracking.record_test_metrics(model["registered_model"], model["version"], result["mae"], result["rmse"])

@@ -69,3 +69,28 @@ class ErrorAccumulator:
         return [{"step": i + 1, "mae": float(self.abs[i] / self.count[i]) if self.count[i] else math.nan,
                  "rmse": float(math.sqrt(self.sq[i] / self.count[i])) if self.count[i] else math.nan}
                 for i in range(self.steps)]
+
+
+class ChannelErrors:
+    """MAE/RMSE per channel (axis ``channel_axis``, -3 of ``(B, T, C, H, W)``): the report's inflow/outflow split."""
+
+    def __init__(self, channel_axis: int = -3):
+        self.axis = channel_axis
+        self.abs = self.sq = None
+        self.n = 0.0
+
+    def update(self, y: torch.Tensor, y_hat: torch.Tensor) -> None:
+        d = (y.detach().double() - y_hat.detach().double()).movedim(self.axis, -1)
+        d = d.reshape(-1, d.shape[-1])
+        a, s = d.abs().sum(0).cpu().numpy(), (d * d).sum(0).cpu().numpy()
+        if self.abs is None:
+            self.abs, self.sq = np.zeros_like(a), np.zeros_like(s)
+        self.abs += a
+        self.sq += s
+        self.n += d.shape[0]
+
+    def result(self, names=(), factor: float = 1.0) -> list[dict]:
+        if self.abs is None or not self.n:
+            return []
+        return [{"channel": c, "name": names[c] if c < len(names) else str(c), "mae": float(a / self.n) * factor,
+                 "rmse": float(math.sqrt(s / self.n)) * factor} for c, (a, s) in enumerate(zip(self.abs, self.sq))]

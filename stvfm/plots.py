@@ -41,6 +41,19 @@ def learning_curves(history: Sequence[Mapping[str, float]], out: str | Path, tit
     return save_figure(fig, out, dpi=90)
 
 
+def per_step_curve(per_step: Sequence[Mapping[str, float]], out: str | Path, title: str = "") -> Path:
+    """Test MAE and RMSE per forecast step (a PNG, so `dvc plots show` renders it offline)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    steps = [r["step"] for r in per_step]
+    ax.plot(steps, [r["mae"] for r in per_step], "o-", label="MAE")
+    ax.plot(steps, [r["rmse"] for r in per_step], "s-", label="RMSE")
+    ax.set_xlabel("forecast step"), ax.set_ylabel("original scale"), ax.legend()
+    ax.set_title(title or "test error per forecast step", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out, dpi=100)
+
+
 def forecast_map(truth: np.ndarray, pred: np.ndarray, out: str | Path, *, title: str = "",
                  steps: Sequence[int] = (0, -1), channel: int = 0, channel_name: str = "") -> Path:
     """truth/pred (T, C, H, W) on the original scale: rows = forecast steps, columns = truth, forecast, |error|."""

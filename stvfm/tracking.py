@@ -7,9 +7,22 @@ alias ``champion`` only when a new version's validation MAE beats the current ch
 
 Create the store in the parent process before any worker touches it (concurrent first-time migrations of a sqlite
 DB race; stack facts §5).
+
+Run conventions (every run the stages log; asserted by tests/training/test_mlflow_runs.py):
+
+- **names** say what the run is: ``train-<arch>-<variant>`` (the train stage; evaluate logs into it),
+  ``baseline-<method>``, ``sweep-<kind>-<value>``, ``report``, ``summary`` (:func:`run_name`);
+- **tags**, one schema (:func:`run_tags`): ``stvfm.kind``, ``stvfm.dataset``, ``stvfm.profile``, ``stvfm.git_commit``,
+  plus kind-specific ``stvfm.*`` keys (``stvfm.engine``, ``stvfm.data_md5``, ``stvfm.pretrained_backbone``);
+- **params**: only those that shaped the run (:func:`shaping_params`: data windows/split/scaler, model, train, the
+  dataset and profile) — never ``tune.*``, ``sweeps.*``, ``baselines.*``, ``local_sources.*``, ``profiles.*``;
+- **times**: a run's start/end are the wall-clock times of the work it records (:func:`timed_run`);
+- **key metrics** ``test_mae``/``test_rmse`` on every run that has them, and the experiment's description (shown
+  on its page in the UI) is a table of those per run (:func:`write_experiment_summary`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -24,6 +37,7 @@ from stvfm.config import Params, flatten
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 VAL_TAG = "val_mae"
 
 
@@ -64,6 +78,9 @@ def setup(params: Params, dataset: str, root: str | Path) -> str:
         exp_id = client.create_experiment(name, artifact_location=f"{art}/{name}" if art else None)
     else:
         exp_id = exp.experiment_id
+    if exp is None or exp.tags.get(KIND_TAG) != KIND:
+        # the UI opens a "model training" experiment on its runs table (MLflow 3 otherwise guesses GenAI: traces)
+        client.set_experiment_tag(exp_id, KIND_TAG, KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
@@ -109,13 +126,92 @@ def _clean(v: Any) -> str:
     return s[:6000]
 
 
-def log_params(params: Params) -> None:
+# params sections that shape a training run (the rest configure other stages, the DAG or the tracking store)
+SHAPING_SECTIONS = ("data", "model", "train")
+NOT_SHAPING = ("data.root", "data.mirror_dir", "data.chunk_mb", "train.storage_path")
+
+
+def run_name(kind: str, *parts: Any) -> str:
+    """``train-stvfm-full``, ``baseline-stid``, ``sweep-variant-full``, ``report``: what the run is, no random words."""
+    return "-".join([kind, *(str(p) for p in parts if p not in (None, ""))])
+
+
+def run_tags(params: Params, dataset: str, kind: str, root: str | Path, **extra: Any) -> dict[str, str]:
+    """The one tag schema of every run: ``stvfm.kind|dataset|profile|git_commit`` + ``stvfm.<extra key>``."""
+    tags = {"stvfm.kind": kind, "stvfm.dataset": dataset, "stvfm.profile": params.profile,
+            "stvfm.git_commit": git_commit(root)}
+    tags.update({f"stvfm.{k}": str(v) for k, v in extra.items() if v is not None})
+    return tags
+
+
+def shaping_params(params: Params, dataset: str) -> dict[str, str]:
+    """The params that shaped a training run on ``dataset``: data windows/split/scaler (the synthetic city's knobs
+    only for synthetic datasets), model.*, train.*, plus ``dataset`` and ``profile``."""
+    flat = flatten({k: dataclasses.asdict(getattr(params, k)) for k in SHAPING_SECTIONS})
+    synthetic = dataset.startswith("synthetic")
+    out = {"dataset": dataset, "profile": params.profile}
+    for k, v in flat.items():
+        if k in NOT_SHAPING or any(k.startswith(n + ".") for n in NOT_SHAPING):
+            continue
+        if k.startswith("data.synthetic.") and not synthetic:
+            continue
+        out[k] = _clean(v)
+    return out
+
+
+def log_params(params: Params, dataset: str | None = None) -> None:
+    """Log :func:`shaping_params` (not the whole params file) in the active run."""
     import mlflow
 
-    flat = {k: _clean(v) for k, v in flatten(params.to_dict()).items()}
-    items = list(flat.items())
+    items = list(shaping_params(params, dataset or "").items())
+    if dataset is None:
+        items = [kv for kv in items if kv[0] != "dataset"]
     for i in range(0, len(items), 90):
         mlflow.log_params(dict(items[i:i + 90]))
+
+
+def timed_run(experiment_id: str, name: str, tags: Mapping[str, str], started_at: float, ended_at: float | None = None,
+              status: str = "FINISHED"):
+    """Create a run whose start time is ``started_at`` (unix s); returns ``(run_id, finish)``, where ``finish()`` ends
+    it at ``ended_at`` (or now). MLflow's own start/end would be the time of logging, not of the work."""
+    import time
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, start_time=int(started_at * 1000), tags=dict(tags), run_name=name)
+
+    def finish(st: str = status) -> None:
+        client.set_terminated(run.info.run_id, st, end_time=int((ended_at or time.time()) * 1000))
+    return run.info.run_id, finish
+
+
+def write_experiment_summary(params: Params, dataset: str, root: str | Path) -> str | None:
+    """Set the experiment's description (``mlflow.note.content``, shown on the experiment page) to a table of the
+    key metrics of its latest run per name, so the comparison is visible without picking columns. Returns it."""
+    import mlflow
+
+    exp_id = setup(params, dataset, root)
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([exp_id], order_by=["attributes.start_time DESC"], max_results=500)
+    latest: dict[str, Any] = {}
+    for r in runs:
+        if r.data.tags.get("stvfm.kind") in (None, "report", "report-summary") or r.info.status != "FINISHED":
+            continue
+        latest.setdefault(r.info.run_name, r)
+    if not latest:
+        return None
+    rows = sorted(latest.values(), key=lambda r: r.data.metrics.get("test_mae", math.inf))
+    lines = ["Latest finished run per name (profile, test MAE / RMSE on the original scale; sorted by MAE). "
+             "Written by the report stage.", "", "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
+    for r in rows:
+        m = r.data.metrics
+        f = lambda k: f"{m[k]:.4f}" if k in m else "–"
+        lines.append(f"| {r.info.run_name} | {r.data.tags.get('stvfm.kind')} | {r.data.tags.get('stvfm.profile', '–')} "
+                     f"| {f('test_mae')} | {f('test_rmse')} |")
+    text = "\n".join(lines)
+    client.set_experiment_tag(exp_id, "mlflow.note.content", text)
+    return text
 
 
 def log_history(history: Iterable[Mapping[str, float]]) -> int:

@@ -86,6 +86,7 @@ def init_ray(address: str | None, s: TuneSettings, params_address: str | None = 
     from stvfm.training.ray_address import configured_address
     from stvfm.training.ray_address import init_ray as connect
 
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no ANSI colour codes around relayed worker log prefixes
     if address or configured_address(params_address)[0]:
         return connect(address or params_address, logging_level=logging.WARNING)
     # Ray Train's PlacementGroupCleaner finds the dashboard through the state API; with another Ray instance on the

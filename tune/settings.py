@@ -33,6 +33,7 @@ class TrialResources:
 @dataclass
 class TuneSettings:
     profile: str | None = None
+    datasets: list[str] = field(default_factory=list)  # the DVC stage tune/dvc.yaml runs for these (opt-in; [] = none)
     metric: str = "val_rmse"
     mode: str = "min"
     num_samples: int = 4

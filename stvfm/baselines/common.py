@@ -74,6 +74,8 @@ class ErrorAccumulator:
         self.sq = np.zeros(horizon)
         self.n = np.zeros(horizon)
         self.scale = scale
+        self.c_abs = self.c_sq = None
+        self.c_n = 0.0
 
     def add(self, pred: np.ndarray, true: np.ndarray) -> None:
         if pred.shape != true.shape:
@@ -83,6 +85,14 @@ class ErrorAccumulator:
         self.abs += np.abs(err).sum(axis=axes)
         self.sq += (err ** 2).sum(axis=axes)
         self.n += err.size / err.shape[1]
+        # per channel (last axis: series are (T, H, W, C)) for the report's inflow/outflow figures
+        caxes = tuple(range(err.ndim - 1))
+        ca, cs = np.abs(err).sum(axis=caxes), (err ** 2).sum(axis=caxes)
+        if getattr(self, "c_abs", None) is None:
+            self.c_abs, self.c_sq, self.c_n = np.zeros_like(ca), np.zeros_like(cs), 0.0
+        self.c_abs += ca
+        self.c_sq += cs
+        self.c_n += err.size / err.shape[-1]
 
     def result(self) -> dict:
         if self.n.sum() == 0:
@@ -92,6 +102,8 @@ class ErrorAccumulator:
             "rmse": float(np.sqrt(self.sq.sum() / self.n.sum())),
             "per_step": [{"step": i + 1, "mae": float(a / n), "rmse": float(np.sqrt(s / n))}
                          for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n))],
+            "per_channel": [{"channel": c, "mae": float(a / self.c_n), "rmse": float(np.sqrt(s / self.c_n))}
+                            for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq))],
         }
 
 

@@ -1,6 +1,7 @@
 """Run the baselines of one dataset under the same splits, windows and metrics as the model.
 
-Writes ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``, the DVC metric; STID trained with several
+Writes ``metrics/<ds>/baselines/<name>.json`` (numbers only, one file per baseline: the DVC metrics, one row each in
+``dvc metrics show``), ``metrics/<ds>/baselines.json`` (``{name: {mae, rmse}}``; STID trained with several
 ``baselines.stid.seeds`` reports the mean over seeds plus ``mae_std``/``rmse_std``/``seeds``),
 ``metrics/<ds>/baselines_detail.json`` (per-step errors, window counts, seconds, settings, per-seed results) and logs
 one MLflow run per baseline in the dataset's experiment.
@@ -92,7 +93,7 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
     detail: dict[str, dict[str, Any]] = {}
 
     for m in methods:
-        t = time.perf_counter()
+        t, started_at = time.perf_counter(), time.time()
         if m == "persistence":
             res = score(data, lambda s, t0: persistence_forecast(s, t0, h, o))
             res["settings"] = {"rule": "repeat the last input step"}
@@ -113,6 +114,7 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
         else:  # stid
             res = _run_stid(params, cfg, name, root)
         res["seconds"] = time.perf_counter() - t
+        res["started_at"], res["ended_at"] = started_at, time.time()  # wall clock of the fit (MLflow run times)
         detail[m] = res
         log.info("%s %s: MAE %.4f RMSE %.4f (%.1f s)", name, m, res["mae"], res["rmse"], res["seconds"])
 
@@ -127,11 +129,13 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
             detail = {**read_json(old_d).get("baselines", {}), **detail}
     write_json(paths.metrics_dir / "baselines_detail.json", {"dataset": name, "baselines": detail})
     write_json(paths.metrics_dir / "baselines.json", summary)
+    write_scores(paths.metrics_dir / "baselines", summary)
     if log_mlflow:
         from stvfm.report.tracking import log_result
 
         for m, r in computed.items():  # only what this invocation computed
             log_result(params, name, root, run_name=f"baseline-{m}", kind="baseline",
+                       started_at=r.get("started_at"), ended_at=r.get("ended_at"),
                        run_params={"baseline": m, **_flat_settings(r.get("settings", {}))},
                        metrics={"test_mae": r["mae"], "test_rmse": r["rmse"], "seconds": r["seconds"]},
                        per_step=r.get("per_step"), history=r.get("history"))
@@ -177,3 +181,15 @@ def _run_stid(params: Params, cfg: BaselinesConfig, name: str, root: Path) -> di
 
 def _flat_settings(s: dict[str, Any]) -> dict[str, Any]:
     return {f"settings.{k}": v for k, v in flatten(s).items()}
+
+
+def write_scores(folder: Path, summary: dict[str, dict[str, Any]]) -> None:
+    """One numbers-only JSON per baseline (``<folder>/<name>.json``; the DVC metrics): a method's numeric entries
+    in ``summary`` (mae, rmse, and whatever spread a result carries), so ``dvc metrics show`` has a row per method."""
+    from stvfm.io import atomic_path
+
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for m, r in summary.items():
+            nums = {k: v for k, v in flatten(r).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            write_json(tmp / f"{m}.json", nums)

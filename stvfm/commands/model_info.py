@@ -1,4 +1,8 @@
-"""`stvfm model-info --variant V --backbone B --grid HxW --channels C`: parameter counts and output shape."""
+"""`stvfm model-info --variant V --backbone B --grid HxW --channels C [--profile P]`: parameter counts and shapes.
+
+The model is built on the ``meta`` device (no weights, no memory; a few seconds even for ViT-B) and one forward pass
+on meta tensors gives the output shape. The params profile (``profile:`` in params.yaml, or ``--profile``) decides the
+VFM blocks etc.; the output says which profile and how many of the backbone's blocks are used."""
 from __future__ import annotations
 
 import json
@@ -24,10 +28,14 @@ def register(sub) -> None:
     p.add_argument("--channels", type=int, default=2)
     p.add_argument("--batch", type=int, default=2, help="batch size of the test forward pass")
     p.add_argument("--params", default=None, help="params.yaml to start from (default: ./params.yaml if present)")
+    p.add_argument("--profile", default=None, help="params profile (default: params.yaml `profile`, e.g. paper)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.vfm_blocks=4")
-    p.add_argument("--no-forward", action="store_true", help="count parameters only (meta device, no memory)")
+    p.add_argument("--no-forward", action="store_true", help="count parameters only (skip the shape pass)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
+
+
+DIMS = "(B, T, C, H, W)"
 
 
 def run(args) -> int:
@@ -37,37 +45,53 @@ def run(args) -> int:
     import torch
 
     from stvfm.config import ModelConfig, default_params_path, load_params
-    from stvfm.models.factory import build_model, build_model_on_meta
+    from stvfm.models.backbone import get_backbone_spec
+    from stvfm.models.factory import build_model_on_meta
     from stvfm.models.stvfm import count_parameters
 
     path = Path(args.params) if args.params else default_params_path()
-    cfg = load_params(path, args.set).model if path.exists() else ModelConfig()
+    sets = ([f"profile={args.profile}"] if args.profile else []) + list(args.set)
+    if path.exists():
+        params = load_params(path, sets)
+        cfg, profile = params.model, f"{params.profile} ({path.name})"
+    else:
+        cfg, profile = ModelConfig(), "none (no params.yaml: ModelConfig defaults)"
     changes = {k: v for k, v in (("variant", args.variant), ("backbone", args.backbone)) if v is not None}
-    if not cfg.weights:
-        changes["allow_random_init"] = True  # a shape/size check: random init is fine here
     if cfg.prompt_layers is None:
         changes["prompt_layers"] = 2
     cfg = dataclasses.replace(cfg, **changes)
     grid = _grid(args.grid)
+    depth = get_backbone_spec(cfg.backbone).depth
     logging.getLogger("stvfm.models.backbone").setLevel(logging.ERROR)
-    if args.no_forward:
-        model, info = build_model_on_meta(cfg, grid, args.channels)
-    else:
-        model, info = build_model(cfg, grid, args.channels)
+    model, info = build_model_on_meta(cfg, grid, args.channels)  # counting needs no weights
     trainable, total = count_parameters(model)
-    r = {"variant": cfg.variant, "backbone": cfg.backbone, "timm_name": info.timm_name, "embed_dim": info.embed_dim,
-         "vfm_blocks": info.blocks_used, "pretrained": info.pretrained, "grid": list(grid), "channels": args.channels,
+    r = {"profile": profile, "variant": cfg.variant, "backbone": cfg.backbone, "timm_name": info.timm_name,
+         "embed_dim": info.embed_dim, "vfm_blocks": info.blocks_used, "vfm_depth": depth,
+         "weights": cfg.weights or "none (counting only: not needed)", "pretrained": bool(cfg.weights),
+         "grid": list(grid), "channels": args.channels,
          "trainable_params": trainable, "total_params": total, "trainable_pct": round(100.0 * trainable / total, 2)}
     if not args.no_forward:
-        model.eval()
-        x = torch.randn(args.batch, 6, args.channels, *grid)
+        x = torch.empty(args.batch, 6, args.channels, *grid, device="meta")
         with torch.no_grad():
-            out = model(x, torch.randn_like(x))
+            out = model(x, torch.empty_like(x))
+        r["dims"] = DIMS
+        r["input"] = list(x.shape)
         r["output_st"] = list(out.st.shape)
         r["output_flow"] = list(out.flow.shape) if out.flow is not None else None
     if args.json:
         print(json.dumps(r, indent=2))
-    else:
-        for k, v in r.items():
-            print(f"{k:17s} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k:17s} {v}")
+        return 0
+    shape = lambda v: "(" + ", ".join(map(str, v)) + ")"  # noqa: E731
+    lines = [("profile", r["profile"]), ("variant", r["variant"]),
+             ("backbone", f"{r['backbone']} ({r['timm_name']}, embed {r['embed_dim']})"),
+             ("VFM blocks", f"{r['vfm_blocks']} of {depth}" + ("" if r["vfm_blocks"] == depth else
+                                                              "  (model.vfm_blocks; null = all, the paper)")),
+             ("weights", r["weights"]), ("grid x channels", f"{grid[0]}x{grid[1]} x {args.channels}"),
+             ("trainable params", f"{trainable:,} ({r['trainable_pct']}%)"), ("total params", f"{total:,}")]
+    if "output_st" in r:
+        lines += [(f"input  {DIMS}", shape(r["input"])), (f"output {DIMS}", shape(r["output_st"]))]
+        if r["output_flow"]:
+            lines.append((f"flow   {DIMS}", shape(r["output_flow"])))
+    for k, v in lines:
+        print(f"{k:24s} {v}")
     return 0

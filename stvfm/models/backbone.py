@@ -269,6 +269,7 @@ def check_loaded(loads: list[Any], spec: BackboneSpec, weights: str | Path) -> N
         raise WeightsError(f"model.weights: '{weights}' does not fit backbone '{spec.name}' ({spec.timm_name}): "
                            f"{'; '.join(parts)}. Point model.weights at a checkpoint of this backbone "
                            f"(`stvfm weights fetch {spec.name}`)")
+_WARNED_RANDOM_INIT: set[str] = set()
 
 
 def build_backbone(name: str, weights: str | None = None, allow_random_init: bool = False,
@@ -290,8 +291,10 @@ def build_backbone(name: str, weights: str | None = None, allow_random_init: boo
                 f"(`stvfm weights fetch {name}` saves it to {target}), or set model.allow_random_init: true to train "
                 f"on a randomly initialised VFM (logged as such)")
         reason = "model.weights not set and model.allow_random_init is true"
-        log.warning("backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name,
-                    reason)
+        # once per process (a stage builds the model more than once: train + score, evaluate + maps)
+        (log.warning if name not in _WARNED_RANDOM_INIT else log.debug)(
+            "backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name, reason)
+        _WARNED_RANDOM_INIT.add(name)
         vit = create_vit(spec, None)
         info = BackboneInfo(name, spec.timm_name, spec.embed_dim, False, None, None, reason)
     vfm = FrozenVFM(vit, vfm_blocks)

@@ -85,14 +85,15 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
     for m in ("persistence", "ha", "arima", "stid"):
         if m in baselines:
             ours[m] = {"mae": baselines[m]["mae"], "rmse": baselines[m]["rmse"],
-                       "per_step": detail.get(m, {}).get("per_step")}
+                       "per_step": detail.get(m, {}).get("per_step"),
+                       "per_channel": detail.get(m, {}).get("per_channel"), **spread(baselines[m])}
     if test:
-        ours["full"] = {"mae": test["mae"], "rmse": test["rmse"], "per_step": test.get("per_step")}
+        ours["full"] = {"mae": test["mae"], "rmse": test["rmse"], "per_step": test.get("per_step"),
+                        "per_channel": test.get("per_channel"), **spread(test)}
     rows = []
     for m, r in ours.items():
         p = paper.lookup("table2_main", paper_ds, method=PAPER_METHOD[m]) if paper_ds and PAPER_METHOD[m] else None
-        rows.append({"key": m, "label": LABEL[m], "mae": r["mae"], "rmse": r["rmse"], "paper": p,
-                     "per_step": r.get("per_step")})
+        rows.append({"key": m, "label": LABEL[m], "paper": p, **r})
     variants = []
     for v, r in sweeps["variant"].items():
         p = paper.lookup("table3_ablation", paper_ds, variant=v) if paper_ds else None
@@ -114,7 +115,33 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
             "baseline_settings": {m: d.get("settings") for m, d in detail.items()},
             "baseline_seconds": {m: d.get("seconds") for m, d in detail.items()},
             "pretrained": (test or {}).get("pretrained_backbone"), "backbone": backbone_name,
-            "variant": (test or {}).get("variant"), "train": train}
+            "variant": (test or {}).get("variant"), "train": train,
+            "channel_names": meta.get("channel_names") or [],
+            "profile": (test or {}).get("profile") or train.get("profile"),
+            "training": training_profile(train, test)}
+
+
+def spread(r: dict[str, Any]) -> dict[str, Any]:
+    """Spread over seeds where a result has several: ``mae_std``/``rmse_std`` and ``seeds`` (a count or a list)."""
+    out = {k: r[k] for k in ("mae_std", "rmse_std") if isinstance(r.get(k), (int, float))}
+    seeds = r.get("seeds", r.get("n_seeds"))
+    if seeds is not None:
+        out["n_seeds"] = len(seeds) if isinstance(seeds, (list, tuple)) else int(seeds)
+    return out
+
+
+def training_profile(train: dict[str, Any], test: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What trained the ST-VFM model (recorded by the train stage in train.json): profile, epochs × steps, lr, blocks."""
+    if not train:
+        return None
+    s = dict(train.get("setup") or {})
+    s.setdefault("profile", train.get("profile") or (test or {}).get("profile"))
+    s["epochs_run"], s["best_epoch"] = train.get("epochs_run"), train.get("best_epoch")
+    bb = train.get("backbone") or {}
+    s.setdefault("backbone", bb.get("name"))
+    if s.get("vfm_blocks") is None:
+        s["vfm_blocks"] = bb.get("blocks_used")
+    return s
 
 
 def gap(ours: float, paper_value: float | None) -> float | None:

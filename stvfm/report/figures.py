@@ -50,7 +50,7 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     first = next((h for h in histories.values() if h), None)
     if first:
-        ep = [h["epoch"] + 1 for h in first]
+        ep = [h["epoch"] for h in first]  # 1-based epoch numbers (stvfm.training.loop)
         axes[0].plot(ep, [h.get("train_loss") for h in first], marker="o", label="train loss")
         axes[0].plot(ep, [h.get("val_loss") for h in first], marker="o", label="val loss")
         axes[0].set_title(f"{next(k for k, h in histories.items() if h)}: loss (scaled MSE)", fontsize=9)
@@ -58,7 +58,7 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
         axes[0].legend(fontsize=7)
     for name, h in histories.items():
         if h:
-            axes[1].plot([r["epoch"] + 1 for r in h], [r.get("val_mae") for r in h], marker="o", label=name)
+            axes[1].plot([r["epoch"] for r in h], [r.get("val_mae") for r in h], marker="o", label=name)
     axes[1].set_title("validation MAE (original scale)", fontsize=9)
     axes[1].set_xlabel("epoch")
     axes[1].legend(fontsize=7)
@@ -69,19 +69,38 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
 
 def forecast_maps(truth: np.ndarray, preds: dict[str, np.ndarray], out: Path, title: str, steps=(0, 5),
                   channel: int = 0, channel_name: str = "") -> Path:
-    """Rows: forecast steps; columns: truth then each method. Arrays (T, C, H, W) on the original scale."""
+    """Rows: forecast steps; columns: truth, each method, then each method's absolute error. Arrays (T, C, H, W) on
+    the original scale. Every value map shares one colour scale (one colour bar), every error map a second one."""
     plt = pyplot()
-    cols = ["truth", *preds]
-    fig, axes = plt.subplots(len(steps), len(cols), figsize=(2.2 * len(cols), 2.4 * len(steps)), squeeze=False)
+    steps = [s for s in steps if s < truth.shape[0]] or [0]
+    names = list(preds)
+    cols = ["truth", *names, *(f"|{n} − truth|" for n in names)]
+    vmax = float(max(truth[list(steps), channel].max(), *(p[list(steps), channel].max() for p in preds.values()), 1e-9))
+    vmin = float(min(0.0, truth[list(steps), channel].min(), *(p[list(steps), channel].min() for p in preds.values())))
+    errs = {n: np.abs(preds[n][:, channel] - truth[:, channel]) for n in names}
+    emax = float(max([e[list(steps)].max() for e in errs.values()] + [1e-9]))
+    fig, axes = plt.subplots(len(steps), len(cols), figsize=(2.1 * len(cols) + 1.2, 2.3 * len(steps)), squeeze=False)
+    im_v = im_e = None
     for i, s in enumerate(steps):
-        vmax = float(max(truth[s, channel].max(), *(p[s, channel].max() for p in preds.values()), 1e-9))
         for j, name in enumerate(cols):
-            a = truth[s, channel] if name == "truth" else preds[name][s, channel]
-            im = axes[i, j].imshow(a, vmin=0, vmax=vmax, cmap="viridis")
-            err = "" if name == "truth" else f"\nMAE {np.abs(a - truth[s, channel]).mean():.2f}"
-            axes[i, j].set_title(f"{name}, step {s + 1}{err}", fontsize=7)
-            axes[i, j].axis("off")
-        fig.colorbar(im, ax=axes[i, -1], fraction=0.046)
+            ax = axes[i, j]
+            if name == "truth":
+                im_v = ax.imshow(truth[s, channel], vmin=vmin, vmax=vmax, cmap="viridis")
+                label = f"truth, step {s + 1}"
+            elif j <= len(names):
+                a = preds[name][s, channel]
+                im_v = ax.imshow(a, vmin=vmin, vmax=vmax, cmap="viridis")
+                label = f"{name}, step {s + 1}\nMAE {np.abs(a - truth[s, channel]).mean():.2f}"
+            else:
+                n = names[j - 1 - len(names)]
+                im_e = ax.imshow(errs[n][s], vmin=0, vmax=emax, cmap="magma")
+                label = f"|{n} − truth|, step {s + 1}"
+            ax.set_title(label, fontsize=7)
+            ax.axis("off")
     fig.suptitle(f"{title} ({channel_name})" if channel_name else title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    if im_v is not None:
+        fig.colorbar(im_v, cax=fig.add_axes((0.91, 0.55, 0.015, 0.35))).set_label("value", fontsize=7)
+    if im_e is not None:
+        fig.colorbar(im_e, cax=fig.add_axes((0.91, 0.1, 0.015, 0.35))).set_label("abs. error", fontsize=7)
     return save_figure(fig, out, dpi=110)

@@ -15,7 +15,7 @@ from stvfm.config import Params
 from stvfm.io import atomic_path
 from stvfm.paths import dataset_paths
 from stvfm.report import figures
-from stvfm.report.collect import collect, gap
+from stvfm.report.collect import LABEL, collect, gap
 
 log = logging.getLogger(__name__)
 TITLE = "ST-VFM reproduction report"
@@ -42,13 +42,49 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _fs(r: dict[str, Any], key: str) -> str:
+    """A value with its spread over seeds when the result has one: ``1.499 ± 0.021``."""
+    std = r.get(f"{key}_std")
+    return _f(r[key]) + (f" ± {_f(std)}" if std is not None else "")
+
+
 def _cmp_rows(items: list[dict[str, Any]], label_key: str = "label") -> list[list[str]]:
     rows = []
     for r in items:
         p = r.get("paper") or {}
-        rows.append([str(r.get(label_key, r["key"])), _f(r["mae"]), _f(r["rmse"]), _p(p.get("mae")), _p(p.get("rmse")),
+        label = str(r.get(label_key, r["key"])) + (f" ({r['n_seeds']} seeds)" if r.get("n_seeds", 1) > 1 else "")
+        rows.append([label, _fs(r, "mae"), _fs(r, "rmse"), _p(p.get("mae")), _p(p.get("rmse")),
                      _g(gap(r["mae"], p.get("mae"))), _g(gap(r["rmse"], p.get("rmse")))])
     return rows
+
+
+def profile_line(d: dict[str, Any]) -> str | None:
+    """The training profile of the ST-VFM run (train.json ``setup``): name, epochs × steps × batch, lr, blocks."""
+    t = d.get("training")
+    if not t:
+        return None
+    steps = t.get("steps_per_epoch")
+    return (f"**Training profile:** `{t.get('profile') or 'default'}` (params.yaml `profile`) — "
+            f"{t.get('epochs')} epochs × {steps if steps is not None else '?'} optimizer steps × batch "
+            f"{t.get('batch_size')} (ran {t.get('epochs_run')}, best epoch {t.get('best_epoch')} of 1..{t.get('epochs_run')}), "
+            f"lr {t.get('lr')} ({t.get('scheduler')}), {t.get('workers')} worker(s); backbone `{t.get('backbone')}`, "
+            f"{t.get('vfm_blocks')} VFM blocks.")
+
+
+def per_channel_table(d: dict[str, Any]) -> str | None:
+    """MAE / RMSE per channel (e.g. inflow / outflow) for every method that recorded them."""
+    names = d.get("channel_names") or []
+    rows = [r for r in d["rows"] if r.get("per_channel")]
+    if not rows:
+        return None
+    n = max(len(r["per_channel"]) for r in rows)
+    label = lambda c: names[c] if c < len(names) else f"channel {c}"  # noqa: E731
+    head = ["method"] + [f"{label(c)} {m}" for c in range(n) for m in ("MAE", "RMSE")]
+    body = []
+    for r in rows:
+        pc = {int(x["channel"]): x for x in r["per_channel"]}
+        body.append([r["label"]] + [_f(pc[c][m]) if c in pc else "–" for c in range(n) for m in ("mae", "rmse")])
+    return _table(head, body)
 
 
 def backbone_line(d: dict[str, Any]) -> str:
@@ -67,8 +103,12 @@ def span_line(d: dict[str, Any]) -> str:
             f"test windows: {(d.get('n_windows') or {}).get('test', '?')}). Relation to the paper: {d['comparability']}")
 
 
-def _forecast_map(d: dict[str, Any], params: Params, root: Path, out: Path) -> Path | None:
-    """Truth vs ST-VFM (if a model exists) vs HA vs persistence for one test window, steps 1 and 6."""
+MAP_BASELINES = ("ha", "persistence")  # baselines whose forecast of one window is cheap to recompute here
+
+
+def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) -> dict[str, Path]:
+    """Truth, ST-VFM (if a model exists) and the best baseline for one test window, steps 1 and 6, one figure per
+    channel, with absolute-error maps. Returns ``{channel name: png}``."""
     from stvfm.baselines.common import load_series_split
     from stvfm.baselines.ha import HistoricalAverage
     from stvfm.baselines.persistence import persistence_forecast
@@ -77,7 +117,7 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out: Path) -> P
     data = load_series_split(paths)
     t0s = data.windows["test"]
     if len(t0s) == 0:
-        return None
+        return {}
     t0 = int(t0s[len(t0s) // 2])
     h, o = data.history, data.horizon
     to_tchw = lambda a: np.moveaxis(a, -1, 1)  # (T, H, W, C) -> (T, C, H, W)
@@ -100,12 +140,28 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out: Path) -> P
             preds["ST-VFM"] = ds.scaler.inverse(yh.float(), channel_axis=-3).numpy()
         except Exception as e:  # the map is a convenience; the report must not fail on it
             log.warning("forecast map: could not run the model (%s: %s)", type(e).__name__, e)
-    ha = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range)
-    preds["HA"] = to_tchw(ha.forecast(np.array([t0]), h, o)[0])
-    preds["persistence"] = to_tchw(persistence_forecast(data.series, np.array([t0]), h, o)[0])
+    # the best baseline by test MAE; the map can recompute HA and persistence (STID/ARIMA keep no per-window output)
+    scored = {r["key"]: r["mae"] for r in d["rows"] if r["key"] != "full"}
+    best_overall = min(scored, key=scored.get) if scored else None
+    drawable = [k for k in sorted(scored, key=scored.get) if k in MAP_BASELINES] or ["ha"]
+    pick = drawable[0]
+    if best_overall and best_overall != pick:
+        d["maps_note"] = (f"best baseline by test MAE is {LABEL.get(best_overall, best_overall)}, whose per-window "
+                          f"forecasts are not stored; the maps show the best of HA/persistence, {LABEL.get(pick, pick)}")
+    if pick == "ha":
+        ha = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range)
+        preds[LABEL["ha"]] = to_tchw(ha.forecast(np.array([t0]), h, o)[0])
+    else:
+        preds[LABEL["persistence"]] = to_tchw(persistence_forecast(data.series, np.array([t0]), h, o)[0])
     when = str(data.times[t0 + h])[:16]
-    return figures.forecast_maps(truth, preds, out, f"{d['dataset']} test window, first target {when}",
-                                 channel_name="channel 0")
+    names = d.get("channel_names") or []
+    out: dict[str, Path] = {}
+    for c in range(truth.shape[1]):
+        name = names[c] if c < len(names) else f"channel {c}"
+        out[name] = figures.forecast_maps(truth, preds, out_dir / f"forecast_maps_{c}.png",
+                                          f"{d['dataset']} test window, first target {when}", channel=c,
+                                          channel_name=name)
+    return out
 
 
 def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
@@ -116,6 +172,8 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
         L += [f"> **SYNTHETIC DATA — NOT COMPARABLE.** The paper rows are those of {pt}, the dataset whose shape the "
               "synthetic city copies; they are shown for orientation, not as a reproduction target.", ""]
     L += [f"- {span_line(d)}", f"- {backbone_line(d)}"]
+    if (pl := profile_line(d)):
+        L.append(f"- {pl}")
     if d.get("test"):
         t = d["test"]
         L.append(f"- **ST-VFM run:** variant `{t.get('variant')}`, backbone `{t.get('backbone')}`, best epoch "
@@ -128,6 +186,8 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
                          "gap RMSE"], _cmp_rows(d["rows"])))
     else:
         L.append("_No results yet: run the baselines, train and evaluate stages._")
+    if (pc := per_channel_table(d)):
+        L += ["", "Per channel (test split, original scale):", "", pc]
     if "bars" in figs:
         L += ["", f"![ours vs paper]({figs['bars']})"]
     s = d.get("baseline_settings") or {}
@@ -164,16 +224,20 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
     else:
         L.append("_No backbone sweep results (stage `sweep_backbone`)._")
     L += ["", "## Figures", ""]
-    for key, cap in (("per_step", "Test MAE per forecast step"), ("curves", "Learning curves"),
-                     ("maps", "Forecast maps (one test window)")):
+    for key, cap in (("per_step", "Test MAE per forecast step"), ("curves", "Learning curves (epochs 1..N)")):
         if key in figs:
             L += [f"**{cap}**", "", f"![{cap}]({figs[key]})", ""]
+    for key in sorted(k for k in figs if k.startswith("maps")):
+        cap = "Forecast maps (one test window" + (f", {key.split(':', 1)[1]}" if ":" in key else "") + ")"
+        L += [f"**{cap}** — truth, ST-VFM and the best baseline on one colour scale; absolute-error maps on a "
+              "second shared scale" + (f" ({d['maps_note']})" if d.get("maps_note") else "") + ".", "",
+              f"![{cap}]({figs[key]})", ""]
     if d.get("eval_plots"):
         L += ["**Evaluate-stage plots** (`metrics/" + ds + "/plots/`): "
               + ", ".join(f"[{p}](../metrics/{ds}/plots/{p})" for p in d["eval_plots"]), ""]
     if d["table2"]:
         L += ["## The paper's Table 2 for " + str(pt), "",
-              _table(["method", "RMSE", "MAE"], [[r["method"], _p(r["rmse"]), _p(r["mae"])] for r in d["table2"]]), "",
+              _table(["method", "MAE", "RMSE"], [[r["method"], _p(r["mae"]), _p(r["rmse"])] for r in d["table2"]]), "",
               "Transcribed as printed (stvfm/paper/README.md lists the source's oddities, e.g. the MAU row for "
               "TDrive/BikeNYC).", ""]
     L += ["_Generated by `python -m pipelines.report " + ds + "` from the DVC stage outputs; paper numbers from "
@@ -203,9 +267,8 @@ def build_report(dataset: str, params: Params, root: str | Path = ".", *, maps: 
             figures.learning_curves(hists, tmp / "learning_curves.png", dataset)
             figs["curves"] = f"{rel}/learning_curves.png"
         if maps:
-            p = _forecast_map(d, params, root, tmp / "forecast_maps.png")
-            if p is not None:
-                figs["maps"] = f"{rel}/forecast_maps.png"
+            for name, p in _forecast_map(d, params, root, tmp).items():
+                figs[f"maps:{name}"] = f"{rel}/{p.name}"
     pdir = dataset_paths(dataset, root, params.data.root).metrics_dir / "plots"
     d["eval_plots"] = sorted(p.name for p in pdir.glob("*.png")) if pdir.is_dir() else []
     md = render_dataset(d, figs)

@@ -32,6 +32,9 @@ def run_report(dataset: str, params: Params, root: str | Path = ".", log_mlflow:
                                "data_end": d["span"]["end"]},
                    metrics={f"{r['key']}_mae": r["mae"] for r in d["rows"]} | {f"{r['key']}_rmse": r["rmse"] for r in d["rows"]},
                    artifacts=[report, report.parent / "figures" / dataset])
+        from stvfm import tracking
+
+        tracking.write_experiment_summary(params, dataset, root)  # the experiment page's comparison table
     return d
 
 

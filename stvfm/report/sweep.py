@@ -97,7 +97,7 @@ def run_sweep(dataset: str, kind: str, value: str, params: Params, root: str | P
     cfg = SweepConfig.from_params(params.sweeps)
     overrides = cfg.overrides(kind, value)
     sp = with_overrides(params, overrides)
-    t = time.perf_counter()
+    t, started_at = time.perf_counter(), time.time()
     import torch
 
     threads = torch.get_num_threads()
@@ -111,6 +111,8 @@ def run_sweep(dataset: str, kind: str, value: str, params: Params, root: str | P
                pretrained_backbone=bool(res.get("backbone", {}).get("pretrained", False)),
                model={k: getattr(sp.model, k) for k in ("variant", "backbone", "vfm_blocks", "weights")},
                train={k: getattr(sp.train, k) for k in ("epochs", "max_batches_per_epoch", "batch_size", "lr")})
+    ended_at = time.time()
+    res["profile"] = params.profile
     out = sweep_path(root, dataset, kind, value, params.data.root)
     write_json(out, res)
     log.info("%s %s=%s: MAE %.4f RMSE %.4f (%.1f s, pretrained=%s)", dataset, kind, value, res["mae"], res["rmse"],
@@ -119,6 +121,7 @@ def run_sweep(dataset: str, kind: str, value: str, params: Params, root: str | P
         from stvfm.report.tracking import log_result
 
         log_result(sp, dataset, root, run_name=f"sweep-{kind}-{value}", kind=f"sweep-{kind}",
+                   started_at=started_at, ended_at=ended_at,
                    run_params={"sweep.kind": kind, "sweep.value": value, **{f"override.{k}": v for k, v in overrides.items()},
                                "pretrained_backbone": res["pretrained_backbone"]},
                    metrics={"test_mae": res["mae"], "test_rmse": res["rmse"], "seconds": res["seconds"]},

@@ -3,6 +3,10 @@ cosine per step, MultiStepLR per epoch or constant (``train.scheduler``), gradie
 validation MAE (original scale), per-epoch callback, full-state save/resume. The loss (``train.loss``: MSE or MAE in
 Eq. 11) comes in as ``loss_fn`` (:func:`make_loss_fn`), the same for every model.
 
+Epoch convention (one everywhere): epochs are numbered 1..N outside this loop — the log line ``epoch k/N``, the
+history records' ``epoch``, ``best_epoch`` (LoopState, checkpoints, train.json, test.json), MLflow steps and the
+report's curves. Only the loop's own index (``EpochResult.epoch``, sampler seeds) is 0-based.
+
 Data-parallel wrappers (stvfm/training/ray_train.py) hand in a DDP model and distributed loaders plus an
 ``all_reduce`` for the metric sums; the loop itself knows nothing of Ray or MLflow.
 """
@@ -28,7 +32,7 @@ Inverse = Callable[[torch.Tensor], torch.Tensor]  # scaled (B, T, C, H, W) -> or
 
 @dataclass
 class EpochResult:
-    epoch: int  # 0-based
+    epoch: int  # 0-based loop index; the epoch *number* (history, logs, MLflow) is ``epoch + 1``
     train_loss: float
     val_loss: float
     val_mae: float
@@ -40,8 +44,13 @@ class EpochResult:
     stop: bool  # early stopping triggers after this epoch
     started_at: float = 0.0  # unix time the epoch started (differences include the per-epoch callback)
 
+    @property
+    def number(self) -> int:
+        """The 1-based epoch number used everywhere outside the loop."""
+        return self.epoch + 1
+
     def metrics(self) -> dict[str, float]:
-        return {"epoch": self.epoch, "train_loss": self.train_loss, "val_loss": self.val_loss, "val_mae": self.val_mae,
+        return {"epoch": self.number, "train_loss": self.train_loss, "val_loss": self.val_loss, "val_mae": self.val_mae,
                 "val_rmse": self.val_rmse, "lr": self.lr, "epoch_seconds": self.seconds, "started_at": self.started_at}
 
 
@@ -49,7 +58,7 @@ class EpochResult:
 class LoopState:
     next_epoch: int = 0
     best_val: float = math.inf
-    best_epoch: int = -1
+    best_epoch: int = 0  # 1-based epoch number of the best validation MAE (0 = none yet)
     best_metrics: dict[str, float] = field(default_factory=dict)
     bad_epochs: int = 0
     stopped_early: bool = False
@@ -201,7 +210,7 @@ class LoopTrainer:
             val_mae, val_rmse = acc.mae, acc.rmse
             is_best = val_mae < st.best_val
             if is_best:
-                st.best_val, st.best_epoch, st.bad_epochs = val_mae, epoch, 0
+                st.best_val, st.best_epoch, st.bad_epochs = val_mae, epoch + 1, 0
                 st.best_metrics = {"val_loss": val_loss, "val_mae": val_mae, "val_rmse": val_rmse}
                 # frozen weights never change: keep only what training changes (trainable params, buffers)
                 frozen = {n for n, p in unwrap(self.model).named_parameters() if not p.requires_grad}

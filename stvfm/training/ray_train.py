@@ -30,6 +30,9 @@ RAY_ENV_DEFAULTS = {
     # Ray starts worker processes at nice 15; on a busy machine the training workers then lose the CPU to anything
     # else. Workers of a local cluster started here run at normal priority, like the in-process loop.
     "RAY_worker_niceness": "0",
+    # worker log lines relayed to the driver: no ANSI colour codes around the "(RayTrainWorker pid=…)" prefix, so
+    # DVC/CI log files stay readable
+    "RAY_COLOR_PREFIX": "0",
 }
 
 
@@ -49,10 +52,43 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
     t = time.perf_counter()
     if not ray.is_initialized():
         kw: dict[str, Any] = dict(logging_level="WARNING", include_dashboard=True, log_to_driver=True)
-        if num_cpus is not None:
+        from stvfm.training.ray_address import configured_address
+
+        local = configured_address(address)[0] in (None, "local")
+        if num_cpus is not None and local:
             kw["num_cpus"] = num_cpus
-        init_ray(address, **kw)
+        pinned = False
+        if local:
+            # Ray Train's PlacementGroupCleaner finds the dashboard through the state API; with another Ray instance
+            # on the host it prints a ~30-line "Found multiple active Ray instances" traceback (training succeeds).
+            # Pinning our dashboard's address, inherited by every Ray process started here, avoids it (as tune/run.py).
+            port = _free_port()
+            kw.update(dashboard_host="127.0.0.1", dashboard_port=port)
+            os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+            pinned = True
+        for attempt in range(3 if local else 1):
+            try:
+                init_ray(address, **dict(kw))
+                break
+            except Exception as e:
+                # a local raylet must register within a fixed 30 s; on an overloaded box it sometimes does not
+                if local and "timed out during startup" in str(e) and attempt < 2:
+                    logging.getLogger(__name__).warning("Ray start-up timed out (busy machine); retrying (%d/2)",
+                                                        attempt + 1)
+                    ray.shutdown()
+                    continue
+                if pinned:
+                    os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+                raise
     return time.perf_counter() - t
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _quiet_worker_logs() -> None:
@@ -88,6 +124,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     params: Params = params_from_dict(config["params"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if rank != 0:  # one line per fact: the model-building warnings (random-init backbone) come from rank 0 only
+        logging.getLogger("stvfm.models").setLevel(logging.ERROR)
     cpus = params.train.cpus_per_worker
     if not params.train.use_gpu and cpus >= 1:
         torch.set_num_threads(int(cpus))

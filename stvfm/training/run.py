@@ -80,7 +80,7 @@ def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0
         counters["samples"] += res.samples
         counters["seconds"] += res.seconds
         if rank == 0:
-            print(f"[{dataset}] epoch {res.epoch + 1}/{cfg.epochs}: train_loss {res.train_loss:.4f}  val_loss "
+            print(f"[{dataset}] epoch {res.number}/{cfg.epochs}: train_loss {res.train_loss:.4f}  val_loss "
                   f"{res.val_loss:.4f}  val_mae {res.val_mae:.4f}  val_rmse {res.val_rmse:.4f}  lr {res.lr:.2e}  "
                   f"({res.seconds:.1f} s{', best' if res.is_best else ''}{', early stop' if res.stop else ''})",
                   flush=True)

@@ -62,6 +62,25 @@ def _input_example(paths, best: dict[str, Any], scaler, config: dict[str, Any]) 
     return ex
 
 
+def training_setup(params: Params, paths) -> dict[str, Any]:
+    """The training profile in a few numbers (train.json ``setup``, stated in the report): profile, epochs × optimizer
+    steps per epoch × global batch, lr, workers, backbone and VFM blocks."""
+    import math
+
+    from stvfm.io import read_json
+
+    t = params.train
+    n_train = int(((read_json(paths.split_meta).get("n_windows") or {}) if paths.split_meta.is_file() else {})
+                  .get("train", 0))
+    per_worker = max(1, t.batch_size // (t.num_workers if t.use_ray else 1))
+    steps = math.ceil(n_train / (t.num_workers if t.use_ray else 1) / per_worker) if n_train else None
+    if steps is not None and t.max_batches_per_epoch is not None:
+        steps = min(steps, t.max_batches_per_epoch)
+    return {"profile": params.profile, "epochs": t.epochs, "steps_per_epoch": steps, "batch_size": t.batch_size,
+            "lr": t.lr, "scheduler": t.scheduler, "workers": t.num_workers if t.use_ray else 1,
+            "backbone": params.model.backbone, "vfm_blocks": params.model.vfm_blocks, "variant": params.model.variant}
+
+
 def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: str | Path | None = None,
               name: str | None = None, track: bool = True) -> dict[str, Any]:
     root = Path(root).resolve()
@@ -77,12 +96,15 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
 
         from stvfm import tracking
         exp_id = tracking.setup(params, dataset, root)  # create/migrate the store before any worker
-        run = mlflow.start_run(experiment_id=exp_id, run_name=name)
-        tracking.log_params(params)
-        mlflow.set_tags({"dataset": dataset, "git_commit": tracking.git_commit(root),
-                         "data_md5": tracking.dvc_data_hash(root, f"{params.data.root}/split/{dataset}"),
-                         "engine": "ray" if params.train.use_ray else "plain"})
-    info: dict[str, Any] = {"dataset": dataset, "engine": "ray" if params.train.use_ray else "plain"}
+        run = mlflow.start_run(experiment_id=exp_id,
+                               run_name=name or tracking.run_name("train", params.model.arch, params.model.variant),
+                               tags=tracking.run_tags(params, dataset, "train", root,
+                                                      engine="ray" if params.train.use_ray else "plain",
+                                                      data_md5=tracking.dvc_data_hash(
+                                                          root, f"{params.data.root}/split/{dataset}")))
+        tracking.log_params(params, dataset)
+    info: dict[str, Any] = {"dataset": dataset, "profile": params.profile,
+                            "engine": "ray" if params.train.use_ray else "plain"}
     try:
         if params.train.use_ray:
             if resume:
@@ -90,6 +112,8 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                 raise ConfigError("--resume works with train.use_ray=false; a Ray run resumes by itself after "
                                   "worker failures (train.max_failures)")
             from stvfm.training import ray_train
+            print(f"[{dataset}] starting Ray Train: {params.train.num_workers} worker(s), {params.train.epochs} epochs "
+                  "(Ray start-up takes ~15 s or more; one line per epoch follows)", flush=True)
             out = ray_train.fit(params, dataset, root, paths.model_dir, name=name)
             state = out["state"]
             rm = out["result_metrics"]
@@ -104,13 +128,14 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             info.update(fit_s=round(o.seconds, 2), resumed_from=o.resumed_from, num_workers=1)
         loop = state["loop"]
         best = best_from_state(state)
+        info["setup"] = training_setup(params, paths)
         info.update(epochs_run=loop["next_epoch"], best_epoch=loop["best_epoch"], stopped_early=loop["stopped_early"],
                     val=loop["best_metrics"], pretrained_backbone=is_pretrained(state.get("backbone", {})),
                     backbone=state.get("backbone", {}), arch=state.get("arch"))
         if track:
             from stvfm import tracking
             from stvfm.plots import learning_curves
-            mlflow.set_tag("pretrained_backbone", str(info["pretrained_backbone"]))
+            mlflow.set_tag("stvfm.pretrained_backbone", str(info["pretrained_backbone"]))
             mlflow.log_params({"backbone.pretrained": info["pretrained_backbone"],
                                "backbone.blocks_used": info["backbone"].get("blocks_used")})
             tracking.log_history(loop["history"])

@@ -83,8 +83,9 @@ def test_report_from_stage_outputs(tiny):
     md = (root / "reports" / "synthetic.md").read_text()
     assert "SYNTHETIC DATA — NOT COMPARABLE" in md
     assert "| HA |" in md and "| STID |" in md
-    for f in ("bars.png", "per_step.png", "forecast_maps.png", "learning_curves.png"):
+    for f in ("bars.png", "per_step.png", "forecast_maps_0.png", "forecast_maps_1.png", "learning_curves.png"):
         assert (root / "reports" / "figures" / "synthetic" / f).stat().st_size > 1000
+    assert "Forecast maps (one test window, inflow)" in md and "Forecast maps (one test window, outflow)" in md
     assert d["paper_dataset"] == "bikenyc1"
     summary = build_summary(["synthetic"], params, root).read_text()
     assert "[synthetic](synthetic.md)" in summary and "SYNTHETIC — not comparable" in summary

@@ -155,7 +155,8 @@ def test_early_stopping_and_max_batches():
     seen = []
     st = tr.fit(lambda r, t: seen.append(r))
     assert [r.epoch for r in seen] == [0, 1, 2] and st.stopped_early and seen[-1].stop
-    assert st.best_epoch == 0 and all(r.samples == 16 for r in seen)
+    assert st.best_epoch == 1 and all(r.samples == 16 for r in seen)  # epoch numbers are 1-based
+    assert [h["epoch"] for h in st.history] == [1, 2, 3] == [r.number for r in seen]
 
 
 def test_checkpoint_weights_only_roundtrip_and_best(tmp_path):

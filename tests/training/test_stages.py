@@ -26,7 +26,7 @@ def test_train_evaluate_plain_outputs(tiny_project):
     assert best["grid"] == [16, 8] and best["channels"] == 2 and best["dataset"] == "synthetic"
     assert best["model_cfg"]["d_temporal"] == 16 and best["backbone"]["blocks_used"] == 1
     hist = read_json(mdir / "history.json")
-    assert [h["epoch"] for h in hist] == [0, 1]
+    assert [h["epoch"] for h in hist] == [1, 2]  # 1-based epoch numbers
     assert set(hist[0]) >= {"epoch", "train_loss", "val_loss", "val_mae", "val_rmse"}
     assert best["val"]["val_mae"] == min(h["val_mae"] for h in hist)
     assert read_json(mdir / "train.json")["best_epoch"] == best["epoch"]
@@ -120,10 +120,10 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     run = client.get_run(info["run_id"])
     assert run.info.experiment_id == exp.experiment_id
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.backbone"] == "vit_tiny"
-    assert run.data.tags["pretrained_backbone"] == "False" and run.data.tags["data_md5"].endswith(".dir")
-    assert "git_commit" in run.data.tags
+    assert run.data.tags["stvfm.pretrained_backbone"] == "False" and run.data.tags["stvfm.data_md5"].endswith(".dir")
+    assert "stvfm.git_commit" in run.data.tags
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mae")]
-    assert steps == [0, 1]
+    assert steps == [1, 2]  # epochs are numbered 1..N
     assert "test_mae" in run.data.metrics and "test_rmse" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id)} | \
         {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

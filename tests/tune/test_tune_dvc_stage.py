@@ -1,4 +1,4 @@
-"""The `tune` DVC stage (tune/dvc.yaml, wdir ..) exists but is not part of the default `dvc repro` (root dvc.yaml)."""
+"""The `tune` DVC stage (tune/dvc.yaml, wdir ..) is opt-in (`tune.datasets`) and not part of the default `dvc repro`."""
 from __future__ import annotations
 
 import shutil
@@ -10,7 +10,12 @@ def test_tune_stage_is_separate_from_default_repro(tmp_path, project_root, monke
     from dvc.repo import Repo
 
     shutil.copy(project_root / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copy(project_root / "params.yaml", tmp_path / "params.yaml")
+    import yaml
+
+    raw = yaml.safe_load((project_root / "params.yaml").read_text())
+    assert raw["tune"]["datasets"] == []  # by default no study stage: `dvc status` is clean after `make repro`
+    raw["tune"]["datasets"] = ["synthetic"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     (tmp_path / "tune").mkdir()
     shutil.copy(project_root / "tune" / "dvc.yaml", tmp_path / "tune" / "dvc.yaml")
     monkeypatch.chdir(tmp_path)  # DVC addresses stages relative to the cwd
@@ -31,5 +36,20 @@ def test_tune_stage_is_separate_from_default_repro(tmp_path, project_root, monke
         # `dvc repro tune/dvc.yaml:tune@synthetic` builds the split upstream first
         upstream = {s.addressing for s in nx.descendants(graph, node[stage.addressing])}
         assert {"download@synthetic", "split@synthetic"} <= upstream
+    finally:
+        repo.close()
+
+
+def test_no_tune_stage_by_default(tmp_path, project_root, monkeypatch):
+    from dvc.repo import Repo
+
+    shutil.copy(project_root / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(project_root / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "tune").mkdir()
+    shutil.copy(project_root / "tune" / "dvc.yaml", tmp_path / "tune" / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    repo = Repo.init(str(tmp_path), no_scm=True)
+    try:
+        assert not any("tune" in s.addressing for s in repo.index.stages)  # nothing for `dvc status` to list
     finally:
         repo.close()
