@@ -202,8 +202,12 @@ def write_experiment_summary(params: Params, dataset: str, root: str | Path) -> 
     if not latest:
         return None
     rows = sorted(latest.values(), key=lambda r: r.data.metrics.get("test_mae", math.inf))
-    lines = ["Latest finished run per name (profile, test MAE / RMSE on the original scale; sorted by MAE). "
-             "Written by the report stage.", "", "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
+    top = [r for r in rows if "test_mae" in r.data.metrics][:4]
+    lines = ["Test MAE / RMSE (best first): " + "; ".join(
+                 f"{r.info.run_name} {r.data.metrics['test_mae']:.3f} / {r.data.metrics.get('test_rmse', math.nan):.3f}"
+                 for r in top) + (" …" if len(rows) > len(top) else ""),
+             "", "Latest finished run per name, original scale, written by the report stage:", "",
+             "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
     for r in rows:
         m = r.data.metrics
         f = lambda k: f"{m[k]:.4f}" if k in m else "–"
