@@ -269,6 +269,8 @@ def check_loaded(loads: list[Any], spec: BackboneSpec, weights: str | Path) -> N
         raise WeightsError(f"model.weights: '{weights}' does not fit backbone '{spec.name}' ({spec.timm_name}): "
                            f"{'; '.join(parts)}. Point model.weights at a checkpoint of this backbone "
                            f"(`stvfm weights fetch {spec.name}`)")
+
+
 _WARNED_RANDOM_INIT: set[str] = set()
 
 

@@ -199,7 +199,10 @@ def test_stid_arch_dispatches_to_the_baseline():
     assert out.st.shape == (2, 6, 2, 8, 6) and out.flow is None
 
 
-def test_random_init_is_logged_and_reported(caplog):
+def test_random_init_is_logged_and_reported(caplog, monkeypatch):
+    from stvfm.models import backbone
+
+    monkeypatch.setattr(backbone, "_WARNED_RANDOM_INIT", set())  # the warning is said once per process
     with caplog.at_level(logging.WARNING, logger="stvfm.models.backbone"):
         model, info = build_model(tiny_cfg(), (8, 6), 2)
     assert isinstance(model, STVFM)
