@@ -155,6 +155,8 @@ def shaping_params(params: Params, dataset: str) -> dict[str, str]:
             continue
         if k.startswith("data.synthetic.") and not synthetic:
             continue
+        if k.startswith("model.stid.") and params.model.arch != "stid":  # STID's own knobs shape only STID runs
+            continue
         out[k] = _clean(v)
     return out
 

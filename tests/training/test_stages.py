@@ -132,8 +132,8 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     mv = client.get_model_version_by_alias("stvfm-synthetic", "champion")
     assert str(mv.version) == info["model"]["version"] == "1"
 
-    # a worse model (lr 0: no learning) does not take the alias; a better one would
-    worse = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1, "train.lr": 0.0})
+    # a worse model (lr 1e-9: no learning; lr must be > 0) does not take the alias; a better one would
+    worse = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1, "train.lr": 1e-9})
     info2 = run_train(worse, "synthetic", tiny_project, track=True)
     assert info2["model"]["version"] == "2" and info2["model"]["champion"] is False
     assert str(client.get_model_version_by_alias("stvfm-synthetic", "champion").version) == "1"
