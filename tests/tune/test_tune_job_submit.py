@@ -161,7 +161,15 @@ def test_two_node_job_submit_survives_node_loss(tmp_path):
 
         from ray.job_submission import JobStatus, JobSubmissionClient
 
-        client = JobSubmissionClient(api)
+        for _ in range(15):  # the dashboard can be briefly unreachable on a busy box right after a submission
+            try:
+                client = JobSubmissionClient(api)
+                break
+            except ConnectionError:
+                assert head.poll() is None, "the Ray head died:\n" + head_log.read_text()[-3000:]
+                time.sleep(2)
+        else:
+            pytest.fail("the Ray dashboard stopped answering after the submission:\n" + head_log.read_text()[-3000:])
         done = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 
         # fault: once a trial has reported an epoch from node 2, kill that node's whole process group
