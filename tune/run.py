@@ -32,6 +32,7 @@ from stvfm.datasets.registry import get_spec
 from stvfm.errors import ConfigError, DataError, StvfmError
 from stvfm.io import atomic_path, write_json
 from stvfm.paths import dataset_paths
+from stvfm.training.ray_train import free_port
 from tune.settings import TuneSettings, tune_settings
 from tune.space import parse_space, plain_config, to_param_space
 from tune.trainable import DEFAULT_TRAINER, load_factory, make_trainable
@@ -92,7 +93,7 @@ def init_ray(address: str | None, s: TuneSettings, params_address: str | None = 
     # Ray Train's PlacementGroupCleaner finds the dashboard through the state API; with another Ray instance on the
     # same host it dies with "Found multiple active Ray instances", leaks the trial's placement group and the next
     # trial waits forever. Pinning the API server address (inherited by every Ray process we start) avoids that.
-    port = _free_port()
+    port = free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     env = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
     try:
@@ -102,14 +103,6 @@ def init_ray(address: str | None, s: TuneSettings, params_address: str | None = 
         os.environ.pop("RAY_API_SERVER_ADDRESS", None)
         raise
     return True
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def concurrency(s: TuneSettings, local: bool) -> int:

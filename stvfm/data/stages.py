@@ -200,31 +200,29 @@ def dropped_warning(records: dict[str, int] | None, dropped: dict[str, int] | No
             f"than data.max_dropped_share = {limit:g}; check bbox/start/end")
 
 
-def open_grid(paths: DatasetPaths, name: str) -> xr.Dataset:
-    if not paths.grid_zarr.exists():
-        raise DataError(f"no grid: run `dvc repro grid@{name}` first", dataset=name, path=str(paths.grid_zarr))
-    fix = f"rerun `dvc repro grid@{name}`"
+def _open_store(path, var: str, name: str, stage: str) -> tuple[xr.Dataset, str]:
+    """The ``stage`` store at ``path`` holding ``var``, and the fix to name in errors about it."""
+    fix = f"rerun `dvc repro {stage}@{name}`"
+    if not path.exists():
+        raise DataError(f"no {stage}: run `dvc repro {stage}@{name}` first", dataset=name, path=str(path))
     try:
-        ds = xr.open_zarr(paths.grid_zarr, consolidated=False)
+        ds = xr.open_zarr(path, consolidated=False)
     except Exception as e:
-        raise DataError(f"cannot open the grid store ({e}); {fix}", dataset=name, path=str(paths.grid_zarr)) from None
-    if "flow" not in ds.data_vars:
-        raise DataError(f"the grid store has no variable 'flow'; {fix}", dataset=name, path=str(paths.grid_zarr))
+        raise DataError(f"cannot open the {stage} store ({e}); {fix}", dataset=name, path=str(path)) from None
+    if var not in ds.data_vars:
+        raise DataError(f"the {stage} store has no variable '{var}'; {fix}", dataset=name, path=str(path))
+    return ds, fix
+
+
+def open_grid(paths: DatasetPaths, name: str) -> xr.Dataset:
+    ds, fix = _open_store(paths.grid_zarr, "flow", name, "grid")
     check_chunks(paths.grid_zarr, "flow", dataset=name, fix=fix)
     return ds
 
 
 def open_flow(paths: DatasetPaths, name: str, grid: xr.Dataset) -> xr.Dataset:
     """The flow store, checked against ``grid`` (grid_sha256, T, shape); a stale one names the stage to rerun."""
-    fix = f"rerun `dvc repro flow@{name}`"
-    if not paths.flow_zarr.exists():
-        raise DataError(f"no flow: run `dvc repro flow@{name}` first", dataset=name, path=str(paths.flow_zarr))
-    try:
-        f = xr.open_zarr(paths.flow_zarr, consolidated=False)
-    except Exception as e:
-        raise DataError(f"cannot open the flow store ({e}); {fix}", dataset=name, path=str(paths.flow_zarr)) from None
-    if "dflow" not in f.data_vars:
-        raise DataError(f"the flow store has no variable 'dflow'; {fix}", dataset=name, path=str(paths.flow_zarr))
+    f, fix = _open_store(paths.flow_zarr, "dflow", name, "flow")
     check_same_grid(grid.attrs.get("grid_sha256"), f.attrs.get("grid_sha256"), dataset=name, what="the flow store",
                     path=paths.flow_zarr, rerun="flow")
     if tuple(f["dflow"].shape) != tuple(grid["flow"].shape):

@@ -62,7 +62,7 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
             # Ray Train's PlacementGroupCleaner finds the dashboard through the state API; with another Ray instance
             # on the host it prints a ~30-line "Found multiple active Ray instances" traceback (training succeeds).
             # Pinning our dashboard's address, inherited by every Ray process started here, avoids it (as tune/run.py).
-            port = _free_port()
+            port = free_port()
             kw.update(dashboard_host="127.0.0.1", dashboard_port=port)
             os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
             pinned = True
@@ -83,7 +83,7 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
     return time.perf_counter() - t
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
