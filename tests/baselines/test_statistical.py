@@ -168,7 +168,9 @@ def test_params_yaml_holds_the_stid_reference_recipe(project_root):
     from stvfm.baselines.run import BaselinesConfig
     from stvfm.config import load_params
 
-    p = load_params(project_root / "params.yaml")
+    p = load_params(project_root / "params.yaml", ["profile=real"])  # the full budget; the default DAG caps epochs
+    assert BaselinesConfig.from_params(load_params(project_root / "params.yaml").baselines) \
+        .stid_overrides["train.epochs"] == 20
     cfg = BaselinesConfig.from_params(p.baselines)
     sp = with_overrides(p, cfg.stid_overrides)
     assert cfg.stid_seeds == [0]
