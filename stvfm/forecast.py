@@ -19,7 +19,6 @@ step) the time each value forecasts; attributes name the dataset, split, model s
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -194,14 +193,11 @@ def ensure_ray(num_cpus: int | None = None) -> float:
     ray_env()
     import ray
 
+    from stvfm.training.ray_address import init_ray
+
     t = time.perf_counter()
-    if not ray.is_initialized():
-        addr = os.environ.get("RAY_ADDRESS")
-        kw: dict[str, Any] = dict(logging_level="WARNING", include_dashboard=False, log_to_driver=False)
-        if addr:
-            ray.init(address=addr, **kw)
-        else:
-            ray.init(address="local", num_cpus=num_cpus, **kw)
+    if not ray.is_initialized():  # RAY_ADDRESS is joined within a bounded time, else a private local Ray
+        init_ray(None, logging_level="WARNING", log_to_driver=False, include_dashboard=False, num_cpus=num_cpus)
     return time.perf_counter() - t
 
 

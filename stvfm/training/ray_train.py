@@ -57,29 +57,35 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
         local = configured_address(address)[0] in (None, "local")
         if num_cpus is not None and local:
             kw["num_cpus"] = num_cpus
-        pinned = False
+        prev_api = os.environ.get("RAY_API_SERVER_ADDRESS")
         if local:
             # Ray Train's PlacementGroupCleaner finds the dashboard through the state API; with another Ray instance
             # on the host it prints a ~30-line "Found multiple active Ray instances" traceback (training succeeds).
-            # Pinning our dashboard's address, inherited by every Ray process started here, avoids it (as tune/run.py).
+            # Pinning our dashboard's address while the local cluster starts (its raylet, and so every worker, inherits
+            # it) avoids that (as tune/run.py). The driver's own environment is restored afterwards: Ray's job SDK
+            # prefers RAY_API_SERVER_ADDRESS over any address it is given, so a leftover pin would point later clients
+            # of this process at this cluster's dashboard.
             port = free_port()
             kw.update(dashboard_host="127.0.0.1", dashboard_port=port)
             os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-            pinned = True
-        for attempt in range(3 if local else 1):
-            try:
-                init_ray(address, **dict(kw))
-                break
-            except Exception as e:
-                # a local raylet must register within a fixed 30 s; on an overloaded box it sometimes does not
-                if local and "timed out during startup" in str(e) and attempt < 2:
-                    logging.getLogger(__name__).warning("Ray start-up timed out (busy machine); retrying (%d/2)",
-                                                        attempt + 1)
-                    ray.shutdown()
-                    continue
-                if pinned:
-                    os.environ.pop("RAY_API_SERVER_ADDRESS", None)
-                raise
+        try:
+            for attempt in range(3 if local else 1):
+                try:
+                    init_ray(address, **dict(kw))
+                    break
+                except Exception as e:
+                    # a local raylet must register within a fixed 30 s; on an overloaded box it sometimes does not
+                    if local and "timed out during startup" in str(e) and attempt < 2:
+                        logging.getLogger(__name__).warning("Ray start-up timed out (busy machine); retrying (%d/2)",
+                                                            attempt + 1)
+                        ray.shutdown()
+                        continue
+                    raise
+        finally:
+            if prev_api is None:
+                os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+            else:
+                os.environ["RAY_API_SERVER_ADDRESS"] = prev_api
     return time.perf_counter() - t
 
 

@@ -52,7 +52,7 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
     from stvfm.report.sweep import run_sweep
 
     p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 2,
-                                     "baselines.stid.overrides": {"train": {"epochs": 2}}})
+                                     "baselines.stid.overrides": {"train": {"epochs": 6}}})
     info = run_train(p, "synthetic", tiny_project)
     run_evaluate(p, "synthetic", tiny_project)
     run_baselines("synthetic", p, tiny_project, methods=["persistence", "ha", "stid"])

@@ -106,7 +106,10 @@ def _kill_by_marker(marker: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_two_node_job_submit_survives_node_loss(tmp_path):
+def test_two_node_job_submit_survives_node_loss(tmp_path, monkeypatch):
+    # Ray's job SDK prefers RAY_API_SERVER_ADDRESS over the address it is given: talk to this test's cluster only
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     proj = tmp_path / "proj"
     proj.mkdir()
     _copy_project(proj)
