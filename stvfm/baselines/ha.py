@@ -14,21 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stvfm.data.timefeatures import time_ids
 from stvfm.errors import ConfigError
 
 
 def slot_index(times: np.ndarray, interval_minutes: int, period: str = "day") -> np.ndarray:
-    """Slot of each timestamp: minutes since midnight // interval (+ day-of-week × slots per day for ``week``)."""
-    t = np.asarray(times).astype("datetime64[m]")
-    days = t.astype("datetime64[D]")
-    minutes = (t - days).astype(np.int64)
-    tod = minutes // int(interval_minutes)
-    if period == "day":
-        return tod
-    if period == "week":
-        dow = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday -> Monday = 0
-        return dow * (24 * 60 // int(interval_minutes)) + tod
-    raise ConfigError(f"baselines.ha.period: '{period}' is not one of day, week")
+    """Slot of each timestamp: minutes since midnight // interval (+ day-of-week × slots per day for ``week``),
+    from the project's one clock (:func:`stvfm.data.timefeatures.time_ids`)."""
+    if period not in ("day", "week"):
+        raise ConfigError(f"baselines.ha.period: '{period}' is not one of day, week")
+    ids = time_ids(times, interval_minutes)
+    tod, dow = ids[..., 0], ids[..., 1]
+    return tod if period == "day" else dow * (24 * 60 // int(interval_minutes)) + tod
 
 
 @dataclass
