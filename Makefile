@@ -56,7 +56,7 @@ smoke: setup
 	done
 
 # The real NYC samples (../shared/data/real, declared in local_sources) through the whole DAG as a DVC experiment.
-# Profile `real` (params.yaml profiles.real): converged training, time identity, anchored output; the variant sweeps
+# Profile `real` (params.yaml profiles.real): converged training, time identity, identity output path; the variant sweeps
 # are left to `make ablation-real`.
 REAL_SETS ?= bikenyc1_tail,bikenyc2_test,taxinyc2_test
 real: setup

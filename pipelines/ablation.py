@@ -1,4 +1,6 @@
-"""Real-data ablation (`make ablation-real`): `python -m pipelines.ablation <dataset> [--set profile=real]`.
+"""Real-data ablation (`make ablation-real`): `python -m pipelines.ablation <dataset> [run ...] [--set profile=real]`
+(no runs named: every row of stvfm.report.ablation.ABLATION; several processes may each take a share of the rows —
+every one rewrites the report from all results present).
 
 Trains, with the same (converged) profile, the five variants of Table 3 (#1 simple -> full) plus the two switches
 beyond the paper on `full` (time identity off, output path plain, both off = the paper's `full` under this recipe), each
@@ -14,8 +16,8 @@ from pipelines._stage import stage_main
 def main(argv: list[str] | None = None) -> int:
     from stvfm.report.ablation import run_ablation
 
-    return stage_main("ablation", lambda p, root, a: run_ablation(a[0], p, root), argv, doc=__doc__,
-                      render=lambda r: r["report"])
+    return stage_main("ablation", lambda p, root, a: run_ablation(a[0], p, root, names=a[1] or None), argv,
+                      positionals=("dataset", "runs*"), doc=__doc__, render=lambda r: r["report"])
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class ModelConfig:
     dropout: float = 0.0
     bf16: bool = False  # torch.autocast bf16
     time_identity: bool = False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
-    output: str = "plain"  # beyond the paper: plain (the paper) | last | anchored (stvfm.models.output_path)
+    output: str = "plain"  # beyond the paper: plain (the paper) | last | anchored | identity (stvfm.models.output_path)
     stid: STIDConfig = field(default_factory=STIDConfig)  # used when arch == "stid"
 
 

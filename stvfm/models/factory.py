@@ -18,12 +18,6 @@ from stvfm.models.tokenizer import check_patch_size
 ARCHS = ("stvfm", "stid")
 
 
-def needs_time_ids(model_cfg) -> bool:
-    """Whether a model built from ``model_cfg`` reads time identities (so predict/serve/forecast need timestamps)."""
-    get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
-    return get("arch", "stvfm") == "stid" or bool(get("time_identity", False))
-
-
 def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int) -> None:
     from stvfm.models.stvfm import VARIANT_SPECS
 
@@ -58,30 +52,25 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
 
 def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int,
                interval_minutes: int | None) -> nn.Module:
-    from stvfm.models.stid import SERIES, STID
+    from stvfm.models.stid import build_stid as _build
 
-    s = cfg.stid
-    if s.series not in SERIES:
-        raise ConfigError(f"model.stid.series: '{s.series}' is not one of {', '.join(SERIES)}")
-    for key in ("input_dim", "node_dim", "tod_dim", "dow_dim", "num_layers"):
-        if getattr(s, key) < 1:
-            raise ConfigError(f"model.stid.{key}: must be >= 1, got {getattr(s, key)}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
-    if s.time_identity and not interval_minutes:
-        raise ConfigError("model.stid.time_identity needs the data interval (interval_minutes) to size the "
-                          "time-of-day table")
-    per_day = -(-24 * 60 // int(interval_minutes)) if interval_minutes else 1  # ceil: every slot of the day
-    return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
-                tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=cfg.dropout, series=s.series,
-                time_identity=s.time_identity)
+    return _build(cfg, grid, channels, history, horizon, interval_minutes)
+
+
 def needs_time_ids(model_cfg) -> bool:
     """Whether a model built from ``model_cfg`` (a ModelConfig or its dict) reads time identities and refuses input
-    without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``."""
+    without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``
+    (or ``identity`` with STID's clock on)."""
     get = model_cfg.get if isinstance(model_cfg, dict) else (lambda k, d=None: getattr(model_cfg, k, d))
-    if get("arch", "stvfm") == "stid":
+
+    def stid_clock() -> bool:
         stid = get("stid", None) or {}
         return bool(stid.get("time_identity", True) if isinstance(stid, dict) else getattr(stid, "time_identity", True))
+
+    if get("arch", "stvfm") == "stid":
+        return stid_clock()
+    if get("output", "plain") == "identity" and stid_clock():
+        return True
     return bool(get("time_identity", False)) or get("output", "plain") == "anchored"
 
 

@@ -2,6 +2,10 @@
 
     plain     the paper: forecast = decoder output (absolute values from learned queries)
     last      forecast = last input step + decoder output (the naive residual; measured worse, kept for the ablation)
+    identity  forecast = STID(x, clock) + decoder output: the per-series identity network of STID (a spatial identity
+              per cell & channel, time-of-day / day-of-week identities, residual MLPs over the series' own history;
+              stvfm.models.stid, sized by ``model.stid``) carries what every series knows of itself, and the VFM path
+              (zero-initialised ST head) learns what only space can add. Trained jointly, end to end.
     anchored  forecast = a[h, c, y, x] · last input step + A[slot(h), c, y, x] + decoder output, where ``a`` is a learned
               per-cell, per-horizon-step weight on the last observation (starts at 0) and ``A`` a learned per-cell
               time-of-day table indexed by the clock of each forecast step. ``A`` starts from what is known: the
@@ -18,12 +22,12 @@ from torch import nn
 
 from stvfm.data.timefeatures import steps_per_day
 
-OUTPUTS = ("plain", "last", "anchored")
+OUTPUTS = ("plain", "last", "anchored", "identity")
 
 
 class OutputPath(nn.Module):
     def __init__(self, kind: str, grid: tuple[int, int], channels: int, history: int, horizon: int,
-                 interval_minutes: int | None = None):
+                 interval_minutes: int | None = None, identity: nn.Module | None = None):
         super().__init__()
         if kind not in OUTPUTS:
             raise ValueError(f"output path '{kind}' is not one of {', '.join(OUTPUTS)}")
@@ -35,6 +39,10 @@ class OutputPath(nn.Module):
             self.steps_per_day = steps_per_day(interval_minutes)
             self.last_weight = nn.Parameter(torch.zeros(self.horizon, *shape))
             self.table = nn.Parameter(torch.zeros(self.steps_per_day, *shape))
+        if kind == "identity":
+            if identity is None:
+                raise ValueError("output path 'identity' needs its identity network (stvfm.models.stid.STID)")
+            self.identity = identity
 
     @torch.no_grad()
     def fit_anchor(self, series: torch.Tensor, slots: torch.Tensor) -> None:
@@ -51,11 +59,15 @@ class OutputPath(nn.Module):
 
     @property
     def needs_time_ids(self) -> bool:
+        if self.kind == "identity":
+            return bool(getattr(self.identity, "time_identity", False))
         return self.kind == "anchored"
 
     def forward(self, dec: torch.Tensor, x: torch.Tensor, time_ids: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "plain":
             return dec
+        if self.kind == "identity":
+            return dec + self.identity(x, None, time_ids).st.to(dec.dtype)
         last = x[:, -1:].to(dec.dtype)  # (B, 1, C, H, W)
         if self.kind == "last":
             return dec + last

@@ -19,10 +19,16 @@ call without ``time_ids`` is an error (a silent zero clock would be a different 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
+from stvfm.errors import ConfigError
 from stvfm.models.output import ModelOutput
+
+if TYPE_CHECKING:
+    from stvfm.config import ModelConfig
 
 SERIES = ("cell_channel", "cell")
 
@@ -90,3 +96,22 @@ class STID(nn.Module):
         else:
             out = out.reshape(B, H, W, self.horizon, C).permute(0, 3, 4, 1, 2)
         return ModelOutput(st=out.contiguous(), flow=None)
+
+
+def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int,
+               interval_minutes: int | None) -> nn.Module:
+    s = cfg.stid
+    if s.series not in SERIES:
+        raise ConfigError(f"model.stid.series: '{s.series}' is not one of {', '.join(SERIES)}")
+    for key in ("input_dim", "node_dim", "tod_dim", "dow_dim", "num_layers"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"model.stid.{key}: must be >= 1, got {getattr(s, key)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
+    if s.time_identity and not interval_minutes:
+        raise ConfigError("model.stid.time_identity needs the data interval (interval_minutes) to size the "
+                          "time-of-day table")
+    per_day = -(-24 * 60 // int(interval_minutes)) if interval_minutes else 1  # ceil: every slot of the day
+    return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
+                tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=cfg.dropout, series=s.series,
+                time_identity=s.time_identity)

@@ -105,10 +105,15 @@ class STVFM(nn.Module):
             raise ValueError("model.time_identity needs the data interval (interval_minutes)")
         self.time_in = TimeIdentity(interval_minutes, d_vfm) if cfg.time_identity else None
         self.time_dec = (TimeIdentity(interval_minutes, d_t) if cfg.time_identity and not spec.mlp_decoder else None)
+        identity = None
+        if cfg.output == "identity":
+            from stvfm.models.stid import build_stid
+
+            identity = build_stid(cfg, self.grid, self.channels, self.history, self.horizon, interval_minutes)
         self.output_path = OutputPath(cfg.output, self.grid, self.channels, self.history, self.horizon,
-                                      interval_minutes)
+                                      interval_minutes, identity)
         self.needs_time_ids = self.time_in is not None or self.output_path.needs_time_ids
-        if cfg.output == "anchored":  # start exactly at the anchor: the ST head's correction starts at 0
+        if cfg.output in ("anchored", "identity"):  # start exactly at the anchor: the ST head's correction starts at 0
             head = self.st_dec.mlp[-1] if spec.mlp_decoder else self.st_dec.head
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)

@@ -26,6 +26,8 @@ ABLATION: list[tuple[str, dict[str, Any]]] = [
     ("full-no-clock", {"model.variant": "full", "model.time_identity": False}),
     ("full-plain-output", {"model.variant": "full", "model.output": "plain"}),
     ("full-paper-head", {"model.variant": "full", "model.time_identity": False, "model.output": "plain"}),
+    # the identity path alone: STID's network (model.stid), no VFM, trained by this very recipe — what the VFM adds
+    ("identity-only", {"model.arch": "stid", "model.bf16": False}),  # fp32, as the path inside ST-VFM
 ]
 
 
@@ -51,8 +53,11 @@ def run_ablation(dataset: str, params: Params, root: str | Path = ".", names: li
             continue
         p = with_overrides(params, ov)
         r = fit_and_score(p, dataset, root, test=True, threads=threads)
-        r.update(name=name, overrides=ov, profile=params.profile,
-                 model={k: getattr(p.model, k) for k in ("variant", "time_identity", "output", "vfm_blocks")})
+        model = {k: getattr(p.model, k) for k in ("variant", "time_identity", "output", "vfm_blocks")}
+        if p.model.arch == "stid":
+            model.update(variant="– (STID network, no VFM)", time_identity=p.model.stid.time_identity,
+                         output="identity only", vfm_blocks=0)
+        r.update(name=name, overrides=ov, profile=params.profile, model=model)
         write_json(result_path(root, dataset, name, params.data.root), r)
         log.info("ablation %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)", dataset, name,
                  r["val"]["mae"], r["val"]["rmse"], r["test"]["mae"], r["test"]["rmse"], r["fit_s"])

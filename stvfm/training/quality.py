@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from stvfm.config import Params
 from stvfm.training.components import build_components
-from stvfm.training.loop import EpochResult, LoopTrainer, make_loss_fn, unwrap
+from stvfm.training.loop import EpochResult, LoopTrainer, loss_fn_for, unwrap
 from stvfm.training.seed import seed_everything
 
 
@@ -40,7 +40,7 @@ def fit_and_score(params: Params, dataset: str, root: str | Path = ".", *, test:
         g = torch.Generator().manual_seed(cfg.seed)
         train = DataLoader(comp.datasets["train"], batch_size=cfg.batch_size, shuffle=True, generator=g)
         val = DataLoader(comp.datasets["val"], batch_size=params.eval.batch_size)
-        tr = LoopTrainer(comp.model, train, val, cfg, loss_fn=make_loss_fn(params.model.lambda_flow, cfg.loss),
+        tr = LoopTrainer(comp.model, train, val, cfg, loss_fn=loss_fn_for(params, comp.scaler),
                          inverse=comp.inverse, bf16=comp.bf16, meta=comp.meta)
         st = tr.fit(on_epoch)
         fit_s = time.perf_counter() - t0

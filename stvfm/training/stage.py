@@ -51,6 +51,7 @@ def _input_example(paths, best: dict[str, Any], scaler, config: dict[str, Any]) 
     a = int(ds.t0[0]) - ds.lo
     lo = max(0, a - 1)
     x = scaler.inverse(torch.from_numpy(ds._x[lo:a + h]), channel_axis=-3)  # (L, C, H, W)
+    x = x.clamp(min=0.0)  # zero counts come back as -1e-7 from a per-cell inverse; requests must be >= 0
     ex: dict[str, Any] = {"flow": x.permute(0, 2, 3, 1).unsqueeze(0).numpy().astype("float32")}
     if config.get("time_identity"):
         import numpy as np

@@ -30,7 +30,7 @@ def test_table_size_follows_interval():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("output", ["plain", "last", "anchored"])
+@pytest.mark.parametrize("output", ["plain", "last", "anchored", "identity"])
 def test_every_variant_with_clock_and_output(variant, output):
     torch.manual_seed(0)
     model, _ = build_model(tiny_cfg(variant=variant, time_identity=True, output=output), (10, 20), 2,
@@ -42,6 +42,10 @@ def test_every_variant_with_clock_and_output(variant, output):
     if output == "anchored":  # starts at the anchor (ST head zero-initialised): the head and the table learn first
         head = model.st_dec.mlp[-1] if variant == "simple" else model.st_dec.head
         assert head.weight.grad.abs().sum() > 0 and model.output_path.table.grad.abs().sum() > 0
+    elif output == "identity":  # STID's network learns from the start; the zero-initialised ST head gets a gradient
+        head = model.st_dec.mlp[-1] if variant == "simple" else model.st_dec.head
+        assert head.weight.grad.abs().sum() > 0
+        assert model.output_path.identity.node_emb.grad.abs().sum() > 0
     else:
         assert model.time_in.tod.weight.grad is not None and model.time_in.tod.weight.grad.abs().sum() > 0
 
@@ -87,6 +91,25 @@ def test_anchored_starts_as_plain_and_last_adds_last_step():
         x = torch.randn(2, 6, 1, 8, 8)
         p, o = plain(x, x).st, other(x, x, time_ids=ids(2, 60)).st
         torch.testing.assert_close(o, p + (x[:, -1:] if kind == "last" else 0))
+
+
+def test_identity_starts_as_stid_and_then_adds_the_vfm_path():
+    """output=identity: forecast = STID(x, clock) + decoder; the ST head starts at zero, so a fresh model is exactly its
+    STID network (built from model.stid), and every VFM-path parameter then reaches the forecast."""
+    from stvfm.models.stid import STID
+
+    torch.manual_seed(0)
+    model, _ = build_model(tiny_cfg(output="identity", time_identity=True), (8, 8), 2, interval_minutes=60)
+    stid = model.output_path.identity
+    assert isinstance(stid, STID) and stid.time_identity and stid.steps_per_day == 24
+    x, tid = torch.randn(2, 6, 2, 8, 8), ids(2, 60)
+    torch.testing.assert_close(model(x, x, time_ids=tid).st, stid(x, None, tid).st)
+    torch.nn.init.normal_(model.st_dec.head.weight)
+    assert not torch.allclose(model(x, x, time_ids=tid).st, stid(x, None, tid).st)
+    with pytest.raises(DataError, match="time_ids"):
+        model(x, x)
+    assert needs_time_ids(tiny_cfg(output="identity"))
+    assert "identity.node_emb" in "".join(model.state_dict())
 
 
 def test_needs_time_ids_and_interval_required():

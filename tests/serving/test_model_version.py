@@ -186,3 +186,38 @@ def test_time_ids_reach_the_model_from_last_time(tiny_versions):
     assert seen[0][0, 5, 0] == last.astype(object).hour  # hourly slots: slot of the last input step = its hour
     assert parse_time(str(unix), "t", "f") == parse_time(str(last), "t", "f") == last
     assert load_forecaster(tiny_versions.plain).time_ids(unix) is None
+
+
+def test_identity_output_version_round_trips_and_needs_timestamps(tiny_versions, tmp_path):
+    """model.output=identity (STID's network inside ST-VFM): the version holds its weights by name, reloads strictly,
+    forecasts the same after reload, and refuses a window without timestamps."""
+    from safetensors.torch import load_file
+
+    from .version_fixtures import make_version
+
+    folder = make_version(tiny_versions.root, "version-identity", output="identity")
+    cfg = read_config(folder / CONFIG_FILE, "x")
+    assert cfg["time_identity"] is True
+    assert any(k.startswith("output_path.identity.") for k in load_file(str(folder / WEIGHTS_FILE)))
+    f = load_forecaster(folder)
+    x, last = raw_window(tiny_versions.root)
+    unix = np.array([int(last.astype(np.int64))])
+    a = f.predict(x[None], unix)
+    assert a.shape == (1, 6, 16, 8, 2) and np.isfinite(a).all()
+    assert np.array_equal(load_forecaster(folder).predict(x[None], unix), a)
+    with pytest.raises(DataError, match="time"):
+        f.predict(x[None])
+
+
+def test_input_example_is_a_valid_request_with_a_per_cell_scaler(tiny_versions):
+    """The example logged with each model is a request `stvfm predict`/serving accepts: counts >= 0 even where a
+    per-cell inverse brings zero counts back as -1e-7."""
+    from stvfm.data.windows import scaler_for
+    from stvfm.paths import dataset_paths
+    from stvfm.training.stage import _input_example
+
+    paths = dataset_paths("synthetic", tiny_versions.root)
+    ex = _input_example(paths, {"history": 6}, scaler_for(paths, "per_cell"), {"time_identity": True})
+    assert ex["flow"].shape[1] in (6, 7) and ex["flow"].shape[2:] == (16, 8, 2) and ex["flow"].min() >= 0.0 and ex["last_time"].shape == (1,)
+    f = load_forecaster(tiny_versions.tid)
+    assert np.isfinite(f.predict(ex["flow"], ex["last_time"])).all()

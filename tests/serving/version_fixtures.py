@@ -33,14 +33,14 @@ def build_project(root: Path, span_days: int = 5) -> Path:
     return root
 
 
-def make_best(root: Path, *, time_identity: bool = False, seed: int = 0) -> dict:
+def make_best(root: Path, *, time_identity: bool = False, seed: int = 0, output: str = "plain") -> dict:
     """A best.pt-like dict of a random-init tiny model (what the train stage would export)."""
     import torch
 
     from stvfm.config import load_params
     from stvfm.training.components import build_components
 
-    params = load_params(root / "params.yaml", {"model.time_identity": time_identity})
+    params = load_params(root / "params.yaml", {"model.time_identity": time_identity, "model.output": output})
     torch.manual_seed(seed)
     comp = build_components(params, "synthetic", root, splits=("test",))
     return {**comp.meta, "model_state": comp.model.state_dict(), "epoch": 0, "val": {"val_mae": 1.0}}
