@@ -50,13 +50,6 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
 
 
-def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int,
-               interval_minutes: int | None) -> nn.Module:
-    from stvfm.models.stid import build_stid as _build
-
-    return _build(cfg, grid, channels, history, horizon, interval_minutes)
-
-
 def needs_time_ids(model_cfg) -> bool:
     """Whether a model built from ``model_cfg`` (a ModelConfig or its dict) reads time identities and refuses input
     without them (so predict/serve/forecast need timestamps): STID, ``model.time_identity``, ``model.output=anchored``
@@ -80,6 +73,8 @@ def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, hi
     (:func:`needs_time_ids`)."""
     grid = (int(grid[0]), int(grid[1]))
     if model_cfg.arch == "stid":
+        from stvfm.models.stid import build_stid
+
         model = build_stid(model_cfg, grid, channels, history, horizon, interval_minutes)
         return model, BackboneInfo("none", "", 0, False, None, None, "arch 'stid' has no VFM backbone")
     if model_cfg.arch != "stvfm":
