@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test test-fast bench ui smoke real ablation-real paper
+.PHONY: setup repro test test-fast bench ui smoke real ablation-real seeds-real paper
 
 setup: $(STAMP)
 
@@ -59,6 +59,7 @@ smoke: setup
 # Profile `real` (params.yaml profiles.real): converged training, time identity, identity output path; the variant sweeps
 # are left to `make ablation-real`.
 REAL_SETS ?= bikenyc1_tail,bikenyc2_test,taxinyc2_test
+comma := ,
 real: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -n nyc-samples -S profile=real -S 'datasets=[$(REAL_SETS)]' \
 	  -S 'sweeps.datasets=[]'
@@ -69,3 +70,9 @@ ABLATION_SET ?= bikenyc2_test
 ablation-real: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/stvfm data all $(ABLATION_SET) --set profile=real
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pipelines.ablation $(ABLATION_SET) --set profile=real
+
+# The seed study on the real samples: ST-VFM (profile `real`) and the STID baseline (its reference recipe), seeds 0-2
+# each, val + test once per model: metrics/<ds>/seeds/*.json and reports/seeds-<ds>.md. Results already present are
+# kept (delete one to re-run it). Not part of `make repro`.
+seeds-real: setup
+	for ds in $(subst $(comma), ,$(REAL_SETS)); do 	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/stvfm data all $$ds --set profile=real || exit 1; 	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pipelines.seeds $$ds --set profile=real || exit 1; 	done

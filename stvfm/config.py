@@ -303,6 +303,16 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 NAME_RULE = "letters, digits, '_', '-', '.' (starting with a letter or digit, no '..', at most 100 characters)"
 
 
+def with_overrides(params: Params, overrides: Mapping[str, Any]) -> Params:
+    """A copy of ``params`` with dotted ``a.b: value`` overrides applied (validated like params.yaml)."""
+    import copy
+
+    raw = copy.deepcopy(params.to_dict())
+    for k, v in overrides.items():
+        set_dotted(raw, k, v)
+    return params_from_dict(raw)
+
+
 def check_dataset_name(name: Any, where: str = "dataset") -> str:
     """Return ``name`` if it is a safe dataset name, else raise :class:`ConfigError` naming ``where``."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:

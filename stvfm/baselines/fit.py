@@ -9,26 +9,17 @@ window (``WindowDataset[i]["time_ids"]``), so STID's clock works on both paths.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from stvfm.config import Params, params_from_dict, set_dotted
+from stvfm.config import Params, with_overrides  # noqa: F401  (with_overrides re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def with_overrides(params: Params, overrides: Mapping[str, Any]) -> Params:
-    """A copy of ``params`` with dotted ``a.b: value`` overrides applied (validated like params.yaml)."""
-    raw = copy.deepcopy(params.to_dict())
-    for k, v in overrides.items():
-        set_dotted(raw, k, v)
-    return params_from_dict(raw)
 
 
 def _subset(ds, n: int | None):

@@ -6,12 +6,11 @@ table to ``reports/ablation-<ds>.md`` (its own file: the dataset reports are not
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from stvfm.config import Params, params_from_dict, set_dotted
+from stvfm.config import Params, with_overrides
 from stvfm.io import atomic_path, read_json, write_json
 from stvfm.paths import dataset_paths
 
@@ -29,13 +28,6 @@ ABLATION: list[tuple[str, dict[str, Any]]] = [
     # the identity path alone: STID's network (model.stid), no VFM, trained by this very recipe — what the VFM adds
     ("identity-only", {"model.arch": "stid", "model.bf16": False}),  # fp32, as the path inside ST-VFM
 ]
-
-
-def with_overrides(params: Params, overrides: dict[str, Any]) -> Params:
-    raw = dataclasses.asdict(params)
-    for k, v in overrides.items():
-        set_dotted(raw, k, v)
-    return params_from_dict(raw)
 
 
 def result_path(root: Path, dataset: str, name: str, data_root: str = "data") -> Path:

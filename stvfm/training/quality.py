@@ -47,7 +47,7 @@ def fit_and_score(params: Params, dataset: str, root: str | Path = ".", *, test:
         if tr.best_model_state is not None:
             unwrap(tr.model).load_state_dict(tr.best_model_state, strict=False)
         _, v = tr.validate(val)
-        out: dict[str, Any] = {"dataset": dataset, "val": _figures(v), "test": None, "best_epoch": st.best_epoch + 1,
+        out: dict[str, Any] = {"dataset": dataset, "val": _figures(v), "test": None, "best_epoch": st.best_epoch,
                                "epochs_run": st.next_epoch, "fit_s": round(fit_s, 1),
                                "epoch_s": round(sum(h["epoch_seconds"] for h in st.history) / max(1, len(st.history)), 2),
                                "threads": torch.get_num_threads()}

@@ -40,3 +40,26 @@ def test_fit_and_score_uses_the_loss_scale(monkeypatch, project_root, scale):
     with pytest.raises(_Stop):
         quality.fit_and_score(p, "synthetic", project_root)
     assert seen["loss"] == pytest.approx(10.0 if scale == "original" else 1.0)
+
+
+def test_fit_and_score_reports_the_1_based_best_epoch(monkeypatch, project_root):
+    """best_epoch is the loop's own 1-based epoch number (regression: it once added 1 to it)."""
+    from stvfm.training.loop import LoopState
+
+    comp = types.SimpleNamespace(datasets={"train": [0], "val": [0]}, model=torch.nn.Linear(1, 1), inverse=None,
+                                 bf16=False, meta={}, scaler=None)
+    monkeypatch.setattr(quality, "build_components", lambda *a, **k: comp)
+
+    class Trainer:
+        def __init__(self, model, *a, **k):
+            self.model, self.best_model_state = model, None
+
+        def fit(self, on_epoch=None):
+            return LoopState(next_epoch=5, best_epoch=3, history=[{"epoch_seconds": 1.0}] * 5)
+
+        def validate(self, loader=None):
+            return 0.0, types.SimpleNamespace(mae=1.0, rmse=2.0)
+
+    monkeypatch.setattr(quality, "LoopTrainer", Trainer)
+    out = quality.fit_and_score(load_params(project_root / "params.yaml"), "synthetic", project_root)
+    assert (out["best_epoch"], out["epochs_run"], out["val"]) == (3, 5, {"mae": 1.0, "rmse": 2.0})
