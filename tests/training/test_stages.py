@@ -65,7 +65,9 @@ def test_forecaster_matches_model_on_a_test_window(tiny_project):
     from stvfm.training.components import load_scaler
     from stvfm.training.stage import forecaster_from_best
 
-    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1})
+    # a timestamp-free model (the paper's head): the clock-aware forecaster is tested in tests/serving
+    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1, "model.time_identity": False,
+                                     "model.output": "plain"})
     run_train(p, "synthetic", tiny_project, track=False)
     paths = dataset_paths("synthetic", tiny_project)
     best = load_checkpoint(paths.model_dir / "best.pt")
