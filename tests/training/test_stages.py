@@ -113,7 +113,9 @@ def test_evaluate_without_or_with_corrupt_checkpoint(tiny_project):
 def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     import mlflow
 
-    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 2})
+    # the paper's head (no clock): the .npz below has no timestamps; clock-aware versions: tests/serving
+    head = {"model.time_identity": False, "model.output": "plain"}
+    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 2, **head})
     info = run_train(p, "synthetic", tiny_project)
     run_evaluate(p, "synthetic", tiny_project)
     assert (tiny_project / "mlflow.db").is_file() and (tiny_project / "mlartifacts").is_dir()
@@ -135,7 +137,7 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     assert str(mv.version) == info["model"]["version"] == "1"
 
     # a worse model (lr 1e-9: no learning; lr must be > 0) does not take the alias; a better one would
-    worse = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1, "train.lr": 1e-9})
+    worse = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1, "train.lr": 1e-9, **head})
     info2 = run_train(worse, "synthetic", tiny_project, track=True)
     assert info2["model"]["version"] == "2" and info2["model"]["champion"] is False
     assert str(client.get_model_version_by_alias("stvfm-synthetic", "champion").version) == "1"
