@@ -19,7 +19,7 @@ from stvfm.baselines.arima import ArimaForecaster, ArimaSettings
 from stvfm.baselines.common import load_series_split, score
 from stvfm.baselines.ha import HistoricalAverage
 from stvfm.baselines.persistence import persistence_forecast
-from stvfm.config import Params, flatten
+from stvfm.config import Params, flatten, with_overrides
 from stvfm.errors import ConfigError
 from stvfm.io import read_json, write_json
 from stvfm.paths import dataset_paths
@@ -41,6 +41,10 @@ class BaselinesConfig:
     stid_overrides: dict[str, Any] = field(default_factory=lambda: dict(STID_DEFAULT_OVERRIDES))
     stid_seeds: list[int] = field(default_factory=lambda: [0])  # train.seed of each STID run (mean ± std if several)
     stid_torch_threads: int | None = 1  # the tiny MLP trains faster on 1 thread than on 2 contended ones
+
+    def stid_params(self, params: Params, seed: int) -> Params:
+        """``params`` with the STID recipe (``stid_overrides``) and ``train.seed`` applied: one STID run."""
+        return with_overrides(params, {**self.stid_overrides, "train.seed": seed})
 
     @classmethod
     def from_params(cls, section: dict | None) -> "BaselinesConfig":
@@ -146,7 +150,7 @@ def _run_stid(params: Params, cfg: BaselinesConfig, name: str, root: Path) -> di
     """Train and test STID once per seed (``baselines.stid.seeds``); several seeds -> mean and sample std."""
     import torch
 
-    from stvfm.baselines.fit import train_and_test, with_overrides
+    from stvfm.baselines.fit import train_and_test
 
     threads = torch.get_num_threads()
     if cfg.stid_torch_threads:
@@ -154,7 +158,7 @@ def _run_stid(params: Params, cfg: BaselinesConfig, name: str, root: Path) -> di
     runs = []
     try:
         for seed in cfg.stid_seeds:
-            sp = with_overrides(params, {**cfg.stid_overrides, "train.seed": seed})
+            sp = cfg.stid_params(params, seed)
             t = time.perf_counter()
             r = train_and_test(sp, name, root, name=f"{name}-stid-seed{seed}")
             r["seconds"] = time.perf_counter() - t

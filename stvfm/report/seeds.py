@@ -40,13 +40,16 @@ def job_params(params: Params, model: str, seed: int) -> Params:
     if model == "stid":
         from stvfm.baselines.run import BaselinesConfig
 
-        return with_overrides(params, {**BaselinesConfig.from_params(params.baselines).stid_overrides,
-                                       "train.seed": seed})
+        return BaselinesConfig.from_params(params.baselines).stid_params(params, seed)
     return with_overrides(params, {"train.seed": seed})
 
 
+def seeds_dir(root: Path, dataset: str, data_root: str = "data") -> Path:
+    return dataset_paths(dataset, root, data_root).metrics_dir / "seeds"
+
+
 def result_path(root: Path, dataset: str, job: str, data_root: str = "data") -> Path:
-    return dataset_paths(dataset, root, data_root).metrics_dir / "seeds" / f"{job}.json"
+    return seeds_dir(root, dataset, data_root) / f"{job}.json"
 
 
 def run_seeds(dataset: str, params: Params, root: str | Path = ".", jobs: list[str] | None = None,
@@ -69,7 +72,7 @@ def run_seeds(dataset: str, params: Params, root: str | Path = ".", jobs: list[s
         log.info("seeds %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)", dataset, job,
                  r["val"]["mae"], r["val"]["rmse"], r["test"]["mae"], r["test"]["rmse"], r["fit_s"])
     refs = {s: reference_scores(params, dataset, root, s) for s in ("val", "test")}
-    folder = result_path(root, dataset, "x", params.data.root).parent
+    folder = seeds_dir(root, dataset, params.data.root)
     rows = [read_json(q) for q in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     out = dataset_paths(dataset, root, params.data.root).report_dir / f"seeds-{dataset}.md"
     with atomic_path(out) as tmp:
