@@ -50,6 +50,9 @@ class STIDConfig:
     num_layers: int = 3  # residual MLP layers
     series: str = "cell_channel"  # cell_channel: every (cell, channel) is a series (BasicTS) | cell: a cell's channels
     time_identity: bool = True  # read time-of-day / day-of-week of the last input step from ``time_ids``
+    dropout: float = 0.15  # inside each residual MLP layer (BasicTS's STID: nn.Dropout(p=0.15), fixed in its network)
+    time_inputs: bool = False  # also feed each input step's time of day / day of week (fractions of a day / week)
+    # to the window embedding, as BasicTS's configs do (input_dim 3: value, time in day, day in week)
 
 
 @dataclass

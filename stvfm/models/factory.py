@@ -58,7 +58,9 @@ def needs_time_ids(model_cfg) -> bool:
 
     def stid_clock() -> bool:
         stid = get("stid", None) or {}
-        return bool(stid.get("time_identity", True) if isinstance(stid, dict) else getattr(stid, "time_identity", True))
+        if isinstance(stid, dict):
+            return bool(stid.get("time_identity", True) or stid.get("time_inputs", False))
+        return bool(getattr(stid, "time_identity", True) or getattr(stid, "time_inputs", False))
 
     if get("arch", "stvfm") == "stid":
         return stid_clock()

@@ -2,7 +2,9 @@
 
 Each series' input window is embedded by a linear layer; three *identity* embeddings are concatenated to it — spatial
 (one learnable vector per series), time-of-day and day-of-week of the window's **last input step** — and residual MLP
-layers map the result to the whole horizon at once (as BasicTS's STID: ``input/node/tod/dow`` 32-d each, 3 layers).
+layers map the result to the whole horizon at once (as BasicTS's STID: ``input/node/tod/dow`` 32-d each, 3 layers,
+dropout 0.15 inside each layer: ``model.stid.dropout``). With ``model.stid.time_inputs`` the window embedding also reads
+every input step's time in day and day in week as fractions in [0, 1) (BasicTS's configs: ``input_dim`` 3).
 
 Series on a grid (``model.stid.series``):
 
@@ -49,7 +51,7 @@ class STID(nn.Module):
     def __init__(self, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6, *,
                  steps_per_day: int = 48, input_dim: int = 32, node_dim: int = 32, tod_dim: int = 32,
                  dow_dim: int = 32, num_layers: int = 3, dropout: float = 0.0, series: str = "cell_channel",
-                 time_identity: bool = True):
+                 time_identity: bool = True, time_inputs: bool = False):
         super().__init__()
         if series not in SERIES:
             raise ValueError(f"model.stid.series: '{series}' is not one of {', '.join(SERIES)}")
@@ -58,7 +60,9 @@ class STID(nn.Module):
         cells = int(grid[0]) * int(grid[1])
         self.num_series = cells * self.channels if series == "cell_channel" else cells
         per = 1 if series == "cell_channel" else self.channels  # values per step of one series
-        self.input_proj = nn.Linear(self.history * per, input_dim)
+        self.time_inputs = bool(time_inputs)
+        # BasicTS: the window embedding also reads each step's time in day and day in week (fractions in [0, 1))
+        self.input_proj = nn.Linear(self.history * (per + 2 * self.time_inputs), input_dim)
         self.node_emb = nn.Parameter(torch.empty(self.num_series, node_dim))
         nn.init.xavier_uniform_(self.node_emb)
         hidden = input_dim + node_dim
@@ -81,11 +85,17 @@ class STID(nn.Module):
             series = x.permute(0, 2, 3, 4, 1).reshape(B, self.num_series, T)
         else:  # (B, H*W, T*C): node index = y*W + x
             series = x.permute(0, 3, 4, 1, 2).reshape(B, self.num_series, T * C)
+        if (self.time_identity or self.time_inputs) and time_ids is None:
+            raise ValueError("STID with time identities (model.stid.time_identity / time_inputs) needs time_ids "
+                             "(B, history + horizon, 2); the training loop and evaluation pass them")
+        if self.time_inputs:  # (B, N, T, per + 2): each step's values, then its time in day and day in week
+            frac = torch.stack([time_ids[:, :T, 0].float() / self.steps_per_day,
+                                (time_ids[:, :T, 1] % 7).float() / 7.0], dim=-1).to(series.dtype)
+            steps = series.reshape(B, self.num_series, T, -1)
+            frac = frac.unsqueeze(1).expand(-1, self.num_series, -1, -1)
+            series = torch.cat([steps, frac], dim=-1).reshape(B, self.num_series, -1)
         parts = [self.input_proj(series), self.node_emb.unsqueeze(0).expand(B, -1, -1)]
         if self.time_identity:
-            if time_ids is None:
-                raise ValueError("STID with time identities (model.stid.time_identity) needs time_ids "
-                                 "(B, history + horizon, 2); the training loop and evaluation pass them")
             last = time_ids[:, self.history - 1]
             tod, dow = last[:, 0].long(), last[:, 1].long()
             parts.append(self.tod_emb[tod].unsqueeze(1).expand(-1, self.num_series, -1))
@@ -106,12 +116,12 @@ def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: 
     for key in ("input_dim", "node_dim", "tod_dim", "dow_dim", "num_layers"):
         if getattr(s, key) < 1:
             raise ConfigError(f"model.stid.{key}: must be >= 1, got {getattr(s, key)}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.dropout}")
-    if s.time_identity and not interval_minutes:
-        raise ConfigError("model.stid.time_identity needs the data interval (interval_minutes) to size the "
+    if not 0.0 <= s.dropout < 1.0:
+        raise ConfigError(f"model.stid.dropout: must be in [0, 1), got {s.dropout}")
+    if (s.time_identity or s.time_inputs) and not interval_minutes:
+        raise ConfigError("model.stid.time_identity / time_inputs need the data interval (interval_minutes) to size the "
                           "time-of-day table")
     per_day = -(-24 * 60 // int(interval_minutes)) if interval_minutes else 1  # ceil: every slot of the day
     return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
-                tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=cfg.dropout, series=s.series,
-                time_identity=s.time_identity)
+                tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=s.dropout, series=s.series,
+                time_identity=s.time_identity, time_inputs=s.time_inputs)

@@ -123,3 +123,35 @@ def test_factory_builds_stid_with_the_day_sized_clock():
         build_model(cfg, (4, 5), 2)
     with pytest.raises(ConfigError, match="model.stid.series"):
         build_model(ModelConfig(arch="stid", stid=STIDConfig(series="x")), (4, 5), 2, interval_minutes=60)
+
+
+def test_stid_dropout_is_the_reference_value_and_only_in_training():
+    assert STIDConfig().dropout == 0.15  # BasicTS's STID: nn.Dropout(p=0.15) in every residual MLP layer
+    m, _ = build_model(ModelConfig(arch="stid"), (4, 5), 2, interval_minutes=30)
+    assert all(layer.drop.p == 0.15 for layer in m.encoder)
+    x = torch.randn(2, 6, 2, 4, 5)
+    m.eval()
+    assert torch.equal(m(x, time_ids=tids(2)).st, m(x, time_ids=tids(2)).st)
+    with pytest.raises(ConfigError, match="model.stid.dropout"):
+        build_model(ModelConfig(arch="stid", stid=STIDConfig(dropout=1.0)), (4, 5), 2, interval_minutes=30)
+
+
+def test_stid_time_inputs_feed_each_steps_clock_to_the_window_embedding():
+    """model.stid.time_inputs (BasicTS's input_dim 3): value, time in day, day in week per input step."""
+    torch.manual_seed(0)
+    for series, per in (("cell_channel", 1), ("cell", 2)):
+        m = STID((4, 5), 2, series=series, time_inputs=True, time_identity=False, dropout=0.0)
+        assert m.input_proj.in_features == 6 * (per + 2)
+        x = torch.randn(2, 6, 2, 4, 5)
+        a = m(x, time_ids=tids(2)).st
+        later = tids(2).clone()
+        later[:, :6, 0] = (later[:, :6, 0] + 5) % 48  # another clock, same values
+        assert a.shape == (2, 6, 2, 4, 5) and not torch.allclose(a, m(x, time_ids=later).st)
+        with pytest.raises(ValueError, match="time_ids"):
+            m(x)
+    cfg = ModelConfig(arch="stid", stid=STIDConfig(time_identity=False, time_inputs=True))
+    from stvfm.models.factory import needs_time_ids
+
+    assert needs_time_ids(cfg) and needs_time_ids({"arch": "stid", "stid": {"time_identity": False, "time_inputs": True}})
+    with pytest.raises(ConfigError, match="interval"):
+        build_model(cfg, (4, 5), 2)

@@ -100,6 +100,7 @@ def test_identity_starts_as_stid_and_then_adds_the_vfm_path():
 
     torch.manual_seed(0)
     model, _ = build_model(tiny_cfg(output="identity", time_identity=True), (8, 8), 2, interval_minutes=60)
+    model.eval()  # STID's residual layers carry the reference's dropout (0.15), active in training only
     stid = model.output_path.identity
     assert isinstance(stid, STID) and stid.time_identity and stid.steps_per_day == 24
     x, tid = torch.randn(2, 6, 2, 8, 8), ids(2, 60)
