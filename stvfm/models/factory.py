@@ -58,9 +58,8 @@ def needs_time_ids(model_cfg) -> bool:
 
     def stid_clock() -> bool:
         stid = get("stid", None) or {}
-        if isinstance(stid, dict):
-            return bool(stid.get("time_identity", True) or stid.get("time_inputs", False))
-        return bool(getattr(stid, "time_identity", True) or getattr(stid, "time_inputs", False))
+        sget = stid.get if isinstance(stid, dict) else (lambda k, d=None: getattr(stid, k, d))
+        return bool(sget("time_identity", True) or sget("time_inputs", False))
 
     if get("arch", "stvfm") == "stid":
         return stid_clock()

@@ -60,7 +60,7 @@ class OutputPath(nn.Module):
     @property
     def needs_time_ids(self) -> bool:
         if self.kind == "identity":
-            return bool(getattr(self.identity, "time_identity", False) or getattr(self.identity, "time_inputs", False))
+            return bool(getattr(self.identity, "reads_clock", False))
         return self.kind == "anchored"
 
     def forward(self, dec: torch.Tensor, x: torch.Tensor, time_ids: torch.Tensor | None = None) -> torch.Tensor:

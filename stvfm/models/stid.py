@@ -75,6 +75,11 @@ class STID(nn.Module):
         self.encoder = nn.Sequential(*[ResidualMLP(hidden, dropout) for _ in range(num_layers)])
         self.regression = nn.Linear(hidden, self.horizon * per)
 
+    @property
+    def reads_clock(self) -> bool:
+        """Whether forward needs ``time_ids`` (time identities or time inputs)."""
+        return self.time_identity or self.time_inputs
+
     def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None,
                 time_ids: torch.Tensor | None = None) -> ModelOutput:
         B, T, C, H, W = x.shape
@@ -85,7 +90,7 @@ class STID(nn.Module):
             series = x.permute(0, 2, 3, 4, 1).reshape(B, self.num_series, T)
         else:  # (B, H*W, T*C): node index = y*W + x
             series = x.permute(0, 3, 4, 1, 2).reshape(B, self.num_series, T * C)
-        if (self.time_identity or self.time_inputs) and time_ids is None:
+        if self.reads_clock and time_ids is None:
             raise ValueError("STID with time identities (model.stid.time_identity / time_inputs) needs time_ids "
                              "(B, history + horizon, 2); the training loop and evaluation pass them")
         if self.time_inputs:  # (B, N, T, per + 2): each step's values, then its time in day and day in week
