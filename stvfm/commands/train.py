@@ -23,7 +23,7 @@ def run(args) -> int:
     from stvfm.training.stage import run_train
 
     overrides = list(args.overrides) + (["train.use_ray=false"] if args.no_ray or args.resume else [])
-    params = load_params(args.params, overrides)
+    params = load_params(args.params, overrides, dataset=args.dataset)
     out = run_train(params, args.dataset, args.root, resume=args.resume, track=not args.no_track)
     print(json.dumps({k: out.get(k) for k in ("dataset", "engine", "epochs_run", "best_epoch", "val", "fit_s", "wall_s",
                                                "resumed_from", "model")}, default=str, indent=2))

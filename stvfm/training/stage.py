@@ -77,7 +77,7 @@ def training_setup(params: Params, paths) -> dict[str, Any]:
     steps = math.ceil(n_train / (t.num_workers if t.use_ray else 1) / per_worker) if n_train else None
     if steps is not None and t.max_batches_per_epoch is not None:
         steps = min(steps, t.max_batches_per_epoch)
-    return {"profile": params.profile, "epochs": t.epochs, "steps_per_epoch": steps, "batch_size": t.batch_size,
+    return {"profile": params.profile, "profile_reason": params.profile_reason, "epochs": t.epochs, "steps_per_epoch": steps, "batch_size": t.batch_size,
             "lr": t.lr, "scheduler": t.scheduler, "workers": t.num_workers if t.use_ray else 1,
             "backbone": params.model.backbone, "vfm_blocks": params.model.vfm_blocks, "variant": params.model.variant}
 
@@ -104,7 +104,7 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                                                       data_md5=tracking.dvc_data_hash(
                                                           root, f"{params.data.root}/split/{dataset}")))
         tracking.log_params(params, dataset)
-    info: dict[str, Any] = {"dataset": dataset, "profile": params.profile,
+    info: dict[str, Any] = {"dataset": dataset, "profile": params.profile, "profile_reason": params.profile_reason,
                             "engine": "ray" if params.train.use_ray else "plain"}
     try:
         if params.train.use_ray:
