@@ -29,10 +29,29 @@ def test_stage_calls_library_once(stage, lib, fn, args, monkeypatch, project_roo
     mod = importlib.import_module(f"pipelines.{stage}")
     assert mod.main([*args, "--params", str(project_root / "params.yaml"), "--set", "train.epochs=1"]) == 0
     assert len(calls) == 1, f"{stage} called {fn} {len(calls)} times"
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = json.loads(next(x for x in reversed(capsys.readouterr().out.strip().splitlines()) if x.startswith("{")))
     assert out["dataset"] == "synthetic"
     params = next(x for x in [*calls[0][0], *calls[0][1].values()] if hasattr(x, "train"))
     assert params.train.epochs == 1  # --set reaches the library
+
+
+def test_train_stage_ends_with_the_validation_verdict(monkeypatch, project_root, capsys):
+    """The train stage hands run_train the verdict of stvfm.studies and prints its line last."""
+    from stvfm.studies.verdict import validation_verdict
+
+    seen = {}
+
+    def fake(params, dataset, root, **kw):
+        seen.update(kw)
+        return {"dataset": dataset, "verdict": {"line": "WARNING: ST-VFM LOSES to HA (MAE) on validation"}}
+
+    monkeypatch.setattr(importlib.import_module("stvfm.training.stage"), "run_train", fake)
+    from pipelines import train
+
+    assert train.main(["synthetic", "--params", str(project_root / "params.yaml")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "WARNING: ST-VFM LOSES to HA (MAE) on validation" and json.loads(lines[-2])["dataset"]
+    assert seen["verdict"] is validation_verdict
 
 
 def test_stage_user_error_is_one_line(project_root, capsys):

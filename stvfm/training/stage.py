@@ -4,13 +4,16 @@ export ``models/<ds>/{best.pt,last.pt,history.json,train.json}`` and record the 
 MLflow is driven from this (driver) process only: the store and experiment are created before any worker starts,
 and per-epoch metrics are logged from the final checkpoint's history, so every epoch appears exactly once even when
 a worker group was restarted and replayed epochs.
+
+The verdict against the simple references (HA, persistence on validation) is computed above this layer (the training
+loop knows no baselines): the entry points pass it in as ``verdict`` and print its line last.
 """
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -77,13 +80,19 @@ def training_setup(params: Params, paths) -> dict[str, Any]:
     steps = math.ceil(n_train / (t.num_workers if t.use_ray else 1) / per_worker) if n_train else None
     if steps is not None and t.max_batches_per_epoch is not None:
         steps = min(steps, t.max_batches_per_epoch)
-    return {"profile": params.profile, "profile_reason": params.profile_reason, "epochs": t.epochs, "steps_per_epoch": steps, "batch_size": t.batch_size,
-            "lr": t.lr, "scheduler": t.scheduler, "workers": t.num_workers if t.use_ray else 1,
+    return {"profile": params.profile, "profile_reason": params.profile_reason, "epochs": t.epochs,
+            "steps_per_epoch": steps, "batch_size": t.batch_size, "lr": t.lr, "scheduler": t.scheduler, "workers": t.num_workers if t.use_ray else 1,
             "backbone": params.model.backbone, "vfm_blocks": params.model.vfm_blocks, "variant": params.model.variant}
 
 
+# (params, dataset, root, the best epoch's validation metrics) -> {"line": str, "loses": bool, metrics ...}
+Verdict = Callable[[Params, str, Path, dict[str, float]], dict[str, Any]]
+
+
 def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: str | Path | None = None,
-              name: str | None = None, track: bool = True) -> dict[str, Any]:
+              name: str | None = None, track: bool = True, verdict: Verdict | None = None) -> dict[str, Any]:
+    """Train ``dataset``, export the model files and ``train.json`` (+ the ``verdict`` of the validation metrics when
+    given), record the run in MLflow; return what ``train.json`` holds."""
     root = Path(root).resolve()
     paths = dataset_paths(dataset, root, params.data.root)
     t0 = time.perf_counter()
@@ -133,6 +142,8 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
         info.update(epochs_run=loop["next_epoch"], best_epoch=loop["best_epoch"], stopped_early=loop["stopped_early"],
                     val=loop["best_metrics"], pretrained_backbone=is_pretrained(state.get("backbone", {})),
                     backbone=state.get("backbone", {}), arch=state.get("arch"))
+        if verdict is not None:
+            info["verdict"] = verdict(params, dataset, root, dict(loop["best_metrics"]))
         if track:
             from stvfm import tracking
             from stvfm.plots import learning_curves
@@ -141,6 +152,11 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                                "backbone.blocks_used": info["backbone"].get("blocks_used")})
             tracking.log_history(loop["history"])
             mlflow.log_metrics({"best_val_mae": loop["best_val"], "best_epoch": loop["best_epoch"]})
+            if info.get("verdict"):
+                v = info["verdict"]
+                mlflow.set_tags({"stvfm.verdict": v["line"], "stvfm.loses_to_reference": str(bool(v.get("loses")))})
+                mlflow.log_metrics({f"val_{m}_{k}": float(x[k]) for m, x in (v.get("references") or {}).items()
+                                    for k in ("mae", "rmse")})
             lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
             mlflow.log_artifact(str(lc), "plots")
             config, weights = version_from_best(best, paths)

@@ -66,8 +66,14 @@ def test_report_without_gaps_for_synthetic_data(tmp_path, params):
     from stvfm.report.markdown import build_report
 
     write_fixture(tmp_path)
+    line = "WARNING: ST-VFM LOSES to HA (MAE) on validation (MAE 2.090 vs HA 1.440, persistence 2.300; ...)"
+    write_json(tmp_path / "models" / "synthetic" / "train.json",
+               {"profile": "default", "setup": {"profile": "default", "profile_reason": "auto: synthetic data"},
+                "verdict": {"loses": True, "line": line}})
     d = build_report("synthetic", params, tmp_path, maps=False)
     md = (tmp_path / "reports" / "synthetic.md").read_text()
+    assert f"- **Validation verdict:** {line}" in md
+    assert "**Training profile:** `default` (auto: synthetic data)" in md
     assert not d["comparable"] and all(r["paper"] is None for r in d["rows"] + d["variants"] + d["backbones"])
     assert "SYNTHETIC DATA — NOT COMPARABLE" in md
     assert "| HA | 3.000 | 12.000 |\n" in md and "| simple | 2.650 | 8.490 |\n" in md  # ours only: no paper, no gap
