@@ -57,9 +57,9 @@ smoke: setup
 	  STVFM_SOURCES_LOCK=$(SMOKE_MIRROR)/sources.lock.json $(BIN)/stvfm data all $$n $(SMOKE_PROFILE) \
 	    --set data.mirror_dir=$(SMOKE_MIRROR) && \
 	  $(BIN)/stvfm train $$n $(SMOKE_PROFILE) && \
-	  $(BIN)/stvfm evaluate $$n $(SMOKE_PROFILE) || exit 1; \
+	  $(BIN)/stvfm evaluate $$n $(SMOKE_PROFILE) && \
+	  $(BIN)/python -m pipelines.report $$n $(SMOKE_PROFILE) || exit 1; \
 	done
-	$(BIN)/stvfm report $(SMOKE_SETS) $(SMOKE_PROFILE)
 
 # The real NYC samples (../shared/data/real, declared in local_sources) through the whole DAG as a DVC experiment.
 # Profile `real` (params.yaml profiles.real): converged training, time identity, identity output path; the variant sweeps

@@ -24,7 +24,7 @@ SOURCE_KINDS = {"paper": "paper-file", "trips": "trips", "local": "local", "synt
 
 def file_facts(ds) -> dict[str, Any]:
     """interval, channels, grid and span of a canonical Dataset (var ``flow`` (time, y, x, channel))."""
-    T, H, W, C = ds["flow"].shape
+    _, H, W, C = ds["flow"].shape
     times = ds["time"].values
     return {"interval_minutes": int(ds.attrs["interval_minutes"]), "channels": int(C), "grid": [int(H), int(W)],
             "span": [str(np.datetime_as_string(times[0], unit="D")), str(np.datetime_as_string(times[-1], unit="D"))]}

@@ -22,13 +22,12 @@ import pandas as pd
 import xarray as xr
 
 from stvfm.config import Params
+from stvfm.data import facts
 from stvfm.data.flow import flow_dataset
 from stvfm.data.readers import REFETCH_HINT, guess_kind, read_raw
 from stvfm.data.scaler import Scaler
-from stvfm.data.split import check_lengths, make_windows, split_bounds
+from stvfm.data.split import check_lengths, make_windows, published_windows, split_bounds
 from stvfm.data.stats import grid_stats
-from stvfm.data import facts
-from stvfm.data.split import published_windows
 from stvfm.data.store import check_chunks, check_same_grid, grid_digest, load_dataset, read_values, write_store
 from stvfm.data.validate import validate_flow
 from stvfm.datasets.registry import DatasetSpec, get_spec
@@ -295,8 +294,8 @@ def _run_split(name: str, params: Params, paths: DatasetPaths) -> dict[str, Any]
         "scale_1e3": bool(spec.scale_1e3), "scaler": d.scaler,
         "split": d.split if isinstance(d.split, str) else list(d.split),
         "protocol": "published" if d.split == "published" else "ratio",
-        "source": grid.attrs.get("source_record") or facts.source_record(None, str(grid.attrs.get("source", ":"))
-                                                                         .split(":")[0], []),
+        "source": grid.attrs.get("source_record")
+        or facts.source_record(None, str(grid.attrs.get("source", "")).split(":")[0], []),
         "table1": t1, "file_facts": ff,
         "disagreements": list(grid.attrs.get("disagreements") or facts.disagreements(ff, t1)),
         "input_sha256": grid.attrs.get("input_sha256"), "grid_sha256": grid.attrs.get("grid_sha256"),

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -269,14 +270,14 @@ def _place(splits: Sequence[_Split], pos: list[np.ndarray], *, dataset: str | No
         hole = int(np.argmin(placed))
         n = int(np.argmax(placed[hole:])) if placed[hole:].any() else L - hole
         spans = [(s.name, int(p.min()) - lo, int(p.max()) - lo + T) for s, p in zip(splits, pos)]
-        for (a, _, a_end), (b, b_lo, _) in zip(spans, spans[1:]):
+        for (a, _, a_end), (b, b_lo, _) in pairwise(spans):
             if a_end <= hole < b_lo:
                 raise _err(f"a gap of {b_lo - a_end} step(s) between {a} and {b}: {a} ends at step {a_end - 1}, {b} "
                            f"starts at step {b_lo} (by their timestamps); UniST's splits follow one another",
                            dataset, path)
         raise _err(f"{n} step(s) uncovered by any window (first at step {hole}); the windows are not contiguous",
                    dataset, path)
-    for (a, pa), (b, pb) in zip(zip(SPLITS, pos), list(zip(SPLITS, pos))[1:]):
+    for (a, pa), (b, pb) in pairwise(zip(SPLITS, pos)):
         k = int(pa.max()) + T - int(pb.min())
         notes.append(f"{b} overlaps {a} by {k} step(s)" if k > 0 else f"{b} follows {a} (adjacent)")
     return series, lo, notes

@@ -369,7 +369,7 @@ def _from_archives(dataset: str, src: Source, archives: list[Path], cache: Path,
                 names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == src.filename and "__MACOSX" not in n]
                 if not names:
                     continue
-                member = sorted(names, key=len)[0]
+                member = min(names, key=len)
                 where = f"from the archive {_rel(z, root)} ({member})"
                 cache.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{src.filename}.", suffix=".tmp")

@@ -7,7 +7,7 @@ the shape-faithful stand-ins ``synthetic-<name>`` and user datasets declared in 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from stvfm.errors import ConfigError

@@ -89,8 +89,8 @@ def _json_problem(path: Path, size: int) -> str | None:
         while block := f.read(BLOCK):
             if b"\\" in block:  # escapes in strings: let the real parser judge (UniST files have none)
                 return _json_full(path)
-            for k in found:
-                found[k] = found[k] or k in block or k in tail + block[:16]
+            for k, seen in found.items():
+                found[k] = seen or k in block or k in tail + block[:16]
             tail = block[-16:]
             b = np.frombuffer(block, dtype=np.uint8)
             quote = b == 34  # '"'
