@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup repro test test-fast bench ui smoke real ablation-real seeds-real paper
+.PHONY: setup repro test test-fast lint bench ui smoke real ablation-real seeds-real paper
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ paper: setup
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The architecture's contracts (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md).
+lint: setup
+	$(BIN)/lint-imports
 
 test-fast: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -402,6 +402,71 @@ LOSSES = ("mse", "mae")
 LOSS_SCALES = ("scaled", "original")
 
 
+
+# ---------------------------------------------------------------- sweeps (read by studies/sweep.py and report/collect.py)
+SWEEP_PROFILE = {"train.use_ray": False, "train.epochs": 1, "train.max_batches_per_epoch": 8, "train.batch_size": 16,
+                   "model.vfm_blocks": 2, "model.allow_random_init": True}
+SWEEP_BACKBONE_PROFILE = {"train.max_batches_per_epoch": 2, "model.vfm_blocks": 1}
+
+
+@dataclass
+class SweepConfig:
+    """params.yaml ``sweeps``: the variant / backbone sweeps (stage sweep_variant, sweep_backbone; stvfm.studies.sweep)."""
+
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    backbones: list[str] = field(default_factory=lambda: ["dinov2_vits14"])
+    profile: dict[str, Any] = field(default_factory=lambda: dict(SWEEP_PROFILE))
+    backbone_profile: dict[str, Any] = field(default_factory=lambda: dict(SWEEP_BACKBONE_PROFILE))
+    val_windows: int | None = 32  # validation subset per sweep run (picks the best epoch only; test is complete)
+    torch_threads: int | None = 1  # measured: 1 thread is 2-5x faster than 2 contended ones on a busy 2-core box
+
+    @classmethod
+    def from_params(cls, section: dict | None) -> "SweepConfig":
+        s = dict(section or {})
+        allowed = {"datasets", "variants", "backbones", "profile", "backbone_profile", "torch_threads", "val_windows"}
+        if set(s) - allowed:
+            raise ConfigError(f"params.yaml sweeps: unknown key(s) {', '.join(sorted(set(s) - allowed))}; "
+                              f"allowed: {', '.join(sorted(allowed))}")
+        cfg = cls()
+        if "datasets" in s:
+            cfg.datasets = list(s["datasets"] or [])
+        if "variants" in s:
+            cfg.variants = list(s["variants"] or [])
+        if "backbones" in s:
+            cfg.backbones = list(s["backbones"] or [])
+        bad = [v for v in cfg.variants if v not in VARIANTS]
+        if bad:
+            raise ConfigError(f"params.yaml sweeps.variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+        bad = [b for b in cfg.backbones if b not in known_backbones()]
+        if bad:
+            raise ConfigError(f"params.yaml sweeps.backbones: unknown {', '.join(bad)}; choose from {', '.join(known_backbones())}")
+        for key in ("torch_threads", "val_windows"):
+            if key in s:
+                v = s[key]
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                    raise ConfigError(f"params.yaml sweeps.{key}: expected a positive integer or null, got {v!r}")
+                setattr(cfg, key, v)
+        for key in ("profile", "backbone_profile"):
+            if key in s:
+                val = s[key] or {}
+                if not isinstance(val, dict):
+                    raise ConfigError(f"params.yaml sweeps.{key}: expected a mapping of dotted params, got {val!r}")
+                setattr(cfg, key, flatten(val))  # nested {train: {epochs: 1}} or dotted {train.epochs: 1}
+        return cfg
+
+    def overrides(self, kind: str, value: str) -> dict[str, Any]:
+        if kind == "variant":
+            if value not in VARIANTS:
+                raise ConfigError(f"sweep variant '{value}' is not one of {', '.join(VARIANTS)}")
+            return {**self.profile, "model.variant": value}
+        if kind == "backbone":
+            if value not in known_backbones():
+                raise ConfigError(f"sweep backbone '{value}' is not one of {', '.join(known_backbones())}")
+            return {**self.profile, **self.backbone_profile, "model.backbone": value}
+        raise ConfigError(f"sweep kind '{kind}' is not one of variant, backbone")
+
+
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from stvfm.evaluate import run_evaluate
+from stvfm.training.evaluate import run_evaluate
 from stvfm.io import read_json
 from stvfm.training.stage import run_train
 
@@ -49,7 +49,7 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
 
     from stvfm.baselines.run import run_baselines
     from stvfm.report.run import run_report
-    from stvfm.report.sweep import run_sweep
+    from stvfm.studies.sweep import run_sweep
 
     p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 2,
                                      "baselines.stid.overrides": {"train": {"epochs": 6}}})
