@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from stvfm.data.readers import canonical, parse_start
+from stvfm.data.canonical import canonical, parse_start
 from stvfm.errors import DataError
 
 SPLITS = ("train", "val", "test")
