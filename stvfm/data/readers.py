@@ -41,6 +41,7 @@ import xarray as xr
 from stvfm.data.canonical import canonical, parse_start
 from stvfm.data.gridding import CHANNELS as TRIP_CHANNELS
 from stvfm.data.gridding import TRIP_COLUMNS, GridSpec, grid_trips, iter_parquet
+from stvfm.data.unist import read_unist
 from stvfm.errors import DataError
 
 # what a corrupt raw file's message advises; stages.load_canonical swaps it for a local_sources entry's own file
@@ -415,8 +416,6 @@ def read_raw(files: Sequence[Path], kind: str, *, dataset: str | None, interval_
         ds = read_zarr(f, dataset=dataset)
     elif kind == "stdn":
         ds = read_stdn(f, dataset=dataset, interval_minutes=interval_minutes or 30, start=start)
-    else:  # unist: the file decides interval, grid and channels; `interval_minutes` is only the table's (for a note)
-        from stvfm.data.unist import read_unist
-
+    else:  # unist: the file decides interval, grid and channels (the table's `interval_minutes` is not used)
         ds = read_unist(f, dataset=dataset, start=start, channel_names=channel_names)
     return ReadResult(ds)
