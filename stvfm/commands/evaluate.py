@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from stvfm.config import load_params
-    from stvfm.evaluate import run_evaluate
+    from stvfm.training.evaluate import run_evaluate
 
     params = load_params(args.params, args.overrides, dataset=args.dataset)
     out = run_evaluate(params, args.dataset, args.root, track=not args.no_track)

@@ -72,8 +72,10 @@ def differs_table(d: dict[str, Any]) -> str | None:
     rows = d.get("differs") or []
     if not rows:
         return None
-    return _table(["", "ours", f"the paper's {d.get('paper_title') or ''}".rstrip(), "same"],
-                  [[r["facet"], str(r["ours"]), str(r["paper"]), "yes" if r["same"] else "**no**"] for r in rows])
+    return _table(["", "ours", f"the paper's file ({d.get('paper_title') or ''})", "the paper's Table 1",
+                   "ours = the file"],
+                  [[r["facet"], str(r["ours"]), str(r["file"]), str(r["table1"]), "yes" if r["same"] else "**no**"]
+                   for r in rows])
 
 
 def verdict_line(d: dict[str, Any]) -> str | None:
@@ -166,7 +168,7 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
             import torch
 
             from stvfm.data.windows import WindowDataset
-            from stvfm.evaluate import load_best
+            from stvfm.training.evaluate import load_best
 
             model, _ = load_best(best)
             ds = WindowDataset(paths, "test")

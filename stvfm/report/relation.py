@@ -9,8 +9,9 @@ preprocessing, two channels, 20 days), the synthetic city — gets no gap: the r
 interval, channels, grid, span, split) and lists the paper's numbers for reference only.
 
 What the run's data is comes from the split stage's ``meta.json`` (``source``, ``protocol``, ``table1``,
-``file_facts``, ``disagreements``; read with defaults, derived from the dataset table where absent); what the paper
-says comes from ``meta['table1']`` or else the dataset table (Table 1 of the paper).
+``disagreements``; read with defaults, derived from the dataset table where absent). The paper's data is described
+twice: what its published file holds (the dataset table, :mod:`stvfm.datasets.registry`) and what its Table 1 says
+(``meta['table1']`` or the table's ``paper`` row); "same" compares ours with the file.
 """
 from __future__ import annotations
 
@@ -80,12 +81,12 @@ def _days(a: str, b: str) -> int:
 
 
 def table1(paper_ds: str, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """What the paper says of its dataset (Table 1): interval, channels, grid, span."""
+    """What the paper says of its dataset (Table 1): interval, channels (None: Table 1 lists none), grid, span."""
     t = meta.get("table1")
     if isinstance(t, Mapping) and t:
         return dict(t)
-    s = DATASETS[paper_ds]
-    return {"interval_minutes": s.interval_minutes, "channels": s.channels, "grid": list(s.grid), "span": list(s.span)}
+    p = DATASETS[paper_ds].paper
+    return p.record() if p is not None else {}
 
 
 def _source_text(kind: str, spec, meta: Mapping[str, Any]) -> str:
@@ -102,28 +103,38 @@ def _source_text(kind: str, spec, meta: Mapping[str, Any]) -> str:
     return kind
 
 
+def _v(v: Any, fmt: str = "{}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
 def facets(spec, meta: Mapping[str, Any], span: Mapping[str, Any], paper_ds: str, kind: str) -> list[dict[str, Any]]:
-    """Ours vs the paper's data, facet by facet (source, interval, channels, grid, span, split)."""
+    """Ours against the paper's data, facet by facet (source, interval, channels, grid, span, split): ``file`` is what
+    the paper's published file holds (the dataset table), ``table1`` what the paper's Table 1 says; ``same`` compares
+    ours with the file (the data the paper's numbers come from)."""
     t1 = table1(paper_ds, meta)
-    base = DATASETS[paper_ds]
-    pspan = list(t1.get("span") or base.span)
-    ours_grid, paper_grid = list(meta.get("grid") or []), list(t1.get("grid") or base.grid)
+    f = DATASETS[paper_ds]
+    grid = lambda g: "×".join(map(str, g)) if g else "–"  # noqa: E731
+    t1_span = t1.get("span")
+    ours_grid = list(meta.get("grid") or [])
     rows = [
-        ("source", _source_text(kind, spec, meta), f"UniST's {', '.join(s.filename for s in base.sources)}",
+        ("source", _source_text(kind, spec, meta), f"UniST's {', '.join(s.filename for s in f.sources)}", "–",
          kind == "paper-file"),
-        ("interval", f"{span['interval_minutes']} min", f"{t1.get('interval_minutes')} min (Table 1)",
-         int(span["interval_minutes"]) == int(t1.get("interval_minutes") or 0)),
-        ("channels", str(meta.get("channels")), f"{t1.get('channels')} (Table 1)",
-         int(meta.get("channels") or 0) == int(t1.get("channels") or 0)),
-        ("grid", "×".join(map(str, ours_grid)), "×".join(map(str, paper_grid)) + " (Table 1)", ours_grid == paper_grid),
+        ("interval", f"{span['interval_minutes']} min", f"{f.interval_minutes} min",
+         _v(t1.get("interval_minutes"), "{} min"), int(span["interval_minutes"]) == f.interval_minutes),
+        ("channels", _v(meta.get("channels")), str(f.channels), _v(t1.get("channels")),
+         meta.get("channels") is not None and int(meta["channels"]) == f.channels),
+        ("grid", grid(ours_grid), grid(f.grid), grid(t1.get("grid")), ours_grid == list(f.grid)),
         ("span", f"{span['start'][:10]}..{span['end'][:10]} ({span['days']} days)",
-         f"{pspan[0]}..{pspan[1]} ({_days(pspan[0], pspan[1])} days)",
-         span["start"][:10] == pspan[0] and span["end"][:10] == pspan[1]),
-        ("split", _split_text(meta), "UniST's published train/val/test windows", protocol(meta) == PAPER_PROTOCOL),
+         f"{f.span[0]}..{f.span[1]} ({_days(*f.span)} days)",
+         f"{t1_span[0]}..{t1_span[1]}" if t1_span else "–",
+         span["start"][:10] == f.span[0] and span["end"][:10] == f.span[1]),
+        ("split", _split_text(meta), "UniST's published train/val/test windows", "70/15/15 (§4.1), UniST's protocol",
+         protocol(meta) == PAPER_PROTOCOL),
     ]
-    if kind == "paper-file":  # the file itself is the paper's data: its interval/channels/grid/span are the paper's
-        rows = [(f, o, p, True if f in ("interval", "channels", "grid", "span") else same) for f, o, p, same in rows]
-    return [{"facet": f, "ours": o, "paper": p, "same": bool(same)} for f, o, p, same in rows]
+    if kind == "paper-file":  # the data is the paper's file itself: its interval/channels/grid/span are the file's
+        rows = [(k, o, fi, t, True if k in ("interval", "channels", "grid", "span") else same)
+                for k, o, fi, t, same in rows]
+    return [{"facet": k, "ours": o, "file": fi, "table1": t, "same": bool(same)} for k, o, fi, t, same in rows]
 
 
 def relation(spec, span: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Relation:

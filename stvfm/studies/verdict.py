@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from stvfm.config import Params
 from stvfm.io import read_json
 from stvfm.paths import dataset_paths
-from stvfm.training.quality import reference_scores
+from stvfm.studies.quality import reference_scores
 
 REFERENCES = {"ha": "HA", "persistence": "persistence"}
 NAMES = {"stvfm": "ST-VFM", "stid": "STID"}

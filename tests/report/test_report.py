@@ -80,7 +80,9 @@ def test_report_without_gaps_for_synthetic_data(tmp_path, params):
     assert "%" not in md.split("## The paper's Table 2")[0]  # no gap anywhere above the reference table
     assert "## The paper's Table 2 for BikeNYC-1 — for reference only, not comparable" in md
     assert "By MAE our ST-VFM would rank" not in md
-    assert "| source | a generated city | UniST's BikeNYC_short.json | **no** |" in md
+    assert "| source | a generated city | UniST's BikeNYC_short.json | – | **no** |" in md
+    # ours against what the paper's file holds (30 min, 1 channel) and what its Table 1 says (60 min)
+    assert "| interval | 60 min | 30 min | 60 min | **no** |" in md and "| channels | 2 | 1 | – | **no** |" in md
     assert "2024-01-01T00:00 .. 2024-01-10T23:00 (240 steps of 60 min, 10.0 days" in md
     assert "split: ratio 70/15/15 of the series" in md
     figs = tmp_path / "reports" / "figures" / "synthetic"
@@ -107,9 +109,10 @@ def test_relation_of_every_kind_of_data():
     assert r.level == "paper-file" and not r.comparable
     assert [x["facet"] for x in r.differs if not x["same"]] == ["split"]
     assert relation(get_spec("bikenyc1"), full, {**bike, "protocol": "published"}).comparable
-    r = relation(get_spec("bikenyc1-trips"), full, {**bike, "protocol": "published"})  # was a KeyError
+    full30 = data_span({"start": "2016-08-01T00:00:00", "T": 60 * 48, "interval_minutes": 30})
+    r = relation(get_spec("bikenyc1-trips"), full30, {**bike, "protocol": "published"})  # was a KeyError
     assert (r.level, r.paper_dataset, r.comparable) == ("trips", "bikenyc1", False)
-    assert [x["facet"] for x in r.differs if not x["same"]] == ["source"]
+    assert [x["facet"] for x in r.differs if not x["same"]] == ["source", "channels"]  # in/outflow vs UniST's one
     r = relation(get_spec("synthetic-crowd"), full, bike)
     assert (r.level, r.paper_dataset, r.comparable) == ("synthetic", "crowd", False)
     # the file's own facts and its disagreements with Table 1 travel with the relation
@@ -137,7 +140,7 @@ def test_summary_lists_every_dataset(tmp_path, params):
 
 def test_sweep_config_validation(params):
     from stvfm.errors import ConfigError
-    from stvfm.report.sweep import SweepConfig
+    from stvfm.config import SweepConfig
 
     cfg = SweepConfig.from_params(params.sweeps)
     assert cfg.overrides("variant", "token")["model.variant"] == "token"

@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from stvfm.evaluate import run_evaluate
+from stvfm.training.evaluate import run_evaluate
 from stvfm.io import read_json
 from stvfm.training.stage import run_train
 
 from .conftest import tiny_params
 
 NOT_SHAPING = ("tune.", "sweeps.", "baselines.", "local_sources.", "profiles.", "report.", "tracking.", "datasets")
-SCHEMA = {"stvfm.kind", "stvfm.dataset", "stvfm.profile", "stvfm.git_commit"}
+SCHEMA = {"stvfm.kind", "stvfm.dataset", "stvfm.profile", "stvfm.profile_reason", "stvfm.git_commit"}
 
 
 def _best_epoch_from_log(text: str) -> tuple[int, list[int]]:
@@ -49,7 +49,7 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
 
     from stvfm.baselines.run import run_baselines
     from stvfm.report.run import run_report
-    from stvfm.report.sweep import run_sweep
+    from stvfm.studies.sweep import run_sweep
 
     p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 2,
                                      "baselines.stid.overrides": {"train": {"epochs": 6}}})

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stvfm.errors import CheckpointError, DataError
-from stvfm.evaluate import run_evaluate
+from stvfm.training.evaluate import run_evaluate
 from stvfm.io import read_json
 from stvfm.training.checkpoint import load_checkpoint
 from stvfm.training.stage import run_train
@@ -51,7 +51,7 @@ def test_train_verdict_against_ha_and_persistence(tiny_project):
     """run_train(verdict=validation_verdict): the best epoch's validation MAE/RMSE against HA and persistence on the
     same validation windows, in train.json; the line says plainly who wins."""
     from stvfm.studies.verdict import validation_verdict
-    from stvfm.training.quality import reference_scores
+    from stvfm.studies.quality import reference_scores
 
     p = tiny_params(tiny_project, **{"train.use_ray": False})
     info = run_train(p, "synthetic", tiny_project, track=False, verdict=validation_verdict)
@@ -91,7 +91,7 @@ def test_same_seed_twice_same_test_metrics(tiny_project):
 def test_forecaster_matches_model_on_a_test_window(tiny_project):
     from stvfm.data.windows import WindowDataset
     from stvfm.paths import dataset_paths
-    from stvfm.predict import check_series, forecast
+    from stvfm.serving.forecaster import check_series, forecast
     from stvfm.training.components import load_scaler
     from stvfm.training.stage import forecaster_from_best
 
