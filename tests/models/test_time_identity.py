@@ -117,8 +117,18 @@ def test_needs_time_ids_and_interval_required():
     assert needs_time_ids(tiny_cfg(time_identity=True)) and needs_time_ids(tiny_cfg(output="anchored"))
     assert not needs_time_ids(tiny_cfg()) and not needs_time_ids(tiny_cfg(output="last"))
     assert needs_time_ids(tiny_cfg(arch="stid"))
-    with pytest.raises(ConfigError, match="interval"):
+    with pytest.raises(ConfigError, match="interval") as e:
         build_model(tiny_cfg(time_identity=True), (8, 8), 1)
+    assert "retrain" not in str(e.value)  # building a model (e.g. stvfm model-info) is not loading one
+    from dataclasses import asdict
+
+    from stvfm.training.components import build_model_from_meta
+
+    meta = {"model_cfg": asdict(tiny_cfg(time_identity=True)), "grid": [8, 8], "channels": 1, "history": 6,
+            "horizon": 6}
+    with pytest.raises(ConfigError, match="metadata .* has none .*retrain"):  # a checkpoint without its interval
+        build_model_from_meta(meta)
+    assert build_model_from_meta({**meta, "interval_minutes": 30})[0].time_in.tod.num_embeddings == 48
     with pytest.raises(ConfigError, match="model.output"):
         build_model(tiny_cfg(output="nope"), (8, 8), 1)
 
