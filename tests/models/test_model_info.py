@@ -81,25 +81,30 @@ def test_model_info_text_output_and_the_clock_line(capsys, monkeypatch):
 def test_interval_from_the_dataset_or_the_flag(capsys, monkeypatch):
     """--dataset gives the interval (and grid, channels) from the registry; --interval-minutes wins over it. The
     interval sizes the time-of-day tables: STID's has one row per slot of the day."""
-    rc, r = info(capsys, monkeypatch, "--dataset", "trafficsh", "--variant", "simple", "--backbone", "dinov2_vits14")
+    from stvfm.datasets.registry import get_spec
+
+    spec = get_spec("tdrive")
+    assert spec.interval_minutes != 30  # not the default, so the dataset's clock shows
+    rc, r = info(capsys, monkeypatch, "--dataset", "tdrive", "--variant", "simple", "--backbone", "dinov2_vits14")
     assert rc == 0, r
-    assert (r["interval_minutes"], r["grid"], r["channels"], r["dataset"]) == (5, [28, 32], 1, "trafficsh")
-    check_shapes(r, "simple", (28, 32), channels=1)
+    assert (r["interval_minutes"], r["grid"], r["channels"], r["dataset"]) == \
+        (spec.interval_minutes, list(spec.grid), spec.channels, "tdrive")
+    check_shapes(r, "simple", tuple(spec.grid), channels=spec.channels)
     stid = ["--variant", "simple", "--backbone", "dinov2_vits14", "--grid", "4x4", "--channels", "1",
             "--set", "model.arch=stid", "--set", "model.stid.tod_dim=1", "--set", "model.stid.time_inputs=false",
             "--no-forward"]
     counts = {}
-    for extra in (["--interval-minutes", "60"], ["--interval-minutes", "7"], ["--dataset", "trafficsh"], []):
+    for extra in (["--interval-minutes", "5"], ["--interval-minutes", "7"], ["--dataset", "tdrive"], []):
         rc, r = info(capsys, monkeypatch, *stid, *extra)
         assert rc == 0, r
         counts[tuple(extra)] = r["total_params"]
-    # a 1-d time-of-day row per slot: 24, 206 (ceil(1440/7)), 288 (5 min) and 48 (the 30-min default) rows
-    base = counts[("--interval-minutes", "60")] - 24
-    assert counts == {("--interval-minutes", "60"): base + 24, ("--interval-minutes", "7"): base + 206,
-                      ("--dataset", "trafficsh"): base + 288, (): base + 48}
-    rc, r = info(capsys, monkeypatch, "--dataset", "trafficsh", "--interval-minutes", "60", "--grid", "8x8",
+    # a 1-d time-of-day row per slot: 288, 206 (ceil(1440/7)), tdrive's 1440 / its interval, 48 (the 30-min default)
+    base = counts[("--interval-minutes", "5")] - 288
+    assert counts == {("--interval-minutes", "5"): base + 288, ("--interval-minutes", "7"): base + 206,
+                      ("--dataset", "tdrive"): base + 1440 // spec.interval_minutes, (): base + 48}
+    rc, r = info(capsys, monkeypatch, "--dataset", "tdrive", "--interval-minutes", "15", "--grid", "8x8",
                  "--variant", "simple", "--backbone", "dinov2_vits14")
-    assert rc == 0 and r["interval_minutes"] == 60 and r["grid"] == [8, 8] and r["channels"] == 1
+    assert rc == 0 and r["interval_minutes"] == 15 and r["grid"] == [8, 8] and r["channels"] == spec.channels
 
 
 @pytest.mark.parametrize("argv,needle", [
