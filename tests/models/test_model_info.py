@@ -49,7 +49,11 @@ def _case_id(c) -> str:
     return f"{c[0]}-{c[1]}-{c[2][0]}x{c[2][1]}"
 
 
-@pytest.mark.parametrize("backbone,variant,grid", FAST, ids=map(_case_id, FAST))
+CASES = [pytest.param(*c, id=_case_id(c)) for c in FAST] + [
+    pytest.param(*c, id=_case_id(c), marks=pytest.mark.slow) for c in FULL]  # slow: 30 more builds on meta
+
+
+@pytest.mark.parametrize("backbone,variant,grid", CASES)
 def test_model_info_prints_the_output_shape_under_default_params(capsys, monkeypatch, backbone, variant, grid):
     rc, r = info(capsys, monkeypatch, "--variant", variant, "--backbone", backbone, "--grid", f"{grid[0]}x{grid[1]}",
                  "--channels", "2")
@@ -57,15 +61,6 @@ def test_model_info_prints_the_output_shape_under_default_params(capsys, monkeyp
     check_shapes(r, variant, grid)
     assert r["reads_clock"] is True and r["interval_minutes"] == 30  # the stated default
     assert 0 < r["trainable_params"] < r["total_params"]
-
-
-@pytest.mark.slow  # 30 more builds on the meta device
-@pytest.mark.parametrize("backbone,variant,grid", FULL, ids=map(_case_id, FULL))
-def test_model_info_every_variant_backbone_and_grid(capsys, monkeypatch, backbone, variant, grid):
-    rc, r = info(capsys, monkeypatch, "--variant", variant, "--backbone", backbone, "--grid", f"{grid[0]}x{grid[1]}",
-                 "--channels", "2")
-    assert rc == 0, r
-    check_shapes(r, variant, grid)
 
 
 def test_model_info_text_output_and_the_clock_line(capsys, monkeypatch):
