@@ -22,6 +22,7 @@ NAMES = {"stvfm": "ST-VFM", "stid": "STID"}
 def judge(model: Mapping[str, float], references: Mapping[str, Mapping[str, float]], *, name: str = "ST-VFM",
           unit: str = "") -> dict[str, Any]:
     """Compare ``model`` ({mae, rmse}) with each reference; the line says who wins, plainly when the model loses."""
+    references = {r: references[r] for r in sorted(references, key=lambda r: (r not in REFERENCES, r))}  # HA first
     losses = [(r, m) for r, v in references.items() for m in ("mae", "rmse") if model[m] >= v[m]]
     figures = "; ".join(f"{m.upper()} {model[m]:.3f} vs " + ", ".join(f"{REFERENCES.get(r, r)} {v[m]:.3f}"
                                                                       for r, v in references.items())
