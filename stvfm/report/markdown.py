@@ -221,8 +221,8 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
                  + (" ×10³ (as the paper)" if d["scale"] != 1.0 else "") + ".")
     if (dt := differs_table(d)):
         L += ["", f"## Our data against the paper's {pt}", "", dt]
-    if d.get("disagreements"):
-        L += ["", "Where the file and Table 1 of the paper disagree (the file decides):", ""]
+    if d.get("disagreements") and d["level"] in ("comparable", "paper-file"):  # other data: the table above says it
+        L += ["", "Where the paper's file and its Table 1 disagree (the file decides):", ""]
         L += [f"- {x}" for x in d["disagreements"]]
     if paper_col:
         L += ["", "## Ours beside the paper (Table 2)", "",

@@ -45,9 +45,10 @@ PAPER_FILE = dict(name="bikenyc1", start="2016-08-01T00:00:00", T=60 * 24, inter
 def test_report_gaps_for_the_papers_file_and_protocol(tmp_path, params):
     from stvfm.report.markdown import build_report
 
-    write_fixture(tmp_path, **PAPER_FILE)
+    write_fixture(tmp_path, **PAPER_FILE, disagreements=["interval: file 30 min, Table 1 60 min"])
     d = build_report("bikenyc1", params, tmp_path, maps=False)
     md = (tmp_path / "reports" / "bikenyc1.md").read_text()
+    assert "Where the paper's file and its Table 1 disagree (the file decides):\n\n- interval: file 30 min" in md
     rows = {r["key"]: r for r in d["rows"]}
     assert d["comparable"] and d["level"] == "comparable"
     assert rows["ha"]["paper"] == {"rmse": 11.41, "mae": 3.43}  # Table 2, BikeNYC
@@ -65,7 +66,7 @@ def test_report_gaps_for_the_papers_file_and_protocol(tmp_path, params):
 def test_report_without_gaps_for_synthetic_data(tmp_path, params):
     from stvfm.report.markdown import build_report
 
-    write_fixture(tmp_path)
+    write_fixture(tmp_path, disagreements=["span: file 2024-01-01..2024-01-10, Table 1 2016-08-01..2016-09-29"])
     line = "WARNING: ST-VFM LOSES to HA (MAE) on validation (MAE 2.090 vs HA 1.440, persistence 2.300; ...)"
     write_json(tmp_path / "models" / "synthetic" / "train.json",
                {"profile": "default", "setup": {"profile": "default", "profile_reason": "auto: synthetic data"},
@@ -75,7 +76,7 @@ def test_report_without_gaps_for_synthetic_data(tmp_path, params):
     assert f"- **Validation verdict:** {line}" in md
     assert "**Training profile:** `default` (auto: synthetic data)" in md
     assert not d["comparable"] and all(r["paper"] is None for r in d["rows"] + d["variants"] + d["backbones"])
-    assert "SYNTHETIC DATA — NOT COMPARABLE" in md
+    assert "SYNTHETIC DATA — NOT COMPARABLE" in md and "Table 1 disagree" not in md  # the facet table says it
     assert "| HA | 3.000 | 12.000 |\n" in md and "| simple | 2.650 | 8.490 |\n" in md  # ours only: no paper, no gap
     assert "%" not in md.split("## The paper's Table 2")[0]  # no gap anywhere above the reference table
     assert "## The paper's Table 2 for BikeNYC-1 — for reference only, not comparable" in md
