@@ -13,6 +13,7 @@ from typing import Any
 from stvfm import paper
 from stvfm.config import Params, SweepConfig
 from stvfm.datasets.registry import DATASETS, get_spec
+from stvfm.errors import DataError
 from stvfm.io import read_json
 from stvfm.paths import dataset_paths
 from stvfm.report.relation import Relation, relation
@@ -39,6 +40,9 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
     root = Path(root)
     paths = dataset_paths(dataset, root, params.data.root)
     spec = get_spec(dataset, params.local_sources)
+    if not paths.split_meta.is_file():
+        raise DataError(f"no split outputs to report on: run `dvc repro report@{dataset}` (or the data stages, "
+                        f"`stvfm data all {dataset}`) first", dataset=dataset, path=str(paths.split_meta))
     meta = read_json(paths.split_meta)
     span = data_span(meta)
     rel: Relation = relation(spec, span, meta)

@@ -90,6 +90,17 @@ def test_report_without_gaps_for_synthetic_data(tmp_path, params):
     assert sorted(p.name for p in figs.iterdir()) == ["bars.png", "learning_curves.png", "per_step.png"]
 
 
+def test_report_without_split_outputs_is_one_line(tmp_path, params, capsys):
+    """A dataset whose data stages never ran: exit 2 and one line naming the missing meta.json (no traceback)."""
+    from stvfm.cli import main
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("datasets: [synthetic]\n")
+    rc = main(["report", "synthetic", "--root", str(tmp_path), "--params", str(params_file), "--no-mlflow"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "data/split/synthetic/meta.json" in err[0] and "no split outputs" in err[0]
+
+
 def test_relation_of_every_kind_of_data():
     from stvfm.datasets.registry import get_spec
     from stvfm.report.collect import data_span
