@@ -172,9 +172,13 @@ class STVFM(nn.Module):
             if self.spec.mlp_decoder:
                 st = self.tokenizer.unpatchify(self.st_dec(h[0])).float()
             else:
-                h_st = self.st_head(h[0])
+                # the post-VFM residual streams in fp32, as the VFM's (the fp32 positional embedding) and the
+                # decoders' (their fp32 time embedding) already are: a head's Linear returns bf16 under autocast, and
+                # the cross-prompt blocks' residual adds in bf16 lost 40-88 % of their LayerNorm gradients (sums that
+                # nearly cancel) against fp32; in fp32, ~1 % (tests/models/test_speed_equivalence.py, docs/model.md)
+                h_st = self.st_head(h[0]).float()
                 if self.flow_head is not None:
-                    h_flow = self.flow_head(h[1])
+                    h_flow = self.flow_head(h[1]).float()
                     if self.cross is not None:
                         h_st, h_flow = self.cross(h_st, h_flow)
                     flow = self.tokenizer.unpatchify(self.flow_dec(h_flow, clock_dec)).float()

@@ -93,11 +93,18 @@ def warmup_cosine(total_steps: int, warmup_steps: int, kind: str = "cosine", *, 
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """``train.optimizer``: ``adamw`` (decoupled weight decay) or ``adam`` (weight decay as an L2 term)."""
+    """``train.optimizer``: ``adamw`` (decoupled weight decay) or ``adam`` (weight decay as an L2 term). The fused
+    implementation (one kernel for every parameter) where torch has it for the parameters' device (CPU, CUDA): the
+    same update as the default for-each one (tests/training/test_speed_equivalence.py), 5.7 -> 1.0 ms a step for the
+    `real` profile's 149 parameter tensors on one CPU thread."""
+    params = list(params)
+    kw: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if params and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params):
+        kw["fused"] = True
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, **kw)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, **kw)
     from stvfm.errors import ConfigError
     raise ConfigError(f"train.optimizer: '{cfg.optimizer}' is not one of adamw, adam")
 
@@ -149,6 +156,21 @@ class LoopTrainer:
             return values
         return self.all_reduce(torch.tensor(values, dtype=torch.float64)).tolist()
 
+    def train_step(self, x: torch.Tensor, xf: torch.Tensor, y: torch.Tensor, yf: torch.Tensor,
+                   tid: torch.Tensor | None) -> torch.Tensor:
+        """One optimizer step on one batch (forward under the model's autocast, Eq. 11, backward, clipping, optimizer
+        and scheduler step); returns the detached loss. ``benchmarks/bench_train.py`` times exactly this."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x, xf, time_ids=tid)
+        loss, _ = self.loss_fn(out, y, yf)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip and self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
     def train_epoch(self, epoch: int) -> tuple[float, int]:
         self.model.train()
         _set_epoch(self.train_loader, epoch)
@@ -157,16 +179,8 @@ class LoopTrainer:
             if i >= self.steps_per_epoch:
                 break
             x, xf, y, yf, tid = _to(batch, self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(x, xf, time_ids=tid)
-            loss, _ = self.loss_fn(out, y, yf)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip and self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            total += float(loss.detach()) * x.shape[0]
+            loss = self.train_step(x, xf, y, yf, tid)
+            total += float(loss) * x.shape[0]
             n += x.shape[0]
             samples += x.shape[0]
         tot, cnt = self._reduce([total, float(n)])
