@@ -12,7 +12,9 @@ Measured, in one process with ``--threads`` torch threads (default 2):
     the same round (``*_mfu_bf16``, ``*_mfu_fp32``);
   * the share of the top modules: each top-level sub-module's forward + backward timed alone on the inputs it saw in
     the step (its FLOPs too), and the rest of the step (loss, optimizer, glue) as ``other``;
-  * the top operators of the `real` step (torch.profiler, self CPU time).
+  * the top operators of the `real` step (torch.profiler, self CPU time);
+  * what runs in which dtype: the output dtype of every matmul, LayerNorm, softmax, activation, add and concatenation
+    of one forward, per top-level part (a dispatch mode over the step's forward under the loop's autocast).
 
 Cases: ``real`` (profile real), ``paper_bf16`` and ``paper_fp32`` (profile paper, ``model.bf16`` on / off, random
 init, batch ``--paper-batch``), ``stid`` (the STID baseline's recipe, batch 64, for reference).
@@ -237,6 +239,52 @@ def op_profile(case: Case, steps: int = 3, top: int = 12) -> dict[str, Any]:
             "top": {k: {"share": round(t / total, 3), "calls_per_step": round(c / steps, 1)} for k, t, c in ev[:top]}}
 
 
+AUDIT_OPS = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "baddbmm": "matmul",
+             "native_layer_norm": "layer_norm", "_softmax": "softmax", "gelu": "gelu", "relu": "relu",
+             "add": "add", "cat": "cat"}
+
+
+def dtype_audit(case: Case) -> dict[str, dict[str, list[str]]]:
+    """What runs in which dtype in one forward of the step (the loop's autocast): per top-level part, the output
+    dtypes of its matmuls, LayerNorms, softmaxes, activations, adds (residuals) and concatenations."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = case.trainer.model
+    where: list[str] = ["(model)"]
+    seen: dict[str, dict[str, set]] = {}
+
+    class Audit(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            kind = AUDIT_OPS.get(func.__name__.split(".")[0])
+            if kind is not None:
+                t = out[0] if isinstance(out, (tuple, list)) else out
+                if isinstance(t, torch.Tensor):
+                    seen.setdefault(where[-1], {}).setdefault(kind, set()).add(str(t.dtype).replace("torch.", ""))
+            return out
+
+    def enter(name: str) -> Callable:
+        def hook(module, args) -> None:
+            where.append(name)
+        return hook
+
+    def leave(module, args, output) -> None:  # returns None: the output is left as it is
+        where.pop()
+
+    hooks = []
+    for n in PARTS:
+        mod = getattr(model, n, None)
+        if mod is not None:
+            hooks += [mod.register_forward_pre_hook(enter(n)), mod.register_forward_hook(leave)]
+    try:
+        with torch.no_grad(), Audit():
+            case.forward_only()
+    finally:
+        for h in hooks:
+            h.remove()
+    return {part: {k: sorted(v) for k, v in sorted(ops.items())} for part, ops in seen.items()}
+
+
 def spread(v: list[float], nd: int = 4) -> dict[str, float]:
     return {"median": round(statistics.median(v), nd), "min": round(min(v), nd), "max": round(max(v), nd)}
 
@@ -371,6 +419,9 @@ def run(args: argparse.Namespace) -> int:
             if c.name in ("real", "paper_bf16"):
                 out["cases"][c.name]["modules"] = module_shares(c, 1 if args.quick else 5)
         out["cases"]["real"]["ops"] = op_profile(cases[0], 1 if args.quick else 3)
+        for c in cases:
+            if c.name in ("real", "paper_bf16"):
+                out["cases"][c.name]["dtypes"] = dtype_audit(c)
         out["load_end"] = [round(v, 2) for v in os.getloadavg()]
         out["fit"] = None
         if args.fit:
@@ -393,6 +444,11 @@ def run(args: argparse.Namespace) -> int:
             for n, r in out["cases"][k]["modules"].items():
                 print(f"  {n:30s} {r['ms']:7.1f} {100 * r['share']:5.1f}% {r['gflop']:6.2f} {100 * r['flop_share']:6.1f}%"
                       f" {r['gflops']:8.1f}")
+    for k in ("real", "paper_bf16"):
+        if "dtypes" in out["cases"].get(k, {}):
+            print(f"{k}: dtypes in one forward (part: op dtype ...)")
+            for part, ops in out["cases"][k]["dtypes"].items():
+                print(f"  {part:12s} " + ", ".join(f"{op} {'/'.join(d)}" for op, d in ops.items()))
     ops = out["cases"]["real"]["ops"]
     print(f"real: matmul ops {100 * ops['matmul_share']:.1f}% of operator time, {ops['ops_per_step']} aten ops a step; "
           "top: " + ", ".join(f"{k} {100 * v['share']:.1f}%" for k, v in list(ops["top"].items())[:8]))

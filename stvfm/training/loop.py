@@ -1,6 +1,7 @@
 """The plain PyTorch training loop (no Ray): AdamW or Adam (``train.optimizer``), LR schedule with linear warmup then
 cosine per step, MultiStepLR per epoch or constant (``train.scheduler``), gradient clipping, early stopping on
-validation MAE (original scale), per-epoch callback, full-state save/resume. The loss (``train.loss``: MSE or MAE in
+validation MAE (original scale), per-epoch callback, full-state save/resume; ``train.compile`` runs the train step
+through ``torch.compile`` (:mod:`stvfm.training.compile`). The loss (``train.loss``: MSE or MAE in
 Eq. 11) comes in as ``loss_fn`` (:func:`make_loss_fn`), the same for every model.
 
 Epoch convention (one everywhere): epochs are numbered 1..N outside this loop — the log line ``epoch k/N``, the
@@ -149,6 +150,13 @@ class LoopTrainer:
                                           milestones=cfg.milestones, gamma=cfg.gamma))
         self.state = LoopState()
         self.best_model_state: dict[str, torch.Tensor] | None = None
+        # train.compile: the compiled model for full batches; a short batch takes the eager one (no recompile)
+        self.compiled: nn.Module | None = None
+        self._full_batch: int | None = getattr(train_loader, "batch_size", None)
+        if getattr(cfg, "compile", False):
+            from stvfm.training.compile import compile_model
+
+            self.compiled = compile_model(model)
 
     # ---- one epoch -------------------------------------------------------------------------------------------
     def _reduce(self, values: list[float]) -> list[float]:
@@ -160,8 +168,12 @@ class LoopTrainer:
                    tid: torch.Tensor | None) -> torch.Tensor:
         """One optimizer step on one batch (forward under the model's autocast, Eq. 11, backward, clipping, optimizer
         and scheduler step); returns the detached loss. ``benchmarks/bench_train.py`` times exactly this."""
+        model = self.model
+        if self.compiled is not None:
+            self._full_batch = self._full_batch or x.shape[0]
+            model = self.compiled if x.shape[0] == self._full_batch else self.model
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(x, xf, time_ids=tid)
+            out = model(x, xf, time_ids=tid)
         loss, _ = self.loss_fn(out, y, yf)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
