@@ -55,8 +55,8 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING)
     from stvfm.config import load_params
-    from stvfm.forecast import WindowScorer, _batches, ensure_ray, model_source, score_ray, split_windows
-    from stvfm.model_version import write_version
+    from stvfm.serving.batch import WindowScorer, _batches, ensure_ray, model_source, score_ray, split_windows
+    from stvfm.serving.version import write_version
     from stvfm.paths import dataset_paths
     from stvfm.training.components import build_components
     from stvfm.training.stage import version_from_best

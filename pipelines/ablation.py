@@ -1,5 +1,5 @@
 """Real-data ablation (`make ablation-real`): `python -m pipelines.ablation <dataset> [run ...] [--set profile=real]`
-(no runs named: every row of stvfm.report.ablation.ABLATION; several processes may each take a share of the rows —
+(no runs named: every row of stvfm.studies.ablation.ABLATION; several processes may each take a share of the rows —
 every one rewrites the report from all results present).
 
 Trains, with the same (converged) profile, the five variants of Table 3 (#1 simple -> full) plus the two switches
@@ -14,7 +14,7 @@ from pipelines._stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stvfm.report.ablation import run_ablation
+    from stvfm.studies.ablation import run_ablation
 
     return stage_main("ablation", lambda p, root, a: run_ablation(a[0], p, root, names=a[1] or None), argv,
                       positionals=("dataset", "runs*"), doc=__doc__, render=lambda r: r["report"])

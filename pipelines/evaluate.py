@@ -1,4 +1,4 @@
-"""DVC stage `evaluate`: `python -m pipelines.evaluate <dataset>` -> stvfm.evaluate.run_evaluate (params.yaml)."""
+"""DVC stage `evaluate`: `python -m pipelines.evaluate <dataset>` -> stvfm.training.evaluate.run_evaluate (params.yaml)."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +7,7 @@ from pipelines._stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stvfm.evaluate import run_evaluate
+    from stvfm.training.evaluate import run_evaluate
 
     keys = ("dataset", "mae", "rmse", "persistence", "n_windows", "seconds")
     return stage_main("evaluate", lambda p, root, a: {k: v for k, v in run_evaluate(p, a[0], root).items() if k in keys},

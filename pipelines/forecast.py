@@ -1,4 +1,4 @@
-"""DVC stage `forecast`: `python -m pipelines.forecast <dataset>` -> stvfm.forecast.run_forecast (params.yaml):
+"""DVC stage `forecast`: `python -m pipelines.forecast <dataset>` -> stvfm.serving.batch.run_forecast (params.yaml):
 every window of `forecast.split` scored on Ray Data -> forecasts/<dataset>.zarr."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pipelines._stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stvfm.forecast import run_forecast
+    from stvfm.serving.batch import run_forecast
 
     return stage_main("forecast", lambda p, root, a: run_forecast(p, a[0], root), argv, doc=__doc__)
 

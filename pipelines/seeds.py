@@ -13,7 +13,7 @@ from pipelines._stage import stage_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stvfm.report.seeds import run_seeds
+    from stvfm.studies.seeds import run_seeds
 
     return stage_main("seeds", lambda p, root, a: run_seeds(a[0], p, root, jobs=a[1] or None), argv,
                       positionals=("dataset", "jobs*"), doc=__doc__, render=lambda r: r["report"])

@@ -11,7 +11,7 @@ from pipelines._stage import stage_main
 
 def main(argv: list[str] | None = None) -> int:
     from stvfm.errors import ConfigError
-    from stvfm.report.sweep import run_sweep
+    from stvfm.studies.sweep import run_sweep
 
     def run(p, root, a):
         if a[1] not in ("variant", "backbone"):

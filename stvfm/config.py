@@ -11,7 +11,8 @@ import re
 import sys
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Iterable, Mapping, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -33,7 +34,9 @@ class DataConfig:
     mirror_dir: str | None = None  # also env STVFM_DATA_MIRROR; looked at before the network
     history: int = 6
     horizon: int = 6
-    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    # ratio protocol: chronological train/val/test fractions; or "published": the file's own train/val/test windows
+    # (UniST's files), exactly as UniST feeds them
+    split: list[float] | str = field(default_factory=lambda: [0.7, 0.15, 0.15])
     scaler: str = "standard"  # standard | minmax (per channel) | per_cell (per cell & channel); fitted on train only
     chunk_mb: float = 4.0  # target Zarr chunk size
     max_dropped_share: float = 0.05  # grid: warn (stage output + stats.parquet) when more trip endpoints are dropped
@@ -169,7 +172,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return None
         rest = [a for a in args if a is not type(None)]
-        return _coerce(value, rest[0], where)
+        return _coerce(value, rest[0], where) if len(rest) == 1 else _coerce(value, Union[tuple(rest)], where)
+    if origin in (Union, UnionType):  # X | Y: the member of the value's own kind (a list for a list ...)
+        for a in args:
+            base = get_origin(a) or a
+            if isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool)):
+                return _coerce(value, a, where)
+        kinds = {list: "a list", str: "a string", int: "an integer", float: "a number", bool: "true/false",
+                 dict: "a mapping"}
+        want = " or ".join(kinds.get(get_origin(a) or a, str(a)) for a in args)
+        raise ConfigError(f"{where}: expected {want}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -391,6 +403,71 @@ LOSSES = ("mse", "mae")
 LOSS_SCALES = ("scaled", "original")
 
 
+
+# ---------------------------------------------------------------- sweeps (read by studies/sweep.py and report/collect.py)
+SWEEP_PROFILE = {"train.use_ray": False, "train.epochs": 1, "train.max_batches_per_epoch": 8, "train.batch_size": 16,
+                   "model.vfm_blocks": 2, "model.allow_random_init": True}
+SWEEP_BACKBONE_PROFILE = {"train.max_batches_per_epoch": 2, "model.vfm_blocks": 1}
+
+
+@dataclass
+class SweepConfig:
+    """params.yaml ``sweeps``: the variant / backbone sweeps (stage sweep_variant, sweep_backbone; stvfm.studies.sweep)."""
+
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    backbones: list[str] = field(default_factory=lambda: ["dinov2_vits14"])
+    profile: dict[str, Any] = field(default_factory=lambda: dict(SWEEP_PROFILE))
+    backbone_profile: dict[str, Any] = field(default_factory=lambda: dict(SWEEP_BACKBONE_PROFILE))
+    val_windows: int | None = 32  # validation subset per sweep run (picks the best epoch only; test is complete)
+    torch_threads: int | None = 1  # measured: 1 thread is 2-5x faster than 2 contended ones on a busy 2-core box
+
+    @classmethod
+    def from_params(cls, section: dict | None) -> "SweepConfig":
+        s = dict(section or {})
+        allowed = {"datasets", "variants", "backbones", "profile", "backbone_profile", "torch_threads", "val_windows"}
+        if set(s) - allowed:
+            raise ConfigError(f"params.yaml sweeps: unknown key(s) {', '.join(sorted(set(s) - allowed))}; "
+                              f"allowed: {', '.join(sorted(allowed))}")
+        cfg = cls()
+        if "datasets" in s:
+            cfg.datasets = list(s["datasets"] or [])
+        if "variants" in s:
+            cfg.variants = list(s["variants"] or [])
+        if "backbones" in s:
+            cfg.backbones = list(s["backbones"] or [])
+        bad = [v for v in cfg.variants if v not in VARIANTS]
+        if bad:
+            raise ConfigError(f"params.yaml sweeps.variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+        bad = [b for b in cfg.backbones if b not in known_backbones()]
+        if bad:
+            raise ConfigError(f"params.yaml sweeps.backbones: unknown {', '.join(bad)}; choose from {', '.join(known_backbones())}")
+        for key in ("torch_threads", "val_windows"):
+            if key in s:
+                v = s[key]
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                    raise ConfigError(f"params.yaml sweeps.{key}: expected a positive integer or null, got {v!r}")
+                setattr(cfg, key, v)
+        for key in ("profile", "backbone_profile"):
+            if key in s:
+                val = s[key] or {}
+                if not isinstance(val, dict):
+                    raise ConfigError(f"params.yaml sweeps.{key}: expected a mapping of dotted params, got {val!r}")
+                setattr(cfg, key, flatten(val))  # nested {train: {epochs: 1}} or dotted {train.epochs: 1}
+        return cfg
+
+    def overrides(self, kind: str, value: str) -> dict[str, Any]:
+        if kind == "variant":
+            if value not in VARIANTS:
+                raise ConfigError(f"sweep variant '{value}' is not one of {', '.join(VARIANTS)}")
+            return {**self.profile, "model.variant": value}
+        if kind == "backbone":
+            if value not in known_backbones():
+                raise ConfigError(f"sweep backbone '{value}' is not one of {', '.join(known_backbones())}")
+            return {**self.profile, **self.backbone_profile, "model.backbone": value}
+        raise ConfigError(f"sweep kind '{kind}' is not one of variant, backbone")
+
+
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
@@ -400,8 +477,13 @@ def validate(p: Params) -> None:
     if p.model.variant not in VARIANTS:
         raise ConfigError(f"model.variant: '{p.model.variant}' is not one of {', '.join(VARIANTS)}")
     s = p.data.split
-    if len(s) != 3 or any(x <= 0 for x in s) or abs(sum(s) - 1) > 1e-6:
-        raise ConfigError(f"data.split: expected three positive fractions summing to 1 (train, val, test), got {s}")
+    if isinstance(s, str):
+        if s != "published":
+            raise ConfigError(f"data.split: {s!r} is neither a list of three fractions (train, val, test) nor "
+                              "'published' (the file's own train/val/test windows)")
+    elif len(s) != 3 or any(x <= 0 for x in s) or abs(sum(s) - 1) > 1e-6:
+        raise ConfigError(f"data.split: expected three positive fractions summing to 1 (train, val, test) or "
+                          f"'published', got {s}")
     if p.data.history < 1 or p.data.horizon < 1:
         raise ConfigError("data.history and data.horizon must be >= 1")
     if p.model.patch_size < 1:

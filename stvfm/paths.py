@@ -6,13 +6,16 @@
     data/grid/<ds>.stats.parquet              per-channel min/max/mean, missing steps, record counts
     data/flow/<ds>.zarr            flow       var ``dflow`` (time, y, x, channel): dflow[t] = X[t] - X[t-1], dflow[0] = 0
     data/split/<ds>/               split      windows.parquet, scaler.json, meta.json
-    models/<ds>/                   train      best.pt (best validation), last.pt, train.json, history.json
+    models/<ds>/                   train      best.pt (best validation), last.pt, train.json, history.json,
+                                              version/ (config.json + weights.safetensors: the deployable model)
     metrics/<ds>/                  evaluate   test.json, per_step.json/csv, plots
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from stvfm.config import check_dataset_name
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class DatasetPaths:
         return self.root / "models" / self.name
 
     @property
+    def model_version_dir(self) -> Path:
+        """The deployable model version the train stage exports: config.json + weights.safetensors."""
+        return self.model_dir / "version"
+
+    @property
     def metrics_dir(self) -> Path:
         return self.root / "metrics" / self.name
 
@@ -69,11 +77,13 @@ class DatasetPaths:
     def report_dir(self) -> Path:
         return self.root / "reports"
 
+    def sweep_result(self, kind: str, value: str) -> Path:
+        """``metrics/<ds>/sweeps/<kind>-<value>.json`` (stage sweep_variant / sweep_backbone)."""
+        return self.metrics_dir / "sweeps" / f"{kind}-{value}.json"
+
 
 def dataset_paths(name: str, root: str | Path = ".", data_root: str = "data") -> DatasetPaths:
     """The stage outputs of dataset ``name``; a name that could leave its folder (``.``, ``..``, ``a/b``, an absolute
     path) is refused here too (:func:`stvfm.config.check_dataset_name`, the one rule), whatever the caller."""
-    from stvfm.config import check_dataset_name
-
     check_dataset_name(name, "dataset argument")
     return DatasetPaths(Path(root).resolve(), name, data_root)

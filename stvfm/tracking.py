@@ -1,9 +1,12 @@
-"""MLflow tracking and model registry (the only library module that imports MLflow).
+"""MLflow tracking: the store, one experiment per dataset, and the runs every stage logs. With
+:mod:`stvfm.serving.registry` (registered model versions), :mod:`stvfm.serving.pyfunc` and the train stage
+(:mod:`stvfm.training.stage`, which drives its own run), the only library modules that import MLflow (an
+import-linter contract in pyproject.toml).
 
 Store: ``tracking.tracking_uri`` from params, else env ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``;
 artifacts of a sqlite store go to ``mlartifacts/`` beside the DB (set as each experiment's artifact_location). One
-experiment per dataset (``tracking.experiment_prefix + dataset``). The registered model ``stvfm-<dataset>`` gets
-alias ``champion`` only when a new version's validation MAE beats the current champion's.
+experiment per dataset (``tracking.experiment_prefix + dataset``). Set env ``STVFM_NO_MLFLOW=1`` to skip the result runs
+of baselines, sweeps and reports (:func:`log_result`; tests).
 
 Create the store in the parent process before any worker touches it (concurrent first-time migrations of a sqlite
 DB race; stack facts §5).
@@ -24,10 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -53,6 +58,16 @@ def _artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
     return None  # a server decides (--artifacts-destination)
+
+
+def use_store(params: Params, root: str | Path) -> str:
+    """Point MLflow at the project's store (to read a registered model: ``models:/...`` URIs); returns the URI."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    uri = tracking_uri(params, root)
+    mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def experiment_name(params: Params, dataset: str) -> str:
@@ -121,7 +136,7 @@ def dvc_data_hash(root: str | Path, rel_path: str) -> str:
     return _md5_dir(p) if p.is_dir() else (hashlib.md5(p.read_bytes()).hexdigest() if p.is_file() else "missing")
 
 
-def _clean(v: Any) -> str:
+def clean_tag(v: Any) -> str:
     s = "null" if v is None else str(v)
     return s[:6000]
 
@@ -157,7 +172,7 @@ def shaping_params(params: Params, dataset: str) -> dict[str, str]:
             continue
         if k.startswith("model.stid.") and params.model.arch != "stid":  # STID's own knobs shape only STID runs
             continue
-        out[k] = _clean(v)
+        out[k] = clean_tag(v)
     return out
 
 
@@ -176,7 +191,6 @@ def timed_run(experiment_id: str, name: str, tags: Mapping[str, str], started_at
               status: str = "FINISHED"):
     """Create a run whose start time is ``started_at`` (unix s); returns ``(run_id, finish)``, where ``finish()`` ends
     it at ``ended_at`` (or now). MLflow's own start/end would be the time of logging, not of the work."""
-    import time
 
     import mlflow
 
@@ -220,6 +234,28 @@ def write_experiment_summary(params: Params, dataset: str, root: str | Path) -> 
     return text
 
 
+def log_to_run(run_id: str, metrics: Mapping[str, float], *, per_step: Iterable[Mapping[str, Any]] = (),
+               artifacts: Iterable[tuple[str | Path, str]] = ()) -> None:
+    """Add metrics (+ per-step test metrics as steps ``test_*_by_step``) and artifacts ``(path, folder)`` to an
+    existing run through the client, so the run keeps its own start/end times."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for r in per_step:
+        batch += [Metric("test_mae_by_step", float(r["mae"]), now, int(r["step"])),
+                  Metric("test_rmse_by_step", float(r["rmse"]), now, int(r["step"]))]
+    client = mlflow.MlflowClient()
+    client.log_batch(run_id, metrics=batch)
+    for path, folder in artifacts:
+        path = Path(path)
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), folder)
+        elif path.is_file():
+            client.log_artifact(run_id, str(path), folder)
+
+
 def log_history(history: Iterable[Mapping[str, float]]) -> int:
     """Per-epoch metrics, one batch per epoch, step = epoch: each epoch exactly once (the history comes from the
     final checkpoint, so epochs replayed after a worker restart appear once)."""
@@ -235,82 +271,52 @@ def log_history(history: Iterable[Mapping[str, float]]) -> int:
     return n
 
 
-def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any], dataset: str, val_mae: float, *,
-                           input_example: dict[str, Any] | None = None, tags: Mapping[str, Any] | None = None,
-                           register: bool = True) -> dict[str, Any]:
-    """Log a safe model version in the active run — an MLflow pyfunc written as "models from code"
-    (``stvfm/serving/mlflow_model.py``) whose artifacts are ``config.json`` + ``weights.safetensors`` (no pickles) —
-    register it as ``stvfm-<dataset>`` with ``tags`` and a model card as its description, and move ``champion``
-    if its validation MAE is lower than the champion's."""
-    import tempfile
+# ---------------------------------------------------------------- one run per result (baselines, sweeps, reports)
+def enabled() -> bool:
+    return os.environ.get("STVFM_NO_MLFLOW", "") not in ("1", "true", "yes")
 
+
+def log_result(params: Params, dataset: str, root: str | Path, *, run_name: str, kind: str,
+               run_params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+               per_step: list[dict] | None = None, history: list[dict] | None = None,
+               artifacts: Iterable[str | Path] = (), tags: dict[str, str] | None = None,
+               started_at: float | None = None, ended_at: float | None = None) -> str | None:
+    """One MLflow run: params, metrics (+ per-step test metrics as steps, + per-epoch history with 1-based epoch
+    steps), artifacts. The run's start/end are ``started_at``/``ended_at`` (unix s; the wall clock of the fit it
+    records), tags follow :func:`run_tags`. Returns the run id."""
+    if not enabled():
+        return None
     import mlflow
-    import mlflow.pyfunc
+    from mlflow.entities import Metric, Param
 
-    from stvfm.model_version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, model_card, write_version
-
-    name = registered_name(dataset)
-    code = Path(__file__).resolve().parent / "serving" / "mlflow_model.py"
-    from stvfm.serving.pyfunc import signature
-
-    with tempfile.TemporaryDirectory(prefix="stvfm-version-") as tmp:
-        write_version(tmp, config, dict(state_dict))
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(code),
-            artifacts={"config": str(Path(tmp) / CONFIG_FILE), "weights": str(Path(tmp) / WEIGHTS_FILE)},
-            signature=signature(config), input_example=input_example, pip_requirements=[],
-            registered_model_name=name if register else None, metadata={"stvfm_format": FORMAT})
-    res: dict[str, Any] = {"model_uri": info.model_uri, "registered_model": None, "version": None, "champion": False}
-    if not register:
-        return res
-    client = mlflow.MlflowClient()
-    version = str(info.registered_model_version)
-    all_tags = {k: _clean(v) for k, v in (tags or {}).items()}
-    all_tags[VAL_TAG] = repr(float(val_mae))
-    for k, v in all_tags.items():
-        client.set_model_version_tag(name, version, k, v)
-    client.update_model_version(name, version, description=model_card(config, all_tags))
-    res.update(registered_model=name, version=version)  # str, as the registry API takes it
-    res["champion"] = promote_if_better(name, version, float(val_mae))
-    return res
-
-
-def record_test_metrics(name: str, version: str, mae: float, rmse: float) -> None:
-    """Tag a registered version with its test MAE/RMSE and put them into its model card."""
-    import mlflow
-
-    from stvfm.model_version import with_test_metrics
-
-    client = mlflow.MlflowClient()
-    client.set_model_version_tag(name, version, "test_mae", repr(float(mae)))
-    client.set_model_version_tag(name, version, "test_rmse", repr(float(rmse)))
-    mv = client.get_model_version(name, version)
-    client.update_model_version(name, version, description=with_test_metrics(mv.description or "", mae, rmse))
-
-
-def champion_val(name: str) -> tuple[str | None, float]:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
+    exp_id = setup(params, dataset, root)
+    now = time.time()
+    all_tags = run_tags(params, dataset, kind, root, **{k.removeprefix("stvfm."): v for k, v in (tags or {}).items()})
+    run_id, finish = timed_run(exp_id, run_name, all_tags, started_at if started_at is not None else now,
+                               ended_at if ended_at is not None else now)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None, math.inf
-    try:
-        return mv.version, float(mv.tags.get(VAL_TAG, "inf"))
-    except ValueError:
-        return mv.version, math.inf
-
-
-def promote_if_better(name: str, version: str, val_mae: float) -> bool:
-    import mlflow
-
-    cur, cur_val = champion_val(name)
-    if cur is not None and not val_mae < cur_val:
-        log.info("champion stays %s v%s (its val_mae %.4g is not worse than the new %.4g)", name, cur, cur_val,
-                 val_mae)
-        return False
-    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
-    log.info("champion -> %s v%s (val_mae %.4g, was %s)", name, version, val_mae, cur_val)
-    return True
+        items = [(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)[:6000])
+                 for k, v in {"dataset": dataset, "profile": params.profile, **(run_params or {})}.items()]
+        batch_p = [Param(k, v) for k, v in items]
+        ms = int(now * 1000)
+        batch = [Metric(k, float(v), ms, 0) for k, v in (metrics or {}).items() if v is not None]
+        for r in per_step or []:
+            batch += [Metric("test_mae_by_step", float(r["mae"]), ms, int(r["step"])),
+                      Metric("test_rmse_by_step", float(r["rmse"]), ms, int(r["step"]))]
+        for h in history or []:
+            e = int(h.get("epoch", 0))
+            batch += [Metric(k, float(h[k]), ms, e) for k in ("train_loss", "val_loss", "val_mae", "val_rmse") if k in h]
+        for i in range(0, max(len(batch_p), len(batch)), 90):
+            client.log_batch(run_id, metrics=batch[i:i + 90], params=batch_p[i:i + 90])
+        for a in artifacts:
+            a = Path(a)
+            if a.is_dir():
+                client.log_artifacts(run_id, str(a), artifact_path=a.name)
+            elif a.is_file():
+                client.log_artifact(run_id, str(a))
+    except BaseException:
+        finish("FAILED")
+        raise
+    finish()
+    return run_id

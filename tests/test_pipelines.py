@@ -11,8 +11,8 @@ STAGES = [  # (pipelines module, library module, function, positional args)
     ("flow", "stvfm.data.stages", "run_flow", ["synthetic"]),
     ("split", "stvfm.data.stages", "run_split", ["synthetic"]),
     ("train", "stvfm.training.stage", "run_train", ["synthetic"]),
-    ("evaluate", "stvfm.evaluate", "run_evaluate", ["synthetic"]),
-    ("forecast", "stvfm.forecast", "run_forecast", ["synthetic"]),
+    ("evaluate", "stvfm.training.evaluate", "run_evaluate", ["synthetic"]),
+    ("forecast", "stvfm.serving.batch", "run_forecast", ["synthetic"]),
     ("baselines", "stvfm.baselines.run", "run_baselines", ["synthetic", "ha"]),
 ]
 

@@ -32,7 +32,7 @@ from stvfm.datasets.registry import get_spec
 from stvfm.errors import ConfigError, DataError, StvfmError
 from stvfm.io import atomic_path, write_json
 from stvfm.paths import dataset_paths
-from stvfm.training.ray_train import free_port
+from stvfm.cluster.ray_address import free_port
 from tune.settings import TuneSettings, tune_settings
 from tune.space import parse_space, plain_config, to_param_space
 from tune.trainable import DEFAULT_TRAINER, load_factory, make_trainable
@@ -84,8 +84,8 @@ def ensure_split(raw: Mapping[str, Any], dataset: str, root: Path, prepare: bool
 def init_ray(address: str | None, s: TuneSettings, params_address: str | None = None) -> bool:
     """Join a cluster (``--address``, ``train.ray_address`` or RAY_ADDRESS, set by ``ray job submit``) within a
     bounded time, or start a private local one (never a stale cluster named by Ray's address file). True if local."""
-    from stvfm.training.ray_address import configured_address
-    from stvfm.training.ray_address import init_ray as connect
+    from stvfm.cluster.ray_address import configured_address
+    from stvfm.cluster.ray_address import init_ray as connect
 
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no ANSI colour codes around relayed worker log prefixes
     if address or configured_address(params_address)[0]:
@@ -187,7 +187,7 @@ def run_study(dataset: str, *, root: Path, params_path: Path | None = None, over
     if getattr(load_factory(trainer), "needs_data", True):  # tune.smoke's stand-in trainer reads no data
         ensure_split(raw, dataset, root, prepare)
 
-    from stvfm.training.ray_address import preflight
+    from stvfm.cluster.ray_address import preflight
 
     preflight(address or params.train.ray_address)  # a dead cluster fails before the study's MLflow run opens
     out = results_dir(root, dataset)

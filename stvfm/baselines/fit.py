@@ -18,6 +18,12 @@ import numpy as np
 import torch
 
 from stvfm.config import Params, with_overrides  # noqa: F401  (with_overrides re-exported)
+from stvfm.metrics import ErrorAccumulator
+from stvfm.training.checkpoint import best_from_state, save_checkpoint
+from stvfm.training.components import build_components
+from stvfm.training.loop import LoopTrainer, loss_fn_for
+from stvfm.training.run import train_plain
+from stvfm.training.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,6 @@ def _train_in_process(params: Params, dataset: str, root: Path, val_windows: int
     """``train_plain`` with a validation subset (cheap sweep profile: validation only picks the best epoch; test stays
     complete): the same LoopTrainer, seeding and sampler."""
     from torch.utils.data import DataLoader, DistributedSampler
-
-    from stvfm.training.components import build_components
-    from stvfm.training.loop import LoopTrainer, loss_fn_for
-    from stvfm.training.seed import seed_everything
 
     cfg = params.train
     seed_everything(cfg.seed)
@@ -64,8 +66,6 @@ def _train_state(params: Params, dataset: str, root: Path, name: str,
         return out["state"], {"ray": True, "ray_init_s": out["ray_init_s"], "fit_s": out["fit_s"]}
     if val_windows is not None:
         return _train_in_process(params, dataset, root, val_windows)
-    from stvfm.training.run import train_plain
-
     out = train_plain(params, dataset, root)
     return out.state, {"ray": False, "train_seconds": out.train_seconds, "samples": out.samples}
 
@@ -74,9 +74,6 @@ def _train_state(params: Params, dataset: str, root: Path, name: str,
 def score_state(params: Params, dataset: str, root: Path, best: dict, split: str = "test") -> dict[str, Any]:
     """MAE/RMSE (original scale, ×1e3 when the dataset reports so) of a best-state dict on ``split``."""
     from torch.utils.data import DataLoader
-
-    from stvfm.metrics import ErrorAccumulator
-    from stvfm.training.components import build_components
 
     comp = build_components(params, dataset, root, splits=(split,))
     model = comp.model
@@ -98,8 +95,6 @@ def train_and_test(params: Params, dataset: str, root: str | Path, *, name: str 
                    out_dir: str | Path | None = None, val_windows: int | None = None) -> dict[str, Any]:
     """Train ``params`` on ``dataset`` (best epoch on validation — all windows, or ``val_windows`` evenly spaced ones)
     and score it on **all** test windows. Returns metrics + history."""
-    from stvfm.training.checkpoint import best_from_state, save_checkpoint
-
     root = Path(root)
     t = time.perf_counter()
     state, how = _train_state(params, dataset, root, name, val_windows)

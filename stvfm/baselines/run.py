@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from stvfm.baselines.arima import ArimaForecaster, ArimaSettings
+from stvfm.baselines.fit import train_and_test
 from stvfm.baselines.common import load_series_split, score
 from stvfm.baselines.ha import HistoricalAverage
 from stvfm.baselines.persistence import persistence_forecast
 from stvfm.config import Params, flatten, with_overrides
 from stvfm.errors import ConfigError
-from stvfm.io import read_json, write_json
+from stvfm.io import atomic_path, read_json, write_json
 from stvfm.paths import dataset_paths
+from stvfm.tracking import log_result
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +137,6 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
     write_json(paths.metrics_dir / "baselines.json", summary)
     write_scores(paths.metrics_dir / "baselines", summary)
     if log_mlflow:
-        from stvfm.report.tracking import log_result
-
         for m, r in computed.items():  # only what this invocation computed
             log_result(params, name, root, run_name=f"baseline-{m}", kind="baseline",
                        started_at=r.get("started_at"), ended_at=r.get("ended_at"),
@@ -149,8 +149,6 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
 def _run_stid(params: Params, cfg: BaselinesConfig, name: str, root: Path) -> dict[str, Any]:
     """Train and test STID once per seed (``baselines.stid.seeds``); several seeds -> mean and sample std."""
     import torch
-
-    from stvfm.baselines.fit import train_and_test
 
     threads = torch.get_num_threads()
     if cfg.stid_torch_threads:
@@ -190,8 +188,6 @@ def _flat_settings(s: dict[str, Any]) -> dict[str, Any]:
 def write_scores(folder: Path, summary: dict[str, dict[str, Any]]) -> None:
     """One numbers-only JSON per baseline (``<folder>/<name>.json``; the DVC metrics): a method's numeric entries
     in ``summary`` (mae, rmse, and whatever spread a result carries), so ``dvc metrics show`` has a row per method."""
-    from stvfm.io import atomic_path
-
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         for m, r in summary.items():

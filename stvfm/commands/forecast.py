@@ -22,19 +22,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import os
     from pathlib import Path
 
     from stvfm.config import load_params
-    from stvfm.forecast import run_forecast
+    from stvfm.serving.batch import run_forecast
 
     params = load_params(args.params, args.overrides)
     if args.model and not Path(args.model).is_dir():
-        import mlflow
+        from stvfm.tracking import use_store
 
-        from stvfm.tracking import tracking_uri
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        mlflow.set_tracking_uri(tracking_uri(params, args.root))
+        use_store(params, args.root)
     out = run_forecast(params, args.dataset, args.root, split=args.split, model=args.model,
                        use_ray=False if args.no_ray else None, out=args.out)
     print(json.dumps(out, indent=2))

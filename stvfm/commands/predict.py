@@ -23,18 +23,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import os
     from pathlib import Path
 
-    import mlflow
-
     from stvfm.config import Params, load_params
-    from stvfm.predict import predict_file
-    from stvfm.tracking import tracking_uri
+    from stvfm.serving.forecaster import predict_file
+    from stvfm.tracking import use_store
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     pfile = Path(args.params) if args.params else Path(args.root) / "params.yaml"
     params = load_params(pfile) if pfile.exists() else Params()
-    mlflow.set_tracking_uri(tracking_uri(params, args.root))
+    use_store(params, args.root)
     print(json.dumps(predict_file(args.model, args.input, args.out, last_time=args.last_time)))
     return 0

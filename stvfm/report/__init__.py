@@ -3,5 +3,6 @@
 - :mod:`collect`: gather a dataset's metric files (test.json, baselines.json, sweep results) into one structure.
 - :mod:`figures`: PNG figures (bar charts against the paper, learning curves, forecast maps).
 - :mod:`markdown`: ``reports/<ds>.md`` and ``reports/summary.md``.
-- :mod:`tracking`: MLflow logging of baseline/sweep/report runs (through stvfm.tracking where it provides the helper).
+- :mod:`compare`: ``stvfm compare`` (one row per experiment x dataset).
+- :mod:`run`: the report stages (reads results; the studies that produce them are in :mod:`stvfm.studies`).
 """

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from stvfm import paper
-from stvfm.config import Params
+from stvfm.config import Params, SweepConfig
 from stvfm.datasets.registry import DATASETS, get_spec
 from stvfm.io import read_json
 from stvfm.paths import dataset_paths
-from stvfm.report.sweep import SweepConfig, sweep_path
 
 # our result name -> the paper's Table 2 method
 PAPER_METHOD = {"persistence": None, "ha": "HA", "arima": "ARIMA", "stid": "STID", "full": "ST-VFM"}
@@ -75,7 +74,7 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
     sweeps = {"variant": {}, "backbone": {}}
     for kind, values in (("variant", sw.variants), ("backbone", sw.backbones)):
         for v in values:
-            r = _maybe(sweep_path(root, dataset, kind, v, params.data.root))
+            r = _maybe(paths.sweep_result(kind, v))
             if r is not None:
                 sweeps[kind][v] = r
     train = _maybe(paths.model_dir / "train.json") or {}

@@ -129,7 +129,7 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
             import torch
 
             from stvfm.data.windows import WindowDataset
-            from stvfm.evaluate import load_best
+            from stvfm.training.evaluate import load_best
 
             model, _ = load_best(best)
             ds = WindowDataset(paths, "test")

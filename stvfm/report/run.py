@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stvfm import tracking
 from stvfm.config import Params
 from stvfm.errors import ConfigError
 from stvfm.report.markdown import build_report, build_summary
+from stvfm.tracking import log_result
 
 
 REPORT_KEYS = {"forecast_maps"}
@@ -23,8 +25,6 @@ def report_options(params: Params) -> dict[str, Any]:
 def run_report(dataset: str, params: Params, root: str | Path = ".", log_mlflow: bool = True) -> dict[str, Any]:
     d = build_report(dataset, params, root, maps=report_options(params)["forecast_maps"])
     if log_mlflow:
-        from stvfm.report.tracking import log_result
-
         report = Path(d["report"])
         log_result(params, dataset, root, run_name="report", kind="report",
                    run_params={"paper_dataset": d.get("paper_dataset"), "relation": d["level"],
@@ -32,8 +32,6 @@ def run_report(dataset: str, params: Params, root: str | Path = ".", log_mlflow:
                                "data_end": d["span"]["end"]},
                    metrics={f"{r['key']}_mae": r["mae"] for r in d["rows"]} | {f"{r['key']}_rmse": r["rmse"] for r in d["rows"]},
                    artifacts=[report, report.parent / "figures" / dataset])
-        from stvfm import tracking
-
         tracking.write_experiment_summary(params, dataset, root)  # the experiment page's comparison table
     return d
 
@@ -43,8 +41,6 @@ def run_summary(params: Params, root: str | Path = ".", datasets: list[str] | No
     datasets = list(datasets or params.datasets)
     out = build_summary(datasets, params, root)
     if log_mlflow:
-        from stvfm.report.tracking import log_result
-
         log_result(params, "summary", root, run_name="summary", kind="report-summary",
                    run_params={"datasets": datasets}, artifacts=[out])
     return out

@@ -1,6 +1,11 @@
-"""Online serving: the MLflow pyfunc behind ``mlflow models serve -m models:/stvfm-<ds>@champion``.
+"""Using a trained model — one room for it.
 
-``pyfunc.py`` holds :class:`STVFMPyfunc` (loads the version's config.json + weights.safetensors with the installed
-package); ``mlflow_model.py`` is the "models from code" file logged with every version (it only imports the class
-from the installed package and hands it to ``mlflow.models.set_model``).
+- :mod:`version`: the model-version format (config.json + weights.safetensors; no pickles), written by the train stage
+  to ``models/<ds>/version/`` and logged to the registry.
+- :mod:`forecaster`: :class:`~stvfm.serving.forecaster.Forecaster` (original scale in and out), loading a version from a
+  folder or an MLflow URI, ``stvfm predict``'s file-to-file forecast.
+- :mod:`inputs`: reading an input series (.npz / .zarr) and time arguments, shared by ``stvfm predict`` and the pyfunc.
+- :mod:`pyfunc` (+ ``mlflow_model.py``, the "models from code" file): the MLflow pyfunc behind ``mlflow models serve``.
+- :mod:`registry`: the MLflow model registry of versions (register, champion alias, test metrics, download).
+- :mod:`batch`: batch forecasts of a split on Ray Data (``stvfm forecast``, stage ``forecast``).
 """

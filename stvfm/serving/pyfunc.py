@@ -12,24 +12,12 @@ and the reason (an ``MlflowException`` with ``INVALID_PARAMETER_VALUE``).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import mlflow.pyfunc
 import numpy as np
 
-
-def signature(config: dict[str, Any]):
-    """Tensor-based signature of a version: named inputs ``flow`` (+ ``last_time``), output (B, horizon, H, W, C)."""
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
-
-    h, w = (int(v) for v in config["grid"])
-    c = int(config["channels"])
-    inputs = [TensorSpec(np.dtype(np.float32), (-1, -1, h, w, c), "flow")]
-    if config.get("time_identity"):
-        inputs.append(TensorSpec(np.dtype(np.int64), (-1,), "last_time"))
-    out = Schema([TensorSpec(np.dtype(np.float32), (-1, int(config["horizon"]), h, w, c))])
-    return ModelSignature(inputs=Schema(inputs), outputs=out)
+from stvfm.errors import StvfmError
+from stvfm.serving.forecaster import load_version
+from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE
 
 
 class STVFMPyfunc(mlflow.pyfunc.PythonModel):
@@ -37,8 +25,6 @@ class STVFMPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from pathlib import Path
-
-        from stvfm.model_version import CONFIG_FILE, WEIGHTS_FILE, load_version
 
         cfg, weights = Path(context.artifacts["config"]), Path(context.artifacts["weights"])
         if (cfg.name, weights.name) != (CONFIG_FILE, WEIGHTS_FILE) or cfg.parent != weights.parent:
@@ -48,8 +34,6 @@ class STVFMPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-        from stvfm.errors import StvfmError
 
         f = self.forecaster
         try:

@@ -1,4 +1,5 @@
-"""Ray Train V2 data-parallel wrapper around the plain loop (the only module of the library that imports Ray).
+"""Ray Train V2 data-parallel wrapper around the plain loop (Ray is imported here, in stvfm/cluster and in
+stvfm/serving/batch.py only).
 
 Every worker builds its own datasets from the split outputs, wraps the model with DDP (``prepare_model``) and the
 loaders with distributed samplers (``prepare_data_loader``), and calls ``ray.train.report`` once per epoch; rank 0
@@ -15,45 +16,23 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from stvfm.cluster.ray_address import RAY_ENV_DEFAULTS, configured_address, free_port, init_ray, ray_env
 from stvfm.config import Params, params_from_dict
+from stvfm.errors import CheckpointError
+from stvfm.training.checkpoint import load_checkpoint, save_checkpoint
+from stvfm.training.run import export_state, worker_body
 
 STATE_FILE = "state.pt"
 
-# Noise reducers and safe defaults (measured on Ray 2.60); set before the local cluster starts so
-# the controller and workers inherit them.
-RAY_ENV_DEFAULTS = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1",
-    # Ray starts worker processes at nice 15; on a busy machine the training workers then lose the CPU to anything
-    # else. Workers of a local cluster started here run at normal priority, like the in-process loop.
-    "RAY_worker_niceness": "0",
-    # worker log lines relayed to the driver: no ANSI colour codes around the "(RayTrainWorker pid=…)" prefix, so
-    # DVC/CI log files stay readable
-    "RAY_COLOR_PREFIX": "0",
-}
-
-
-def ray_env() -> None:
-    for k, v in RAY_ENV_DEFAULTS.items():
-        os.environ.setdefault(k, v)
-
-
 def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float:
     """Start a private local Ray with the dashboard on, or join ``address`` (``train.ray_address``) / env RAY_ADDRESS
-    within a bounded time (:mod:`stvfm.training.ray_address`); returns seconds spent."""
+    within a bounded time (:mod:`stvfm.cluster.ray_address`); returns seconds spent."""
     ray_env()
     import ray
-
-    from stvfm.training.ray_address import init_ray
 
     t = time.perf_counter()
     if not ray.is_initialized():
         kw: dict[str, Any] = dict(logging_level="WARNING", include_dashboard=True, log_to_driver=True)
-        from stvfm.training.ray_address import configured_address
-
         local = configured_address(address)[0] in (None, "local")
         if num_cpus is not None and local:
             kw["num_cpus"] = num_cpus
@@ -89,14 +68,6 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
     return time.perf_counter() - t
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _quiet_worker_logs() -> None:
     try:
         import ray.train.v2._internal.execution.context as c
@@ -122,9 +93,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
     from ray.train import CheckpointUploadMode
-
-    from stvfm.training.checkpoint import load_checkpoint, save_checkpoint
-    from stvfm.training.run import worker_body
 
     _quiet_worker_logs()
     params: Params = params_from_dict(config["params"])
@@ -203,9 +171,6 @@ def build_trainer(params: Params, dataset: str, root: str | Path, *, name: str |
 def export_checkpoint(checkpoint: Any, model_dir: str | Path) -> dict[str, Any]:
     """``ray.train.Checkpoint`` or a checkpoint directory path (e.g. Tune's ``metrics['checkpoint_path']``) ->
     ``models/<ds>/best.pt``, ``last.pt``, ``history.json``. Returns the full training state."""
-    from stvfm.errors import CheckpointError
-    from stvfm.training.checkpoint import load_checkpoint
-    from stvfm.training.run import export_state
 
     if checkpoint is None:
         raise CheckpointError("the Ray run produced no checkpoint (did every epoch fail?)")

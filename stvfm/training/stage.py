@@ -1,5 +1,6 @@
 """The `train` stage: train one dataset (Ray Train data-parallel, or in-process with ``train.use_ray: false``),
-export ``models/<ds>/{best.pt,last.pt,history.json,train.json}`` and record the run in MLflow.
+export ``models/<ds>/{best.pt,last.pt,history.json,train.json}`` and the deployable model version
+``models/<ds>/version/`` (config.json + weights.safetensors, what the registry gets), and record the run in MLflow.
 
 MLflow is driven from this (driver) process only: the store and experiment are created before any worker starts,
 and per-epoch metrics are logged from the final checkpoint's history, so every epoch appears exactly once even when
@@ -8,44 +9,47 @@ a worker group was restarted and replayed epochs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from stvfm import tracking
+from stvfm.cluster.ray_address import preflight
 from stvfm.config import Params
-from stvfm.io import write_json
+from stvfm.data.windows import WindowDataset
+from stvfm.errors import ConfigError
+from stvfm.io import read_json, write_json
 from stvfm.paths import dataset_paths
+from stvfm.plots import learning_curves
+from stvfm.serving.forecaster import Forecaster
+from stvfm.serving.inputs import unix_seconds
+from stvfm.serving.registry import log_and_register_model
+from stvfm.serving.version import version_config, write_version
 from stvfm.training.checkpoint import best_from_state
-from stvfm.training.components import build_model_from_meta, is_pretrained, load_scaler
+from stvfm.training.components import is_pretrained, load_scaler
+from stvfm.training.run import export_state, train_plain
 
 log = logging.getLogger(__name__)
 
 
 def version_from_best(best: dict[str, Any], paths) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config.json, state dict) of the model version of ``best`` trained on ``paths``' split."""
-    from stvfm.io import read_json
-    from stvfm.model_version import version_config
-
     return version_config(best, load_scaler(paths, best.get("scaler_kind")), read_json(paths.split_meta)), best["model_state"]
 
 
-def forecaster_from_best(best: dict[str, Any], scaler, split_meta: dict[str, Any]):
+def forecaster_from_best(best: dict[str, Any], scaler, split_meta: dict[str, Any]) -> Forecaster:
     """The deployable model (network with the best weights + scaler, original scale in and out), built exactly as a
     registered version is loaded: through its config.json."""
-    from stvfm.model_version import version_config
-    from stvfm.predict import Forecaster
-
     return Forecaster.from_version(version_config(best, scaler, split_meta), best["model_state"],
                                    where=f"models/{best['dataset']}/best.pt")
 
 
 def _input_example(paths, best: dict[str, Any], scaler, config: dict[str, Any]) -> dict[str, Any]:
     """The serving request of one real window (original scale, history + 1 steps) from the validation split."""
-    from stvfm.data.windows import WindowDataset
-    from stvfm.predict import unix_seconds
-
     ds = WindowDataset(paths, "val", scaler=scaler)
     h = int(best["history"])
     a = int(ds.t0[0]) - ds.lo
@@ -54,8 +58,6 @@ def _input_example(paths, best: dict[str, Any], scaler, config: dict[str, Any]) 
     x = x.clamp(min=0.0)  # zero counts come back as -1e-7 from a per-cell inverse; requests must be >= 0
     ex: dict[str, Any] = {"flow": x.permute(0, 2, 3, 1).unsqueeze(0).numpy().astype("float32")}
     if config.get("time_identity"):
-        import numpy as np
-        from stvfm.io import read_json
         meta = read_json(paths.split_meta)
         last = np.datetime64(meta["start"], "s") + np.timedelta64(int(meta["interval_minutes"]), "m") * \
             (int(ds.t0[0]) + h - 1)
@@ -66,10 +68,6 @@ def _input_example(paths, best: dict[str, Any], scaler, config: dict[str, Any]) 
 def training_setup(params: Params, paths) -> dict[str, Any]:
     """The training profile in a few numbers (train.json ``setup``, stated in the report): profile, epochs × optimizer
     steps per epoch × global batch, lr, workers, backbone and VFM blocks."""
-    import math
-
-    from stvfm.io import read_json
-
     t = params.train
     n_train = int(((read_json(paths.split_meta).get("n_windows") or {}) if paths.split_meta.is_file() else {})
                   .get("train", 0))
@@ -89,13 +87,10 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
     t0 = time.perf_counter()
     mlflow = run = None
     if params.train.use_ray:  # a configured Ray cluster that is gone fails here, before an MLflow run is opened
-        from stvfm.training.ray_address import preflight
-
         preflight(params.train.ray_address)
     if track:
         import mlflow
 
-        from stvfm import tracking
         exp_id = tracking.setup(params, dataset, root)  # create/migrate the store before any worker
         run = mlflow.start_run(experiment_id=exp_id,
                                run_name=name or tracking.run_name("train", params.model.arch, params.model.variant),
@@ -104,15 +99,20 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                                                       data_md5=tracking.dvc_data_hash(
                                                           root, f"{params.data.root}/split/{dataset}")))
         tracking.log_params(params, dataset)
+        if paths.split_meta.is_file():  # what the data holds beside Table 1, the protocol, the source (meta.json)
+            from stvfm.data.facts import mlflow_params
+            from stvfm.io import read_json
+
+            mlflow.log_params(mlflow_params(read_json(paths.split_meta)))
     info: dict[str, Any] = {"dataset": dataset, "profile": params.profile,
                             "engine": "ray" if params.train.use_ray else "plain"}
     try:
         if params.train.use_ray:
             if resume:
-                from stvfm.errors import ConfigError
                 raise ConfigError("--resume works with train.use_ray=false; a Ray run resumes by itself after "
                                   "worker failures (train.max_failures)")
-            from stvfm.training import ray_train
+            from stvfm.training import ray_train  # imports Ray: only on this path
+
             print(f"[{dataset}] starting Ray Train: {params.train.num_workers} worker(s), {params.train.epochs} epochs "
                   "(Ray start-up takes ~15 s or more; one line per epoch follows)", flush=True)
             out = ray_train.fit(params, dataset, root, paths.model_dir, name=name)
@@ -122,7 +122,6 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                         num_workers=params.train.num_workers,
                         resumed_from=None if rm.get("resumed_from", -1) < 0 else int(rm["resumed_from"]))
         else:
-            from stvfm.training.run import export_state, train_plain
             o = train_plain(params, dataset, root, resume=resume, model_dir=paths.model_dir)
             state = o.state
             export_state(state, paths.model_dir)
@@ -133,9 +132,9 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
         info.update(epochs_run=loop["next_epoch"], best_epoch=loop["best_epoch"], stopped_early=loop["stopped_early"],
                     val=loop["best_metrics"], pretrained_backbone=is_pretrained(state.get("backbone", {})),
                     backbone=state.get("backbone", {}), arch=state.get("arch"))
+        config, weights = version_from_best(best, paths)
+        write_version(paths.model_version_dir, config, weights)  # the deployable version, also without MLflow
         if track:
-            from stvfm import tracking
-            from stvfm.plots import learning_curves
             mlflow.set_tag("stvfm.pretrained_backbone", str(info["pretrained_backbone"]))
             mlflow.log_params({"backbone.pretrained": info["pretrained_backbone"],
                                "backbone.blocks_used": info["backbone"].get("blocks_used")})
@@ -143,14 +142,13 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             mlflow.log_metrics({"best_val_mae": loop["best_val"], "best_epoch": loop["best_epoch"]})
             lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
             mlflow.log_artifact(str(lc), "plots")
-            config, weights = version_from_best(best, paths)
             tags = {"dataset": dataset, "data_md5": tracking.dvc_data_hash(root, f"{params.data.root}/split/{dataset}"),
                     "git_commit": tracking.git_commit(root), "backbone": config["model_cfg"].get("backbone"),
                     "pretrained_backbone": info["pretrained_backbone"], "profile": params.profile,
                     "arch": config["arch"], "variant": config["model_cfg"].get("variant"),
                     "time_identity": config["time_identity"]}
             example = _input_example(paths, best, load_scaler(paths, best.get("scaler_kind")), config)
-            reg = tracking.log_and_register_model(config, weights, dataset, loop["best_val"], input_example=example,
+            reg = log_and_register_model(config, weights, dataset, loop["best_val"], input_example=example,
                                                   tags=tags, register=params.tracking.register)
             info.update(run_id=run.info.run_id, experiment_id=run.info.experiment_id, model=reg)
         info["wall_s"] = round(time.perf_counter() - t0, 2)

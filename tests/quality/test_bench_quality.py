@@ -6,7 +6,7 @@ import importlib.util
 import json
 
 from stvfm.io import write_json
-from stvfm.report.ablation import ABLATION, render_ablation
+from stvfm.studies.ablation import ABLATION, render_ablation
 
 
 def load_bench(project_root):

@@ -9,7 +9,7 @@ import torch
 
 from stvfm.config import load_params
 from stvfm.models.output import ModelOutput
-from stvfm.training import quality
+from stvfm.studies import quality
 
 
 class _Stop(Exception):

@@ -8,7 +8,7 @@ import torch
 from stvfm.config import load_params
 from stvfm.data.stages import run_flow, run_grid, run_split
 from stvfm.datasets.download import run_download
-from stvfm.training.quality import fit_and_score, reference_scores
+from stvfm.studies.quality import fit_and_score, reference_scores
 
 DS = "bikenyc2_test"
 

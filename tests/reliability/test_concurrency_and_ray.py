@@ -132,7 +132,7 @@ def test_a_silent_cluster_ends_within_the_bound():
 
     th = threading.Thread(target=accept, daemon=True)
     th.start()
-    code = ("from stvfm.training.ray_address import init_ray; "
+    code = ("from stvfm.cluster.ray_address import init_ray; "
             f"init_ray('127.0.0.1:{port}', timeout_s=4, logging_level='ERROR'); print('joined')")
     t = time.monotonic()
     try:

@@ -89,7 +89,7 @@ def test_summary_lists_every_dataset(tmp_path, params):
 
 def test_sweep_config_validation(params):
     from stvfm.errors import ConfigError
-    from stvfm.report.sweep import SweepConfig
+    from stvfm.config import SweepConfig
 
     cfg = SweepConfig.from_params(params.sweeps)
     assert cfg.overrides("variant", "token")["model.variant"] == "token"

@@ -2,15 +2,18 @@
 (one model per actor) gives exactly the plain loop's arrays; each window equals `Forecaster.predict` on it."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
 
 from stvfm.config import load_params
-from stvfm.forecast import run_forecast
-from stvfm.model_version import load_forecaster
+from stvfm.errors import DataError
+from stvfm.serving.batch import run_forecast
+from stvfm.serving.forecaster import load_forecaster
 
-from .version_fixtures import make_best, raw_window
+from .version_fixtures import raw_window
 
 
 def _windows(root, split="test"):
@@ -26,6 +29,9 @@ def test_forecast_plain_loop_matches_predict_per_window(tiny_versions, tmp_path,
     p = load_params(root / "params.yaml")
     out = run_forecast(p, "synthetic", root, model=str(folder), use_ray=False, out=tmp_path / "fc.zarr")
     ds = xr.open_zarr(tmp_path / "fc.zarr", consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xr.open_zarr(tmp_path / "fc.zarr")  # consolidated metadata: opens at once, without a warning
     w = _windows(root)
     assert out["windows"] == len(w) == ds.sizes["origin_time"] and out["engine"] == "plain"
     assert ds["forecast"].dims == ("origin_time", "step", "y", "x", "channel")
@@ -43,22 +49,24 @@ def test_forecast_plain_loop_matches_predict_per_window(tiny_versions, tmp_path,
         np.testing.assert_array_equal(ds["forecast"].values[i], ref)
 
 
-def test_forecast_default_is_the_train_stage_best_checkpoint(tiny_versions, tmp_path):
+def test_forecast_default_is_the_train_stage_exported_version(tiny_versions, tmp_path):
     import shutil
 
     from stvfm.io import write_json
-    from stvfm.training.checkpoint import save_checkpoint
 
     root = tmp_path / "proj"
     shutil.copytree(tiny_versions.root / "data", root / "data")
     shutil.copy(tiny_versions.root / "params.yaml", root / "params.yaml")
-    save_checkpoint(root / "models/synthetic/best.pt", make_best(tiny_versions.root))
-    write_json(root / "models/synthetic/train.json", {"model": {"registered_model": "stvfm-synthetic", "version": "7"}})
     p = load_params(root / "params.yaml", ["forecast.use_ray=false", "forecast.split=val"])
+    with pytest.raises(DataError, match=r"no model version in models/synthetic/version .*run the train stage"):
+        run_forecast(p, "synthetic", root)  # nothing exported yet: one line, no output
+    assert not (root / "forecasts").exists()
+    shutil.copytree(tiny_versions.plain, root / "models/synthetic/version")  # what the train stage exports
+    write_json(root / "models/synthetic/train.json", {"model": {"registered_model": "stvfm-synthetic", "version": "7"}})
     out = run_forecast(p, "synthetic", root)
     ds = xr.open_zarr(root / "forecasts/synthetic.zarr", consolidated=False)
     assert out["model_version"] == ds.attrs["model_version"] == "stvfm-synthetic/7"
-    assert ds.attrs["model"] == "models/synthetic/best.pt" and ds.attrs["split"] == "val"
+    assert ds.attrs["model"] == "models/synthetic/version" and ds.attrs["split"] == "val"
     ref = run_forecast(p, "synthetic", root, model=str(tiny_versions.plain), out=tmp_path / "ref.zarr")
     np.testing.assert_array_equal(ds["forecast"].values, xr.open_zarr(tmp_path / "ref.zarr", consolidated=False)["forecast"].values)
     assert ref["windows"] == len(_windows(root, "val"))

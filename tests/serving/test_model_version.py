@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from stvfm.errors import DataError
-from stvfm.model_version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_forecaster, read_config
+from stvfm.serving.forecaster import load_forecaster
+from stvfm.serving.version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_config
 
 from .version_fixtures import ROOT, raw_window
 
@@ -98,9 +99,9 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
                                                                                     monkeypatch):
     import mlflow
 
-    from stvfm import tracking
-    from stvfm.model_version import read_weights
-    from stvfm.predict import Forecaster
+    from stvfm.serving import registry
+    from stvfm.serving.forecaster import Forecaster
+    from stvfm.serving.version import read_weights
 
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
@@ -109,7 +110,7 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     cfg = read_config(tiny_versions.plain / CONFIG_FILE, "x")
     state = read_weights(tiny_versions.plain / WEIGHTS_FILE, "x")
     with mlflow.start_run(experiment_id=exp):
-        reg = tracking.log_and_register_model(cfg, state, "synthetic", 1.5, tags={"data_md5": "abc.dir",
+        reg = registry.log_and_register_model(cfg, state, "synthetic", 1.5, tags={"data_md5": "abc.dir",
                                               "git_commit": "deadbeef", "profile": "default",
                                               "pretrained_backbone": False, "backbone": "vit_tiny"})
     assert reg["version"] == "1" and reg["champion"] is True
@@ -117,7 +118,7 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     mv = client.get_model_version("stvfm-synthetic", "1")
     assert mv.tags["data_md5"] == "abc.dir" and mv.tags["val_mae"] == "1.5" and mv.tags["pretrained_backbone"] == "False"
     assert "RANDOM INIT" in mv.description and "pending" in mv.description and "profile default" in mv.description
-    tracking.record_test_metrics("stvfm-synthetic", "1", 2.5, 3.5)
+    registry.record_test_metrics("stvfm-synthetic", "1", 2.5, 3.5)
     mv = client.get_model_version("stvfm-synthetic", "1")
     assert mv.tags["test_rmse"] == "3.5" and "test MAE / RMSE: 2.5 / 3.5" in mv.description
     # every file of the version: no pickle anywhere
@@ -167,7 +168,7 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
 
 def test_time_ids_reach_the_model_from_last_time(tiny_versions):
     from stvfm.data.timefeatures import window_time_ids
-    from stvfm.predict import parse_time
+    from stvfm.serving.inputs import parse_time
 
     f = load_forecaster(tiny_versions.tid)
     seen = []

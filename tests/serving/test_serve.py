@@ -40,8 +40,8 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     import mlflow
     import requests
 
-    from stvfm import tracking
-    from stvfm.model_version import CONFIG_FILE, WEIGHTS_FILE, read_config, read_weights
+    from stvfm.serving import registry
+    from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, read_config, read_weights
 
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
@@ -52,7 +52,7 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     x, last = raw_window(tiny_versions.root, steps=7)
     last_s = int(last.astype(np.int64))
     with mlflow.start_run(experiment_id=exp):
-        reg = tracking.log_and_register_model(cfg, read_weights(folder / WEIGHTS_FILE, "x"), "synthetic", 1.0,
+        reg = registry.log_and_register_model(cfg, read_weights(folder / WEIGHTS_FILE, "x"), "synthetic", 1.0,
                                               input_example={"flow": x[None], "last_time": np.array([last_s])})
     assert reg["champion"]
 

@@ -47,7 +47,7 @@ def make_best(root: Path, *, time_identity: bool = False, seed: int = 0, output:
 
 
 def make_version(root: Path, name: str, **kw) -> Path:
-    from stvfm.model_version import write_version
+    from stvfm.serving.version import write_version
     from stvfm.paths import dataset_paths
     from stvfm.training.stage import version_from_best
 

@@ -1,4 +1,4 @@
-"""The seed study runner (pipelines/seeds.py, stvfm.report.seeds): job names, the STID job's recipe, results and
+"""The seed study runner (pipelines/seeds.py, stvfm.studies.seeds): job names, the STID job's recipe, results and
 report from a tiny synthetic project, mean ± std, and a bad job name as a one-line exit 2."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from stvfm.errors import ConfigError
-from stvfm.report.seeds import job_params, parse_job, render_seeds, run_seeds, summarise
+from stvfm.studies.seeds import job_params, parse_job, render_seeds, run_seeds, summarise
 
 from .conftest import tiny_params
 

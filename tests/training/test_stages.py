@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stvfm.errors import CheckpointError, DataError
-from stvfm.evaluate import run_evaluate
+from stvfm.training.evaluate import run_evaluate
 from stvfm.io import read_json
 from stvfm.training.checkpoint import load_checkpoint
 from stvfm.training.stage import run_train
@@ -61,7 +61,7 @@ def test_same_seed_twice_same_test_metrics(tiny_project):
 def test_forecaster_matches_model_on_a_test_window(tiny_project):
     from stvfm.data.windows import WindowDataset
     from stvfm.paths import dataset_paths
-    from stvfm.predict import check_series, forecast
+    from stvfm.serving.forecaster import check_series, forecast
     from stvfm.training.components import load_scaler
     from stvfm.training.stage import forecaster_from_best
 

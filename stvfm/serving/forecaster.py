@@ -9,24 +9,20 @@ with exactly ``history`` it is 0 (like the first step of a series). ``stvfm pred
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
-import zlib
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from stvfm.data.scaler import Scaler
+from stvfm.data.timefeatures import window_time_ids
 from stvfm.errors import DataError
 from stvfm.io import atomic_path
-
-
-def _bad(msg: str, where: str | None = None, path: str | None = None) -> DataError:
-    """A one-line input error, naming the file when there is one (``where``/``path``)."""
-    p = path or where
-    return DataError(msg, path=p) if p else DataError(msg)
+from stvfm.serving.inputs import bad_input as _bad
+from stvfm.serving.inputs import parse_time, read_series, unix_seconds
+from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, build_network, is_local_version, read_config, read_weights
 
 
 class Forecaster:
@@ -49,9 +45,6 @@ class Forecaster:
 
     @classmethod
     def from_version(cls, config: dict[str, Any], state_dict: dict[str, Any], where: str = "model") -> "Forecaster":
-        from stvfm.data.scaler import Scaler
-        from stvfm.model_version import build_network
-
         try:
             scaler = Scaler.from_dict(config["scaler"])
         except (KeyError, TypeError, ValueError, DataError) as e:
@@ -104,8 +97,6 @@ class Forecaster:
     def time_ids(self, last_time: Any) -> torch.Tensor | None:
         if not self.time_identity:
             return None
-        from stvfm.data.timefeatures import window_time_ids
-
         return torch.from_numpy(window_time_ids(last_time, self.interval_minutes, self.history, self.horizon))
 
     # ------------------------------------------------------------------ predict
@@ -132,132 +123,6 @@ class Forecaster:
         return y.permute(0, 1, 3, 4, 2).contiguous().cpu().numpy().astype(np.float32, copy=False)
 
 
-# ---------------------------------------------------------------------- files
-@dataclass
-class Series:
-    flow: np.ndarray  # (T, H, W, C) float32, original scale
-    last_time: np.datetime64 | None  # time of the last step (the series' own clock), when the file has one
-    interval_minutes: int | None  # minutes per step, when the file says
-
-
-_NPZ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
-
-
-def parse_time(value: Any, what: str, path: str) -> np.datetime64:
-    """An ISO date/time string or unix seconds -> datetime64[s]; anything else is one clear error."""
-    v = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
-    try:
-        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            if not np.isfinite(v):
-                raise ValueError(v)
-            return np.datetime64(int(round(float(v))), "s")
-        if isinstance(v, bytes):
-            v = v.decode()
-        if not isinstance(v, str) or not v.strip():
-            raise ValueError(v)
-        try:  # unix seconds given as text (numpy would read "1704495600" as a year)
-            return parse_time(float(v), what, path)
-        except ValueError:
-            pass
-        t = np.datetime64(v.strip(), "s")
-        if np.isnat(t):
-            raise ValueError(v)
-        return t
-    except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
-        shown = repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "..."
-        raise _bad(f"{what} is not a date/time: {shown} (give an ISO time like 2024-01-31T08:30 "
-                   f"or unix seconds)", path=path) from None
-
-
-def _freq(value: Any, path: str) -> int:
-    a = np.asarray(value)
-    if a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a) or a <= 0 or int(a) != a:
-        raise _bad(f"'freq_minutes' must be a positive integer scalar, got {value!r}", path=path)
-    return int(a)
-
-
-def _read_npz(path: Path) -> Series:
-    where = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = list(z.files)
-            if "flow" not in files:
-                raise _bad(f"no array 'flow' (T, H, W, C) in the .npz; it has {', '.join(files) or 'none'}",
-                           where=where)
-            arr = np.asarray(z["flow"])
-            start = np.asarray(z["start"]) if "start" in files else None
-            freq = np.asarray(z["freq_minutes"]) if "freq_minutes" in files else None
-    except DataError:
-        raise
-    except _NPZ_ERRORS as e:
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise _bad(f"cannot read .npz (empty, truncated or not an .npz: {msg})", where=where) from None
-    interval = _freq(freq, where) if freq is not None else None
-    last = None
-    if start is not None:
-        t0 = parse_time(start, "'start'", where)
-        if interval is None:
-            raise _bad("'start' is given without 'freq_minutes' (minutes per step)", where=where)
-        n = arr.shape[0] if arr.ndim >= 1 else 0
-        last = t0 + np.timedelta64(max(n - 1, 0) * interval, "m")
-    return Series(arr, last, interval)
-
-
-def _read_zarr(path: Path) -> Series:
-    import xarray as xr
-
-    where = str(path)
-    try:
-        ds = xr.open_zarr(path, consolidated=False)
-    except Exception as e:  # zarr raises many kinds
-        raise _bad(f"cannot open as a zarr store: {str(e).splitlines()[0][:200] if str(e) else e!r}",
-                   where=where) from None
-    if "flow" not in ds:
-        raise _bad(f"no variable 'flow' in the zarr store; it has {', '.join(ds.data_vars) or 'none'}",
-                   where=where)
-    da = ds["flow"]
-    if set(da.dims) != {"time", "y", "x", "channel"}:
-        raise _bad(f"'flow' must have dims (time, y, x, channel), got {da.dims}", where=where)
-    try:
-        arr = da.transpose("time", "y", "x", "channel").values
-    except Exception as e:  # a corrupt or missing chunk surfaces here (codec errors of many kinds)
-        raise _bad(f"cannot read 'flow' from the zarr store (corrupt chunk?): "
-                   f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}", where=where) from None
-    last = interval = None
-    if "time" in ds.coords and ds.sizes.get("time", 0) > 0:
-        times = ds["time"].values
-        if np.issubdtype(times.dtype, np.datetime64):
-            last = times[-1].astype("datetime64[s]")
-            if "interval_minutes" in ds.attrs:
-                interval = _freq(ds.attrs["interval_minutes"], where)
-            elif len(times) > 1:
-                interval = int((times[1] - times[0]) / np.timedelta64(1, "m"))
-    return Series(arr, last, interval)
-
-
-def read_series(path: str | Path) -> Series:
-    """The raw series of an .npz (``flow`` (T, H, W, C) + optional ``start``/``freq_minutes``) or a .zarr store
-    (var ``flow``: time, y, x, channel)."""
-    path = Path(path)
-    if not path.exists():
-        raise _bad("input file does not exist", path=str(path))
-    if path.suffix == ".npz":
-        s = _read_npz(path)
-    elif path.suffix == ".zarr" or path.is_dir():
-        s = _read_zarr(path)
-    else:
-        raise _bad("unsupported input; give an .npz with 'flow' (T, H, W, C) or a .zarr store", path=str(path))
-    arr = s.flow
-    if arr.dtype.kind not in "iuf":
-        raise _bad(f"'flow' must hold numbers, got dtype {arr.dtype}", path=str(path))
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.ndim != 4:
-        raise _bad(f"'flow' must be (T, H, W, C), got shape {arr.shape}", path=str(path))
-    s.flow = arr.astype(np.float32)
-    return s
-
-
 def forecast(f: Forecaster, arr: np.ndarray, last_time: Any = None, where: str | None = None) -> np.ndarray:
     """(T, H, W, C) -> next ``horizon`` steps (horizon, H, W, C) on the original scale."""
     lt = None if last_time is None else np.atleast_1d(np.asarray(last_time))
@@ -269,13 +134,25 @@ def check_series(arr: np.ndarray, f: Forecaster, path: str, last_time: Any = Non
     f.check(np.asarray(arr)[None], None if last_time is None else np.atleast_1d(last_time), where=path)
 
 
-def unix_seconds(t: np.datetime64) -> int:
-    return int(np.datetime64(t, "s").astype(np.int64))
+def load_version(folder: str | Path, where: str | None = None):
+    """:class:`Forecaster` from a local model-version folder."""
+    folder = Path(folder)
+    where = where or str(folder)
+    config = read_config(folder / CONFIG_FILE, where)
+    return Forecaster.from_version(config, read_weights(folder / WEIGHTS_FILE, where), where=where)
+
+
+def load_forecaster(source: str | Path):
+    """A Forecaster from a local model-version folder or an MLflow model URI (tensors + JSON only)."""
+    if is_local_version(source):
+        return load_version(source)
+    from stvfm.serving.registry import fetch_version  # MLflow: only for a model URI
+
+    with tempfile.TemporaryDirectory(prefix="stvfm-model-") as tmp:
+        return load_version(fetch_version(str(source), tmp), where=str(source))
 
 
 def predict_file(uri: str, inp: str | Path, out: str | Path, last_time: str | None = None) -> dict[str, Any]:
-    from stvfm.model_version import load_forecaster
-
     f = load_forecaster(uri)
     s = read_series(inp)
     where = str(inp)

@@ -14,7 +14,11 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
+from stvfm.baselines.common import load_series_split, score
+from stvfm.baselines.ha import HistoricalAverage
+from stvfm.baselines.persistence import persistence_forecast
 from stvfm.config import Params
+from stvfm.paths import dataset_paths
 from stvfm.training.components import build_components
 from stvfm.training.loop import EpochResult, LoopTrainer, loss_fn_for, unwrap
 from stvfm.training.seed import seed_everything
@@ -61,11 +65,6 @@ def fit_and_score(params: Params, dataset: str, root: str | Path = ".", *, test:
 
 def reference_scores(params: Params, dataset: str, root: str | Path = ".", split: str = "val") -> dict[str, dict]:
     """Persistence and HA (time-of-day mean of the train split) on ``split``'s windows, original scale."""
-    from stvfm.baselines.common import load_series_split, score
-    from stvfm.baselines.ha import HistoricalAverage
-    from stvfm.baselines.persistence import persistence_forecast
-    from stvfm.paths import dataset_paths
-
     data = load_series_split(dataset_paths(dataset, Path(root), params.data.root))
     h, o = data.history, data.horizon
     ha = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range, "day")

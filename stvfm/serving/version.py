@@ -7,7 +7,7 @@ A model version is a folder (locally, or the ``artifacts/`` of an MLflow pyfunc 
                          backbone info (name, pretrained), scale_1e3
     weights.safetensors  the full state dict (frozen VFM blocks included), loaded with safetensors: tensors only
 
-:func:`load_version` rebuilds the network from the *installed* package (``stvfm.models.factory.build_model``) and
+:func:`stvfm.serving.forecaster.load_version` rebuilds the network from the *installed* package (``stvfm.models.factory.build_model``) and
 loads the tensors into it (strict: every key must match). No pickle and no code from the tracking server is ever
 loaded: an old pickled version (``mlflow.pytorch``), a weights file that is not safetensors, or a config that is not
 this JSON is refused with one line.
@@ -17,12 +17,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from stvfm.errors import DataError
+from stvfm.config import ModelConfig, from_dict
+from stvfm.errors import DataError, StvfmError
 from stvfm.io import atomic_path, write_json
 
 FORMAT = "stvfm-model-version/1"
@@ -107,9 +106,7 @@ def read_weights(path: str | Path, where: str) -> dict[str, Any]:
 def build_network(config: dict[str, Any], state_dict: dict[str, Any], where: str = "model"):
     """The network from the installed package, with ``state_dict`` loaded strictly (no backbone file is read: the
     state dict carries every weight, the frozen VFM blocks included)."""
-    from stvfm.config import ModelConfig, from_dict
-    from stvfm.errors import StvfmError
-    from stvfm.models.factory import build_model
+    from stvfm.models.factory import build_model  # torch + timm: loaded when a network is built
 
     try:
         cfg = from_dict(ModelConfig, config["model_cfg"], f"{where}: {CONFIG_FILE} model_cfg")
@@ -133,45 +130,9 @@ def build_network(config: dict[str, Any], state_dict: dict[str, Any], where: str
     return model.eval()
 
 
-def load_version(folder: str | Path, where: str | None = None):
-    """:class:`stvfm.predict.Forecaster` from a local model-version folder."""
-    from stvfm.predict import Forecaster
-
-    folder = Path(folder)
-    where = where or str(folder)
-    config = read_config(folder / CONFIG_FILE, where)
-    return Forecaster.from_version(config, read_weights(folder / WEIGHTS_FILE, where), where=where)
-
-
 def is_local_version(source: str | Path) -> bool:
     p = Path(str(source))
     return p.is_dir() and (p / CONFIG_FILE).is_file()
-
-
-def fetch_version(uri: str, dst: str | Path) -> Path:
-    """Download the model version ``uri`` (``models:/name@alias``, ``models:/name/3``, ``runs:/id/model``) into
-    ``dst`` and return the folder holding ``config.json``. Downloading executes nothing."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
-    except (MlflowException, OSError) as e:
-        raise DataError(f"cannot load model '{uri}': {str(e).splitlines()[0][:300]} "
-                        f"(train it first, or check MLFLOW_TRACKING_URI / the alias)") from None
-    for cand in (local / "artifacts", local):
-        if (cand / CONFIG_FILE).is_file() or (cand / WEIGHTS_FILE).is_file():
-            return cand
-    return local / "artifacts"
-
-
-def load_forecaster(source: str | Path):
-    """A Forecaster from a local model-version folder or an MLflow model URI (tensors + JSON only)."""
-    if is_local_version(source):
-        return load_version(source)
-    with tempfile.TemporaryDirectory(prefix="stvfm-model-") as tmp:
-        return load_version(fetch_version(str(source), tmp), where=str(source))
 
 
 TEST_LINE = "- test MAE / RMSE:"

@@ -18,11 +18,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from stvfm import tracking
 from stvfm.config import Params
-from stvfm.errors import DataError
+from stvfm.data.windows import WindowDataset
+from stvfm.errors import CheckpointError, DataError
 from stvfm.io import atomic_path, read_json, write_json
 from stvfm.metrics import ChannelErrors, ErrorAccumulator
 from stvfm.paths import dataset_paths
+from stvfm.plots import forecast_map, learning_curves, per_step_curve
+from stvfm.serving.registry import record_test_metrics
 from stvfm.training.checkpoint import load_checkpoint
 from stvfm.training.components import build_model_from_meta, is_pretrained, load_scaler
 
@@ -36,7 +40,6 @@ def load_best(path: str | Path):
     try:
         model.load_state_dict(best["model_state"])
     except RuntimeError as e:
-        from stvfm.errors import CheckpointError
         raise CheckpointError(f"checkpoint '{path}' does not match its model_cfg: {str(e)[:300]}") from e
     return model.eval(), best
 
@@ -77,9 +80,6 @@ def write_per_step_csv(path: Path, per_step: list[dict[str, float]]) -> None:
 
 
 def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track: bool = True) -> dict[str, Any]:
-    from stvfm.data.windows import WindowDataset
-    from stvfm.plots import forecast_map, learning_curves, per_step_curve
-
     t0 = time.perf_counter()
     root = Path(root).resolve()
     paths = dataset_paths(dataset, root, params.data.root)
@@ -134,34 +134,23 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
 def _log(params: Params, dataset: str, root: Path, paths, result: dict[str, Any]) -> None:
     """Log the test metrics into the training run (through the client: the run keeps its own end time), or into
     an ``evaluate-<dataset>`` run when there is no training run."""
-    import mlflow
-    from mlflow.entities import Metric
-
-    from stvfm import tracking
     exp_id = tracking.setup(params, dataset, root)
     tj = paths.model_dir / "train.json"
     run_id = read_json(tj).get("run_id") if tj.is_file() else None
-    client = mlflow.MlflowClient()
     finish = None
     if run_id is None:
         run_id, finish = tracking.timed_run(exp_id, tracking.run_name("evaluate", dataset),
                                             tracking.run_tags(params, dataset, "evaluate", root),
                                             time.time() - result.get("seconds", 0.0))
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, 0) for k, v in (
-        ("test_mae", result["mae"]), ("test_rmse", result["rmse"]),
-        ("test_persistence_mae", result["persistence"]["mae"]),
-        ("test_persistence_rmse", result["persistence"]["rmse"]))]
-    for r in result["per_step"]:
-        metrics += [Metric("test_mae_by_step", float(r["mae"]), now, int(r["step"])),
-                    Metric("test_rmse_by_step", float(r["rmse"]), now, int(r["step"]))]
-    client.log_batch(run_id, metrics=metrics)
-    client.log_artifact(run_id, str(paths.metrics_dir / "test.json"), "metrics")
-    client.log_artifact(run_id, str(paths.metrics_dir / "per_step.csv"), "metrics")
-    client.log_artifacts(run_id, str(paths.metrics_dir / "plots"), "plots")
+    tracking.log_to_run(run_id, {"test_mae": result["mae"], "test_rmse": result["rmse"],
+                                 "test_persistence_mae": result["persistence"]["mae"],
+                                 "test_persistence_rmse": result["persistence"]["rmse"]},
+                        per_step=result["per_step"],
+                        artifacts=[(paths.metrics_dir / "test.json", "metrics"),
+                                   (paths.metrics_dir / "per_step.csv", "metrics"), (paths.metrics_dir / "plots", "plots")])
     if finish is not None:
         finish()
     if tj.is_file():
         model = (read_json(tj).get("model") or {})
         if model.get("version"):
-            tracking.record_test_metrics(model["registered_model"], model["version"], result["mae"], result["rmse"])
+            record_test_metrics(model["registered_model"], model["version"], result["mae"], result["rmse"])

@@ -1,7 +1,7 @@
 """The real-data ablation: each paper variant and each beyond-the-paper switch trained with the same profile.
 
 ``ABLATION`` lists (name, overrides on top of the chosen profile). Every run is selected on validation and read on
-test once (:func:`stvfm.training.quality.fit_and_score`); results go to ``metrics/<ds>/ablation/<name>.json`` and the
+test once (:func:`stvfm.studies.quality.fit_and_score`); results go to ``metrics/<ds>/ablation/<name>.json`` and the
 table to ``reports/ablation-<ds>.md`` (its own file: the dataset reports are not touched).
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from stvfm.config import Params, with_overrides
 from stvfm.io import atomic_path, read_json, write_json
 from stvfm.paths import dataset_paths
+from stvfm.studies.quality import fit_and_score, reference_scores
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def result_path(root: Path, dataset: str, name: str, data_root: str = "data") ->
 
 def run_ablation(dataset: str, params: Params, root: str | Path = ".", names: list[str] | None = None,
                  threads: int | None = 1) -> dict[str, Any]:
-    from stvfm.training.quality import fit_and_score, reference_scores
-
     root = Path(root)
     rows = []
     for name, ov in ABLATION:

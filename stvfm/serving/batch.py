@@ -8,7 +8,7 @@ Each actor rebuilds the network from the installed package out of the version's 
 (original scale, also in the object store). ``forecast.use_ray: false`` runs the same scorer in a plain loop.
 
 The model: ``--model`` (an MLflow model URI such as ``models:/stvfm-<ds>@champion``, or a local model-version
-folder); by default the train stage's ``models/<ds>/best.pt`` with the split's scaler — the same tensors and config
+folder); by default the version the train stage exported to ``models/<ds>/version/`` — the same tensors and config
 as the version that stage registered (named in ``models/<ds>/train.json``), so the DVC stage depends only on files
 DVC tracks.
 
@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from stvfm.cluster.ray_address import init_ray, ray_env
 from stvfm.config import Params
 from stvfm.errors import DataError
 from stvfm.io import atomic_path, read_json
+from stvfm.paths import dataset_paths
+from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, is_local_version, read_config, read_weights
 
 log = logging.getLogger(__name__)
 FORECAST_DIR = "forecasts"
@@ -40,61 +43,37 @@ FORECAST_DIR = "forecasts"
 class ModelSource:
     config: dict[str, Any]  # config.json of the version
     weights: bytes  # safetensors bytes
-    source: str  # what was asked for (URI, folder, models/<ds>/best.pt)
+    source: str  # what was asked for (URI, folder, models/<ds>/version)
     version: str  # registered name/version, or a note that it is not registered
 
 
-def _weights_bytes(state_dict: dict[str, Any]) -> bytes:
-    from safetensors.torch import save
-
-    return save({k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()})
-
-
 def model_source(params: Params, dataset: str, root: Path, model: str | None) -> ModelSource:
-    from stvfm.model_version import (CONFIG_FILE, WEIGHTS_FILE, fetch_version, is_local_version, read_config,
-                                     read_weights)
-    from stvfm.paths import dataset_paths
-
+    """The version to score with: ``model`` (an MLflow model URI or a local model-version folder), by default the one
+    the train stage exported to ``models/<ds>/version/`` (the registered version's tensors and config)."""
     paths = dataset_paths(dataset, root, params.data.root)
     if model is None:
-        from stvfm.training.checkpoint import load_checkpoint
-        from stvfm.training.stage import version_from_best
-
-        best = load_checkpoint(paths.model_dir / "best.pt",
-                               require=("model_state", "model_cfg", "grid", "channels", "history", "horizon",
-                                        "dataset"))
-        config, state = version_from_best(best, paths)
+        folder = paths.model_version_dir
+        if not is_local_version(folder):
+            raise DataError(f"no model version in models/{dataset}/version (run the train stage first: "
+                            f"`dvc repro train@{dataset}` or `stvfm train {dataset}`), or give --model")
+        config = read_config(folder / CONFIG_FILE, str(folder))
+        read_weights(folder / WEIGHTS_FILE, str(folder))
         tj = paths.model_dir / "train.json"
         reg = (read_json(tj).get("model") or {}) if tj.is_file() else {}
         version = f"{reg['registered_model']}/{reg['version']}" if reg.get("version") else "not registered"
-        return ModelSource(config, _weights_bytes(state), f"models/{dataset}/best.pt", version)
+        return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), f"models/{dataset}/version", version)
     if is_local_version(model):
         folder, version = Path(model), "local folder"
         config = read_config(folder / CONFIG_FILE, str(model))
         read_weights(folder / WEIGHTS_FILE, str(model))  # refuse anything but safetensors before shipping it
         return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), str(model), version)
+    from stvfm.serving.registry import fetch_version, registered_version  # MLflow: only for a model URI
+
     with tempfile.TemporaryDirectory(prefix="stvfm-model-") as tmp:
         folder = fetch_version(model, tmp)
         config = read_config(folder / CONFIG_FILE, model)
         read_weights(folder / WEIGHTS_FILE, model)
-        return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), model, _registered_version(model))
-
-
-def _registered_version(uri: str) -> str:
-    """``name/version`` of a ``models:/name@alias`` or ``models:/name/N`` URI (else the URI)."""
-    if not uri.startswith("models:/"):
-        return uri
-    body = uri[len("models:/"):].strip("/")
-    try:
-        import mlflow
-
-        client = mlflow.MlflowClient()
-        if "@" in body:
-            name, alias = body.split("@", 1)
-            return f"{name}/{client.get_model_version_by_alias(name, alias).version}"
-    except Exception:  # the version string is informative only
-        return uri
-    return body
+        return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), model, registered_version(model))
 
 
 # ---------------------------------------------------------------------------------------------- the windows
@@ -150,7 +129,7 @@ class WindowScorer:
         import torch
         from safetensors.torch import load
 
-        from stvfm.predict import Forecaster
+        from stvfm.serving.forecaster import Forecaster
 
         def get(v):  # large inputs arrive as [ObjectRef] (nested: a top-level ref would pin actor restarts to it)
             if isinstance(v, list) and len(v) == 1 and type(v[0]).__name__ == "ObjectRef":
@@ -188,12 +167,8 @@ def score_plain(scorer_args: dict[str, Any], n: int, batch_size: int) -> np.ndar
 
 def ensure_ray(num_cpus: int | None = None) -> float:
     """A private local Ray (``address="local"``) unless RAY_ADDRESS names a cluster; returns seconds spent."""
-    from stvfm.training.ray_train import ray_env
-
     ray_env()
     import ray
-
-    from stvfm.training.ray_address import init_ray
 
     t = time.perf_counter()
     if not ray.is_initialized():  # RAY_ADDRESS is joined within a bounded time, else a private local Ray
@@ -252,15 +227,15 @@ def write_forecasts(path: Path, y: np.ndarray, win: SplitWindows, attrs: dict[st
     chunk = max(1, min(n, int(chunk_mb * 2 ** 20 // per_origin)))
     enc = {"forecast": {"chunks": (chunk, *y.shape[1:])}}
     with atomic_path(path) as tmp:
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc)
+        from stvfm.data.store import write_store
+
+        write_store(ds, tmp, enc)  # consolidated metadata: xr.open_zarr(path) opens it without a warning
     return path
 
 
 def run_forecast(params: Params, dataset: str, root: str | Path = ".", *, split: str | None = None,
                  model: str | None = None, use_ray: bool | None = None, out: str | Path | None = None
                  ) -> dict[str, Any]:
-    from stvfm.paths import dataset_paths
-
     t_all = time.perf_counter()
     root = Path(root).resolve()
     fc = params.forecast

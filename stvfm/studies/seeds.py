@@ -15,10 +15,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from stvfm.baselines.run import BaselinesConfig
 from stvfm.config import Params, with_overrides
 from stvfm.errors import ConfigError
 from stvfm.io import atomic_path, read_json, write_json
 from stvfm.paths import dataset_paths
+from stvfm.studies.quality import fit_and_score, reference_scores
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,6 @@ def parse_job(job: str) -> tuple[str, int]:
 def job_params(params: Params, model: str, seed: int) -> Params:
     """The params of one job: the profile as given (ST-VFM) or the STID baseline's overrides on top of it."""
     if model == "stid":
-        from stvfm.baselines.run import BaselinesConfig
-
         return BaselinesConfig.from_params(params.baselines).stid_params(params, seed)
     return with_overrides(params, {"train.seed": seed})
 
@@ -54,8 +54,6 @@ def result_path(root: Path, dataset: str, job: str, data_root: str = "data") -> 
 
 def run_seeds(dataset: str, params: Params, root: str | Path = ".", jobs: list[str] | None = None,
               threads: int | None = 1) -> dict[str, Any]:
-    from stvfm.training.quality import fit_and_score, reference_scores
-
     root = Path(root)
     named = bool(jobs)
     jobs = list(jobs) if jobs else [f"{m}@{s}" for m in MODELS for s in SEEDS]

@@ -22,6 +22,33 @@ from stvfm.errors import ConfigError
 CONNECT_TIMEOUT_S = 60.0
 ENV = "RAY_ADDRESS"
 
+# Noise reducers and safe defaults (measured on Ray 2.60); set before the local cluster starts so
+# the controller and workers inherit them.
+RAY_ENV_DEFAULTS = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1",
+    # Ray starts worker processes at nice 15; on a busy machine the training workers then lose the CPU to anything
+    # else. Workers of a local cluster started here run at normal priority, like the in-process loop.
+    "RAY_worker_niceness": "0",
+    # worker log lines relayed to the driver: no ANSI colour codes around the "(RayTrainWorker pid=…)" prefix, so
+    # DVC/CI log files stay readable
+    "RAY_COLOR_PREFIX": "0",
+}
+
+
+def ray_env() -> None:
+    for k, v in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 def configured_address(params_address: str | None = None) -> tuple[str | None, str]:
     """(address, where it came from): ``train.ray_address`` first, then env ``RAY_ADDRESS``; (None, '') when neither."""
