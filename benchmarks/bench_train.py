@@ -143,9 +143,14 @@ def build_case(name: str, params, dataset: str, root: Path, batch_size: int) -> 
 
 
 def step_flops(case: Case) -> int:
+    """FLOPs of one step, counted on the eager model (a compiled step does the same work)."""
+    compiled, case.trainer.compiled = case.trainer.compiled, None
     fc = FlopCounterMode(display=False)
-    with fc:
-        case.step()
+    try:
+        with fc:
+            case.step()
+    finally:
+        case.trainer.compiled = compiled
     return int(fc.get_total_flops())
 
 
@@ -300,7 +305,8 @@ def fit_ratio(dataset: str, root: Path, overrides: list[str], threads: int, epoc
     except ImportError:  # before the issue-21 layout
         from stvfm.training.quality import fit_and_score
     p = load_params(root / "params.yaml", ["profile=real", *overrides])
-    stid = BaselinesConfig.from_params(p.baselines).stid_params(p, p.train.seed)
+    plain = load_params(root / "params.yaml", ["profile=real"])  # the baseline's recipe, without the --set overrides
+    stid = BaselinesConfig.from_params(plain.baselines).stid_params(plain, plain.train.seed)
     if epochs:  # smoke runs only: both recipes cut short
         p, stid = (with_overrides(q, {"train.epochs": epochs}) for q in (p, stid))
     res: dict[str, Any] = {}
@@ -333,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit-epochs", type=int, default=None, help="cap both fits at this many epochs (smoke runs)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, seconds")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="params override for the real case and the fits (after profile=real)")
+                    help="params override for the real case and its fit (after profile=real; not the STID baseline), "
+                         "e.g. train.compile=true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("stvfm").setLevel(logging.ERROR)
