@@ -136,6 +136,7 @@ class ServeConfig:
     timeout_s: float = 30.0  # a request's whole life (read, wait, forecast); the forecast is stopped at it
     read_timeout_s: float = 10.0  # the body must have arrived within this
     workers: int = 1  # forecasts run at once (threads sharing the model)
+    forward_batch: int = 16  # windows per forward pass: bounds a request's memory, whatever its window count
     max_queue: int = 4  # requests admitted beyond `workers`; one more gets 503 at once
     torch_threads: int | None = None  # intra-op threads of the server (None: torch's default)
 
@@ -504,7 +505,7 @@ def validate(p: Params) -> None:
 
 def validate_serve(s: ServeConfig, where: str = "serve") -> None:
     """The serving limits: counts >= 1 (max_queue and max_extra_steps >= 0), times and sizes > 0, a port."""
-    for key in ("max_windows", "workers"):
+    for key in ("max_windows", "workers", "forward_batch"):
         if getattr(s, key) < 1:
             raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(s, key)}")
     for key in ("max_extra_steps", "max_queue"):

@@ -162,12 +162,20 @@ class Forecaster:
     # ------------------------------------------------------------------ predict
     @torch.no_grad()
     def predict(self, flow: np.ndarray, last_time: Any = None, *, check: bool = True,
-                where: str | None = None, deadline: float | None = None) -> np.ndarray:
+                where: str | None = None, deadline: float | None = None, max_batch: int | None = None) -> np.ndarray:
         """(B, T, H, W, C) original scale (+ last_time (B,) when the model uses time identities) ->
         (B, horizon, H, W, C) float32 original scale, all finite (else :class:`NonFiniteForecast`).
 
         ``deadline`` (a ``time.monotonic()`` instant): past it the forecast stops within one layer and raises
-        :class:`Cancelled`."""
+        :class:`Cancelled`. ``max_batch``: at most that many windows per forward pass (bounds the memory a call
+        takes, whatever B is)."""
+        b = len(flow)
+        if max_batch and b > max_batch:
+            lt = None if last_time is None else np.asarray(last_time)
+            if check:
+                self.check(flow, lt, where)
+            return np.concatenate([self.predict(flow[i:i + max_batch], None if lt is None else lt[i:i + max_batch],
+                                                check=False, deadline=deadline) for i in range(0, b, max_batch)])
         if check:
             self.check(flow, last_time, where)
         if deadline is not None:

@@ -82,7 +82,7 @@ class STVFMPyfunc(mlflow.pyfunc.PythonModel):
         deadline = time.monotonic() + request_timeout(self.limits)
         try:
             flow, last = check_arrays(model_input, f, self.limits)
-            return f.predict(flow, last, check=False, deadline=deadline)
+            return f.predict(flow, last, check=False, deadline=deadline, max_batch=self.limits.forward_batch)
         except Cancelled:
             raise RequestRefused("the forecast took longer than the request timeout and was stopped; send fewer "
                                  "windows per request", error_code=INVALID_PARAMETER_VALUE) from None

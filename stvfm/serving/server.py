@@ -129,6 +129,7 @@ class ForecastApp:
                 "limits": {"max_body_bytes": self.max_body, "max_windows": self.cfg.max_windows,
                            "max_steps": max_steps(self.cfg, f.history), "timeout_s": self.cfg.timeout_s,
                            "read_timeout_s": self.cfg.read_timeout_s, "workers": self.cfg.workers,
+                           "forward_batch": self.cfg.forward_batch,
                            "max_queue": self.cfg.max_queue}}
 
     # ------------------------------------------------------------------ POST /invocations
@@ -203,7 +204,7 @@ class ForecastApp:
                 raise Cancelled("the request waited longer than serve.timeout_s")
             flow, last = parse_body(body, self.f, self.cfg)
             del body
-            y = self.f.predict(flow, last, check=False, deadline=deadline)
+            y = self.f.predict(flow, last, check=False, deadline=deadline, max_batch=self.cfg.forward_batch)
             return 200, _json({"predictions": y})
         except RequestError as e:
             return e.status, str(e).encode()

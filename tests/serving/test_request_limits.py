@@ -243,3 +243,32 @@ def test_limits_from_env_and_params(monkeypatch):
             resolve(ServeConfig(), env)
     assert max_body_bytes(ServeConfig(max_body_mb=2.0), 6, (16, 8), 2) == 2 * 2 ** 20
     assert max_body_bytes(ServeConfig(max_windows=10 ** 6), 6, (64, 64), 2) == 256 * 2 ** 20  # capped
+
+
+def test_pyfunc_under_mlflow_serve_applies_the_limits_and_keeps_the_reason_first(served, monkeypatch):
+    """Inside MLflow's scoring server the pyfunc enforces the same limits on what MLflow parsed, and its refusal's
+    message stays the reason (MLflow rewrites e.message to "Failed to predict data '<input>'..." — ignored)."""
+    from stvfm.serving.pyfunc import RequestRefused, STVFMPyfunc
+
+    f, x, last = served
+    m = STVFMPyfunc()
+    m.forecaster, m.limits = f, resolve(ServeConfig(), {"STVFM_SERVE_MAX_WINDOWS": "2"})
+    w3 = {"flow": np.repeat(x[None], 3, 0), "last_time": np.array([last] * 3)}
+    ok = {"flow": x[None], "last_time": np.array([last])}
+    assert m.predict(None, w3).shape == (3, 6, 16, 8, 2)  # in one's own process: no request limits
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
+    np.testing.assert_array_equal(m.predict(None, ok), f.predict(x[None], np.array([last])))
+    for inputs, reason in [(w3, "3 windows in one request; at most 2"),
+                           ({**ok, "last_time": np.array([4611686018427387904])}, "outside 1900-01-01"),
+                           ({**ok, "last_time": np.array([last + 0.5])}, "whole number of seconds"),
+                           ({**ok, "extra": np.array([1])}, "unknown key(s) 'extra'"),
+                           ({"flow": np.full_like(x[None], 3e38)} | {"last_time": ok["last_time"]}, "beyond 10000")]:
+        with pytest.raises(RequestRefused) as e:
+            m.predict(None, inputs)
+        err = e.value
+        err.message = f"Failed to predict data '{inputs}'. \nError: {err.message}"  # what MLflow's server does
+        assert reason in err.message and "Failed to predict" not in err.serialize_as_json()
+        assert err.get_http_status_code() == 400
+    monkeypatch.setenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "0")  # MLflow's timeout: the forecast stops there
+    with pytest.raises(RequestRefused, match="took longer than the request timeout and was stopped"):
+        m.predict(None, ok)

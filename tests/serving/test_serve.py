@@ -60,6 +60,7 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     start = last - np.timedelta64(6 * 60, "m")
     np.savez(tmp_path / "in.npz", flow=x, freq_minutes=np.int64(60), start=np.str_(str(start)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": db, "HF_HUB_OFFLINE": "1",
+           "STVFM_SERVE_MAX_WINDOWS": "2",
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
     r = subprocess.run([sys.executable, "-m", "stvfm.cli", "predict", "--model", "models:/stvfm-synthetic@champion",
                         "--input", "in.npz", "--out", "fc.npz"], cwd=tmp_path, env=env, capture_output=True,
@@ -111,6 +112,20 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
         for reason, resp in bad.items():
             assert 400 <= resp.status_code < 500, (reason, resp.status_code, resp.text[:500])
             assert reason in resp.json()["message"], (reason, resp.text[:1000])
+        # the pyfunc's own refusals (issue 23): the limits from STVFM_SERVE_* and the reason alone, first and short
+        ours = {
+            "3 windows in one request; at most 2": post({"flow": np.repeat(x[None], 3, 0).tolist(),
+                                                         "last_time": [last_s] * 3}),
+            "'last_time'[0] 4611686018427387904 is outside": post({"flow": x[None].tolist(),
+                                                                   "last_time": [4611686018427387904]}),
+            "1 negative value(s)": bad["negative"],
+            "lie beyond 10000 training standard deviations": post({"flow": np.full_like(x[None], 3e38).tolist(),
+                                                                   "last_time": [last_s]}),
+        }
+        for reason, resp in ours.items():
+            msg = resp.json()["message"]
+            assert resp.status_code == 400 and msg.startswith(reason.split(" ")[0]) and reason in msg, (reason, msg)
+            assert len(resp.content) < 400 and "Failed to predict" not in msg, msg
     finally:
         _stop(proc)
         log.close()
