@@ -12,9 +12,11 @@ limits). What it adds, in the order a request meets it:
    counted while it streams in and refused (413) at the first byte beyond it. The body must arrive within
    ``serve.read_timeout_s`` (408).
 4. **parsing** (orjson: no recursion beyond 1024 levels) and the checks of :mod:`stvfm.serving.request` (400 / 413).
-5. **forecast** in one of ``serve.workers`` threads, under a deadline of ``serve.timeout_s`` from arrival: the
-   forecaster checks it between layers and stops the work (504); no forecast outlives its request.
-6. the answer: the forecast must be finite (422 otherwise), encoded with orjson straight from the float32 array.
+5. **forecast** in one of ``serve.workers`` threads, ``serve.forward_batch`` windows per forward pass (so a request's
+   memory does not grow with its window count), under a deadline of ``serve.timeout_s`` from arrival: the
+   forecaster checks it before every layer and stops the work (504); no forecast outlives its request.
+6. the answer: the forecast must be finite (422 otherwise), encoded with orjson straight from the float32 array, with
+   a ``Server-Timing`` header (parse, forecast, encode, total in ms).
 
 Every refusal is ``{"error_code": ..., "message": <reason>}`` with the reason first, never the body, a trace or a
 file path; an unexpected error is logged here and answered 500 with a generic message.
@@ -94,8 +96,8 @@ class ForecastApp:
                     raise _Refused(405, "use POST /invocations", [(b"allow", b"POST")])
                 await self._invocations(scope, receive, send)
             elif path in ("/ping", "/health", "/version", "/metadata"):
-                if method not in ("GET", "HEAD"):
-                    raise _Refused(405, f"use GET {path}", [(b"allow", b"GET, HEAD")])
+                if method != "GET":
+                    raise _Refused(405, f"use GET {path}", [(b"allow", b"GET")])
                 body = b"\n" if path in ("/ping", "/health") else _json(self.info() if path == "/metadata" else
                                                                       {"stvfm": _version()})
                 await self._send(send, 200, body)
@@ -160,14 +162,16 @@ class ForecastApp:
                                     f"retry later", [(b"retry-after", b"1")]) from None
             try:
                 loop = asyncio.get_running_loop()
-                status, out = await loop.run_in_executor(self._pool, self._score, body, deadline)
+                status, out, timing = await loop.run_in_executor(self._pool, self._score, body, deadline)
             finally:
                 self._slots.release()
         finally:
             self.in_progress -= 1
         if status != 200:
             raise _Refused(status, out.decode())
-        await self._send(send, 200, out)
+        timing["total"] = time.monotonic() - t0
+        await self._send(send, 200, out, [(b"server-timing", ", ".join(
+            f"{k};dur={v * 1e3:.1f}" for k, v in timing.items()).encode())])
 
     async def _read_body(self, scope, receive) -> bytes:
         cl = _header(scope, b"content-length")
@@ -197,24 +201,31 @@ class ForecastApp:
                 from None
         return bytes(buf)
 
-    def _score(self, body: bytes, deadline: float) -> tuple[int, bytes]:
-        """Parse, check, forecast, encode (in a worker thread); (status, answer or reason)."""
+    def _score(self, body: bytes, deadline: float) -> tuple[int, bytes, dict[str, float]]:
+        """Parse, check, forecast, encode (in a worker thread): (status, answer or reason, seconds per phase — sent
+        as a ``Server-Timing`` header with the answer)."""
+        timing: dict[str, float] = {}
         try:
-            if time.monotonic() > deadline:
+            t = time.monotonic()
+            if t > deadline:
                 raise Cancelled("the request waited longer than serve.timeout_s")
             flow, last = parse_body(body, self.f, self.cfg)
             del body
+            timing["parse"] = time.monotonic() - t
             y = self.f.predict(flow, last, check=False, deadline=deadline, max_batch=self.cfg.forward_batch)
-            return 200, _json({"predictions": y})
+            timing["forecast"] = time.monotonic() - t - timing["parse"]
+            out = _json({"predictions": y})
+            timing["encode"] = time.monotonic() - t - timing["parse"] - timing["forecast"]
+            return 200, out, timing
         except RequestError as e:
-            return e.status, str(e).encode()
+            return e.status, str(e).encode(), timing
         except Cancelled:
             return 504, (f"the forecast took longer than serve.timeout_s={self.cfg.timeout_s:g} s and was stopped; "
-                         f"send fewer windows per request").encode()
+                         f"send fewer windows per request").encode(), timing
         except NonFiniteForecast as e:
-            return 422, str(e).encode()
+            return 422, str(e).encode(), timing
         except DataError as e:  # the model-level checks (Forecaster.check)
-            return 400, str(e).encode()
+            return 400, str(e).encode(), timing
 
 
 def _version() -> str:

@@ -119,7 +119,7 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
             "'last_time'[0] 4611686018427387904 is outside": post({"flow": x[None].tolist(),
                                                                    "last_time": [4611686018427387904]}),
             "1 negative value(s)": bad["negative"],
-            "lie beyond 10000 training standard deviations": post({"flow": np.full_like(x[None], 3e38).tolist(),
+            "1792 value(s) in the last 7 steps lie beyond 10000 training standard deviations": post({"flow": np.full_like(x[None], 3e38).tolist(),
                                                                    "last_time": [last_s]}),
         }
         for reason, resp in ours.items():
