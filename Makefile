@@ -48,15 +48,21 @@ bench: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $${MLFLOW_PORT:-5000}
 
-# Smoke profile: train/evaluate the ten shape-faithful synthetic stand-ins (one short epoch each, CPU) so the MLflow UI
-# shows ten experiments. See docs/training.md.
+# Smoke: the ten paper datasets as small files in UniST's published layout (`stvfm fixtures`, into SMOKE_MIRROR), each
+# through the real path: download (mirror) -> grid -> flow -> split -> train -> evaluate -> report, one short epoch
+# each on CPU, so the MLflow UI shows ten experiments. Their checksums are pinned in SMOKE_MIRROR/sources.lock.json,
+# never in data/sources.lock.json. The synthetic stand-ins `synthetic-<name>` still work (stvfm data all synthetic-crowd).
 SMOKE_SETS ?= crowd cellular tdrive bikenyc1 bikenyc2 taxinyc1 taxinyc2 trafficzz traffictj trafficsh
+SMOKE_MIRROR ?= data/fixtures
 SMOKE_PROFILE ?= --set profile=smoke
 smoke: setup
+	$(BIN)/stvfm fixtures $(SMOKE_MIRROR) >/dev/null
 	for n in $(SMOKE_SETS); do \
-	  $(BIN)/stvfm data all synthetic-$$n $(SMOKE_PROFILE) && \
-	  $(BIN)/stvfm train synthetic-$$n $(SMOKE_PROFILE) && \
-	  $(BIN)/stvfm evaluate synthetic-$$n $(SMOKE_PROFILE) || exit 1; \
+	  STVFM_SOURCES_LOCK=$(SMOKE_MIRROR)/sources.lock.json $(BIN)/stvfm data all $$n $(SMOKE_PROFILE) \
+	    --set data.mirror_dir=$(SMOKE_MIRROR) && \
+	  $(BIN)/stvfm train $$n $(SMOKE_PROFILE) && \
+	  $(BIN)/stvfm evaluate $$n $(SMOKE_PROFILE) && \
+	  $(BIN)/python -m pipelines.report $$n $(SMOKE_PROFILE) || exit 1; \
 	done
 
 # The real NYC samples (../shared/data/real, declared in local_sources) through the whole DAG as a DVC experiment.

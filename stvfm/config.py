@@ -11,7 +11,8 @@ import re
 import sys
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Iterable, Mapping, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -33,7 +34,9 @@ class DataConfig:
     mirror_dir: str | None = None  # also env STVFM_DATA_MIRROR; looked at before the network
     history: int = 6
     horizon: int = 6
-    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    # ratio protocol: chronological train/val/test fractions; or "published": the file's own train/val/test windows
+    # (UniST's files), exactly as UniST feeds them
+    split: list[float] | str = field(default_factory=lambda: [0.7, 0.15, 0.15])
     scaler: str = "standard"  # standard | minmax (per channel) | per_cell (per cell & channel); fitted on train only
     chunk_mb: float = 4.0  # target Zarr chunk size
     max_dropped_share: float = 0.05  # grid: warn (stage output + stats.parquet) when more trip endpoints are dropped
@@ -186,7 +189,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return None
         rest = [a for a in args if a is not type(None)]
-        return _coerce(value, rest[0], where)
+        return _coerce(value, rest[0], where) if len(rest) == 1 else _coerce(value, Union[tuple(rest)], where)
+    if origin in (Union, UnionType):  # X | Y: the member of the value's own kind (a list for a list ...)
+        for a in args:
+            base = get_origin(a) or a
+            if isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool)):
+                return _coerce(value, a, where)
+        kinds = {list: "a list", str: "a string", int: "an integer", float: "a number", bool: "true/false",
+                 dict: "a mapping"}
+        want = " or ".join(kinds.get(get_origin(a) or a, str(a)) for a in args)
+        raise ConfigError(f"{where}: expected {want}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -482,8 +494,13 @@ def validate(p: Params) -> None:
     if p.model.variant not in VARIANTS:
         raise ConfigError(f"model.variant: '{p.model.variant}' is not one of {', '.join(VARIANTS)}")
     s = p.data.split
-    if len(s) != 3 or any(x <= 0 for x in s) or abs(sum(s) - 1) > 1e-6:
-        raise ConfigError(f"data.split: expected three positive fractions summing to 1 (train, val, test), got {s}")
+    if isinstance(s, str):
+        if s != "published":
+            raise ConfigError(f"data.split: {s!r} is neither a list of three fractions (train, val, test) nor "
+                              "'published' (the file's own train/val/test windows)")
+    elif len(s) != 3 or any(x <= 0 for x in s) or abs(sum(s) - 1) > 1e-6:
+        raise ConfigError(f"data.split: expected three positive fractions summing to 1 (train, val, test) or "
+                          f"'published', got {s}")
     if p.data.history < 1 or p.data.horizon < 1:
         raise ConfigError("data.history and data.horizon must be >= 1")
     if p.model.patch_size < 1:

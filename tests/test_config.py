@@ -45,6 +45,29 @@ def test_bad_values_are_named(raw, msg):
         params_from_dict(raw)
 
 
+@pytest.mark.parametrize("value", [[0.7, 0.15, 0.15], [0.6, 0.2, 0.2], "published"])
+def test_split_is_a_ratio_or_published(value):
+    assert params_from_dict({"data": {"split": value}}).data.split == value
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("publish", r"data\.split: 'publish' is neither a list of three fractions .* nor 'published'"),
+    (0.7, r"data\.split: expected a list or a string, got 0\.7"),
+    ([0.7, "a", 0.15], r"data\.split\[1\]: expected a number, got 'a'"),
+    ([0.8, 0.3, 0.1], r"data\.split: expected three positive fractions summing to 1 .* or 'published'"),
+])
+def test_bad_split_is_one_line_exit_2(tmp_path, capsys, monkeypatch, value, msg):
+    with pytest.raises(ConfigError, match=msg):
+        params_from_dict({"data": {"split": value}})
+    from pipelines.split import main
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"split": value}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.split" in err[0]
+
+
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "nope.yaml")

@@ -18,16 +18,8 @@ Formats (``kind`` in the raw ``manifest.json``, or guessed from the file suffix 
            contiguous series is rebuilt **only** if every repeated placement is bit-identical, consecutive windows do
            overlap, and the placements cover every step (no holes). Files are concatenated as train, val, test, so the
            check also proves they are adjacent. Nodes are reshaped row-major to (H, W) of the dataset table.
-``unist``  UniST ``<Name>_short.json`` (``tsinghua-fib-lab/UniST`` ``src/DataLoader.py``): keys ``X_train``, ``X_val``,
-           ``X_test``, each ``[X, X_period]`` with ``X`` (N, T_seq, H, W) (one channel) or (N, T_seq, H, W, C), and
-           ``timestamps`` {train, val, test}. Per split, window ``i`` covers steps ``i*s .. i*s + T_seq - 1``; the stride
-           ``s`` (1..T_seq) is the smallest one for which the first two windows agree on their overlap, and then every
-           repeated placement of every window must match (else refused). Splits are joined in order train, val, test:
-           with integer timestamps (Crowd, Cellular: absolute step index, 0 = span start) at the steps they name
-           (holes or disagreements refused; the start moves to the first step); otherwise on their largest exact
-           overlap, or as adjacent when they share no step, in which case (weekday, slot) timestamps must show no gap
-           and also move the start to the first matching weekday/slot on or after the span start. ``X_period``
-           (daily-period context) is redundant and ignored. The reason for each join is kept in the attr ``note``.
+``unist``  UniST ``<Name>_short.json``, the format of the paper's ten datasets: read by :mod:`stvfm.data.unist`, which
+           derives the interval from the file's timestamps and the grid and channel from its arrays.
 ``trips``  trip records (Parquet, CSV or a .zip of CSVs), gridded by :mod:`stvfm.data.gridding` with the manifest's
            ``bbox``, ``start``, ``end``, ``interval_minutes``, ``grid``. Column-name variants of Citi Bike (2013-2020
            ``starttime``/``start station latitude``..., 2021+ ``started_at``/``start_lat``/``start_lng``...) and TLC
@@ -46,8 +38,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from stvfm.data.canonical import canonical, parse_start
 from stvfm.data.gridding import CHANNELS as TRIP_CHANNELS
 from stvfm.data.gridding import TRIP_COLUMNS, GridSpec, grid_trips, iter_parquet
+from stvfm.data.unist import read_unist
 from stvfm.errors import DataError
 
 # what a corrupt raw file's message advises; stages.load_canonical swaps it for a local_sources entry's own file
@@ -60,42 +54,6 @@ class ReadResult:
     ds: xr.Dataset
     records: dict[str, int] = field(default_factory=dict)  # per channel: records counted (trips only)
     dropped: dict[str, int] = field(default_factory=dict)  # per channel: records outside bbox/span (trips only)
-
-
-def canonical(flow: np.ndarray, start: Any, interval_minutes: int, channel_names: Sequence[str] | None = None,
-              **attrs: Any) -> xr.Dataset:
-    """Wrap a (T, H, W, C) array in the canonical Dataset."""
-    flow = np.asarray(flow)
-    T, H, W, C = flow.shape
-    names = list(channel_names) if channel_names is not None and len(channel_names) == C else \
-        (list(TRIP_CHANNELS) if C == 2 else [f"ch{i}" for i in range(C)])
-    t0 = parse_start(start)
-    times = t0 + np.arange(T) * np.timedelta64(int(interval_minutes) * 60, "s").astype("timedelta64[ns]")
-    ds = xr.Dataset({"flow": (("time", "y", "x", "channel"), flow.astype(np.float32, copy=False))},
-                    coords={"time": times, "channel": np.array(names, dtype=object)})
-    ds.attrs.update({"interval_minutes": int(interval_minutes), "bbox": None, "start": str(t0.astype("datetime64[s]"))})
-    ds.attrs.update(attrs)
-    return ds
-
-
-def parse_start(v: Any, *, dataset: str | None = None, path: str | None = None) -> np.datetime64:
-    """The first step's start as datetime64[ns]; a value that is not a date/time is a :class:`DataError`."""
-    s = _iso(v)
-    try:
-        return np.datetime64(s, "ns")
-    except (ValueError, TypeError, OverflowError):
-        raise DataError(f"'start' {s[:60]!r} is not an ISO date/time (e.g. 2024-01-01 or 2024-01-01T00:00:00)",
-                        dataset=dataset, path=path) from None
-
-
-def _iso(v: Any) -> str:
-    if v is None:
-        return "1970-01-01T00:00:00"
-    if isinstance(v, np.ndarray):
-        v = v.item()
-    if isinstance(v, bytes):
-        v = v.decode()
-    return str(v)
 
 
 def _load_npz(path: Path, dataset: str | None) -> dict[str, np.ndarray]:
@@ -256,144 +214,6 @@ def read_stssl(paths: Sequence[Path], *, dataset: str | None, grid: tuple[int, i
     flow = series.reshape(series.shape[0], H, W, C)  # row-major node = row*W + col
     return canonical(flow, start, interval_minutes, TRIP_CHANNELS if C == 2 else None,
                      source=f"stssl:{where}", note=f"rebuilt from {N} windows, offsets {xo.tolist()} + {yo.tolist()}")
-
-
-# ---------------------------------------------------------------- UniST json
-def _detect_stride(X: np.ndarray) -> int | None:
-    """Smallest stride s in 1..T_seq-1 with X[1, :T-s] == X[0, s:] (the first two windows; every window is then
-    verified by :func:`rebuild_windows`); T_seq if the first two windows share no step; None if N < 2."""
-    N, T = X.shape[:2]
-    if N < 2:
-        return None
-    for s in range(1, T):
-        if np.array_equal(X[1, : T - s], X[0, s:]):
-            return s
-    return T
-
-
-def _unist_split(X: np.ndarray, ts: np.ndarray | None, *, dataset: str | None, path: str,
-                 split: str) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """One split's windows -> (series, its per-step timestamps or None, note)."""
-    N, T = X.shape[:2]
-    s = _detect_stride(X)
-    if ts is not None and ts.shape[:2] != (N, T):
-        ts = None  # timestamps that do not match the windows are ignored
-    if s is None:
-        return X[0], None if ts is None else ts[0], ""
-    if s == T:
-        flat_ts = None if ts is None else ts.reshape(N * T, *ts.shape[2:])
-        return X.reshape(N * T, *X.shape[2:]), flat_ts, f"{split}: windows do not overlap, concatenated"
-    series, _ = rebuild_windows([(k, X[:, k]) for k in range(T)], N, stride=s, dataset=dataset, path=path)
-    tser = None
-    if ts is not None:
-        tser, _ = rebuild_windows([(k, ts[:, k]) for k in range(T)], N, stride=s, dataset=dataset,
-                                  path=f"{path} (timestamps)")
-        tser = tser.astype(np.int64)
-    return series, tser, f"{split}: stride {s}"
-
-
-def _week_steps(tser: np.ndarray, steps_per_day: int) -> np.ndarray:
-    """UniST (weekday, slot) pairs -> step of the week; integer timestamps are absolute step indices already."""
-    return tser[:, 0].astype(np.int64) * steps_per_day + tser[:, 1].astype(np.int64)
-
-
-def _join(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Append ``b`` to ``a`` on their largest exact overlap (0 = adjacent)."""
-    for k in range(min(len(a), len(b)), 0, -1):
-        if np.array_equal(a[len(a) - k:], b[:k]):
-            return np.concatenate([a, b[k:]]), k
-    return np.concatenate([a, b]), 0
-
-
-def read_unist(path: Path, *, dataset: str | None, interval_minutes: int, start: Any = None,
-               channel_names: Sequence[str] | None = None) -> xr.Dataset:
-    """UniST JSON -> canonical series. ``timestamps`` are used where they are readable: integer ones (Crowd, Cellular:
-    absolute step indices, 0 = the span start) place the splits exactly and set the start; (weekday, slot) pairs
-    (Monday = 0) must advance by one step inside every split and across each join, and move ``start`` forward to
-    the first step with that weekday and slot."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataError("file not found", dataset=dataset, path=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"not valid UniST JSON (truncated or corrupt?): {e}", dataset=dataset, path=str(path)) from None
-    if not isinstance(data, dict):
-        raise DataError("UniST JSON must be an object with X_train/X_val/X_test", dataset=dataset, path=str(path))
-    spd = 24 * 60 // int(interval_minutes)
-    stamps = data.get("timestamps") if isinstance(data.get("timestamps"), dict) else {}
-    parts, notes = [], []
-    for split in ("train", "val", "test"):
-        key = f"X_{split}"
-        if key not in data:
-            raise DataError(f"missing key '{key}'; found {sorted(data)}", dataset=dataset, path=str(path))
-        X = np.asarray(data[key][0], dtype=np.float64)
-        if X.ndim == 4:
-            X = X[..., None]
-        if X.ndim != 5:
-            raise DataError(f"'{key}[0]' has rank {X.ndim - 1}; expected (N, T, H, W) or (N, T, H, W, C)",
-                            dataset=dataset, path=str(path))
-        ts = None
-        try:
-            raw_ts = np.asarray(stamps.get(split)) if split in stamps else None
-            if raw_ts is not None and np.issubdtype(raw_ts.dtype, np.number) and raw_ts.ndim in (2, 3):
-                ts = raw_ts.astype(np.int64)
-        except (ValueError, TypeError):
-            ts = None
-        series, tser, note = _unist_split(X, ts, dataset=dataset, path=str(path), split=split)
-        if note:
-            notes.append(note)
-        parts.append((split, series, tser))
-
-    kinds = {None if t is None else t.ndim for _, _, t in parts}
-    if kinds == {1}:  # absolute step indices: place every split where its stamps say
-        lo = min(int(t[0]) for _, _, t in parts)
-        hi = max(int(t[-1]) for _, _, t in parts)
-        out = np.zeros((hi - lo + 1, *parts[0][1].shape[1:]))
-        placed = np.zeros(hi - lo + 1, bool)
-        for split, ser, t in parts:
-            if not np.array_equal(t, np.arange(t[0], t[0] + len(t))):
-                raise DataError(f"UniST {split} timestamps are not consecutive steps", dataset=dataset, path=str(path))
-            pos = t - lo
-            again = placed[pos]
-            if again.any() and not np.array_equal(out[pos[again]], ser[again]):
-                raise DataError(f"UniST {split} disagrees with the previous split on the steps they share",
-                                dataset=dataset, path=str(path))
-            out[pos] = ser
-            placed[pos] = True
-        if not placed.all():
-            raise DataError(f"UniST splits leave {int((~placed).sum())} steps uncovered (first at step "
-                            f"{int(np.argmin(placed)) + lo}); the series is not contiguous", dataset=dataset, path=str(path))
-        series = out
-        if start is not None:
-            start = parse_start(start, dataset=dataset, path=str(path)) + lo * np.timedelta64(int(interval_minutes), "m")
-        notes.append(f"placed by integer timestamps {lo}..{hi}")
-    else:
-        series = parts[0][1]
-        week = [None if t is None or t.ndim != 2 or t.shape[1] != 2 else _week_steps(t, spd) for _, _, t in parts]
-        W = 7 * spd
-        for i, (split, ser, _) in enumerate(parts):
-            w = week[i]
-            if w is not None and len(w) > 1 and not np.all(np.diff(w) % W == 1):
-                raise DataError(f"UniST {split} (weekday, slot) timestamps do not advance one step at a time",
-                                dataset=dataset, path=str(path))
-            if i == 0:
-                continue
-            series, k = _join(series, ser)
-            if week[i - 1] is not None and w is not None:
-                gap = (int(w[k]) - int(week[i - 1][-1]) - 1) % W if k < len(w) else 0
-                if gap:
-                    raise DataError(f"UniST {split} does not continue {parts[i - 1][0]}: its timestamps leave a gap "
-                                    f"of {gap} steps (mod one week)", dataset=dataset, path=str(path))
-            notes.append(f"{split} joined with overlap {k}" if k else f"{split} assumed adjacent (no overlap)")
-        if week[0] is not None and start is not None:
-            t0 = parse_start(start, dataset=dataset, path=str(path))
-            step = np.timedelta64(int(interval_minutes), "m").astype("timedelta64[ns]")
-            day0 = t0.astype("datetime64[D]")
-            w0 = ((day0.astype(np.int64) + 3) % 7) * spd + int((t0 - day0.astype("datetime64[ns]")) // step)
-            start = t0 + ((int(week[0][0]) - w0) % W) * step
-            notes.append("start aligned to the first (weekday, slot) timestamp")
-    return canonical(series, start, interval_minutes, channel_names, source=f"unist:{path.name}", note="; ".join(notes))
 
 
 # ---------------------------------------------------------------- trip records
@@ -596,8 +416,6 @@ def read_raw(files: Sequence[Path], kind: str, *, dataset: str | None, interval_
         ds = read_zarr(f, dataset=dataset)
     elif kind == "stdn":
         ds = read_stdn(f, dataset=dataset, interval_minutes=interval_minutes or 30, start=start)
-    else:  # unist
-        if interval_minutes is None:
-            raise DataError("UniST files need the dataset's interval", dataset=dataset, path=str(f))
-        ds = read_unist(f, dataset=dataset, interval_minutes=interval_minutes, start=start, channel_names=channel_names)
+    else:  # unist: the file decides interval, grid and channels (the table's `interval_minutes` is not used)
+        ds = read_unist(f, dataset=dataset, start=start, channel_names=channel_names)
     return ReadResult(ds)

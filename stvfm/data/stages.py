@@ -22,12 +22,13 @@ import pandas as pd
 import xarray as xr
 
 from stvfm.config import Params
+from stvfm.data import facts
 from stvfm.data.flow import flow_dataset
 from stvfm.data.readers import REFETCH_HINT, guess_kind, read_raw
 from stvfm.data.scaler import Scaler
-from stvfm.data.split import check_lengths, make_windows, split_bounds
+from stvfm.data.split import check_lengths, make_windows, published_windows, split_bounds
 from stvfm.data.stats import grid_stats
-from stvfm.data.store import check_chunks, check_same_grid, grid_digest, load_dataset, read_values
+from stvfm.data.store import check_chunks, check_same_grid, grid_digest, load_dataset, read_values, write_store
 from stvfm.data.validate import validate_flow
 from stvfm.datasets.registry import DatasetSpec, get_spec
 from stvfm.errors import DataError
@@ -131,7 +132,7 @@ def _time_chunk(shape: tuple[int, ...], chunk_mb: float) -> int:
 
 def _to_zarr(ds: xr.Dataset, var: str, tmp: Path, chunk_mb: float) -> None:
     tc = _time_chunk(ds[var].shape, chunk_mb)
-    ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding={var: {"chunks": (tc, *ds[var].shape[1:])}})
+    write_store(ds, tmp, encoding={var: {"chunks": (tc, *ds[var].shape[1:])}})
 
 
 def write_zarr(ds: xr.Dataset, var: str, target: Path, chunk_mb: float) -> None:
@@ -151,16 +152,25 @@ def _run_grid(name: str, params: Params, root: str | Path, paths: DatasetPaths) 
     res, spec, files, spec_known, kind = load_canonical(name, params, root)
     ds = res.ds
     where = ",".join(str(f) for f in files)
-    # the table's grid/channels are checked where known; UniST files carry one channel per file, so not for them
-    validate_flow(ds, dataset=name, path=where, grid=list(spec.grid) if spec_known else None,
+    # the table's grid/channels are checked where they shape the data (trip records, generated cities); a UniST file
+    # decides its own interval, grid and channel, and where it differs from Table 1 the stage says so below
+    validate_flow(ds, dataset=name, path=where, grid=list(spec.grid) if spec_known and kind != "unist" else None,
                   channels=spec.channels if spec_known and kind != "unist" else None)
     gsha = grid_digest(ds["flow"].values, str(ds.attrs.get("start")), int(ds.attrs["interval_minutes"]))
+    m = _read_manifest(paths, name)
+    ff, t1 = facts.file_facts(ds), facts.table1(spec)
+    dis = facts.disagreements(ff, t1)
     ds.attrs.update({"dataset": name, "input_sha256": sha256_of(files), "grid_sha256": gsha,
-                     "source": f"{kind}:" + ",".join(f.name for f in files)})
+                     "source": f"{kind}:" + ",".join(f.name for f in files),
+                     "source_record": facts.source_record(m.get("source_kind"), kind, [f.name for f in files]),
+                     "file_facts": ff, "table1": t1, "disagreements": dis})
     if ds.attrs.get("bbox") is None:
         ds.attrs["bbox"] = None
     stats = grid_stats(ds, res.records or None, res.dropped or None)
     stats["grid_sha256"] = gsha
+    stats["interval_minutes"] = ff["interval_minutes"]
+    stats["table1_interval_minutes"] = t1["interval_minutes"] if t1 else None
+    stats["disagreements"] = "; ".join(dis)
     warning = dropped_warning(res.records, res.dropped, params.data.max_dropped_share)
     stats["dropped_share"] = [_share(res.records, res.dropped, str(c)) for c in stats["channel"]]
     stats["warning"] = warning or ""
@@ -177,7 +187,10 @@ def _run_grid(name: str, params: Params, root: str | Path, paths: DatasetPaths) 
         replace_path(ts, paths.grid_stats)
     T, H, W, C = ds["flow"].shape
     out = {"dataset": name, "shape": [T, H, W, C], "kind": kind, "seconds": round(time.perf_counter() - t, 2),
-           "records": res.records, "dropped": res.dropped, "grid_sha256": gsha}
+           "records": res.records, "dropped": res.dropped, "grid_sha256": gsha, "file_facts": ff, "table1": t1,
+           "disagreements": dis}
+    if dis:
+        log.warning("grid %s", facts.summary_line(name, dis))
     if warning:
         out["warning"] = warning
     log.info("grid %s: %s", name, out)
@@ -256,23 +269,35 @@ def _run_split(name: str, params: Params, paths: DatasetPaths) -> dict[str, Any]
     grid = open_grid(paths, name)
     open_flow(paths, name, grid)
     T, H, W, C = grid["flow"].shape
-    bounds = split_bounds(T, d.split)
-    check_lengths(bounds, d.history, d.horizon, fractions=d.split, dataset=name, path=str(paths.grid_zarr))
-    a = bounds["train"][1]
-    train = read_values(grid["flow"].isel(time=slice(0, a)), paths.grid_zarr, dataset=name,
+    if d.split == "published":  # the file's own train/val/test windows, as UniST feeds them
+        bounds, w = published_windows(grid.attrs.get("published_windows"), int(T), d.history, d.horizon,
+                                      dataset=name, path=str(paths.grid_zarr), source=grid.attrs.get("source"))
+    else:
+        bounds = split_bounds(T, d.split)
+        check_lengths(bounds, d.history, d.horizon, fractions=d.split, dataset=name, path=str(paths.grid_zarr))
+        w = make_windows(bounds, d.history, d.horizon)
+    a, b = bounds["train"]
+    train = read_values(grid["flow"].isel(time=slice(a, b)), paths.grid_zarr, dataset=name,
                         fix=f"rerun `dvc repro grid@{name}`")
-    scaler = Scaler.fit(train, d.scaler, channel_axis=-1)
-    w = make_windows(bounds, d.history, d.horizon)
+    scaler = Scaler.fit(train, d.scaler, channel_axis=-1)  # train only (never UniST's min-max over all splits)
     times = grid["time"].values
     w["time"] = pd.to_datetime(times[w["t0"].to_numpy() + d.history])
     spec = get_spec(name, params.local_sources)
+    ff = grid.attrs.get("file_facts") or facts.file_facts(grid)
+    t1 = grid.attrs.get("table1") if "table1" in grid.attrs else facts.table1(spec)
     meta = {
         "dataset": name, "T": int(T), "history": d.history, "horizon": d.horizon,
         "bounds": {k: [int(lo), int(hi)] for k, (lo, hi) in bounds.items()},
         "n_windows": {k: int((w["split"] == k).sum()) for k in bounds},
         "grid": [int(H), int(W)], "channels": int(C), "channel_names": [str(c) for c in grid["channel"].values],
         "interval_minutes": int(grid.attrs["interval_minutes"]), "start": str(np.datetime_as_string(times[0], unit="s")),
-        "scale_1e3": bool(spec.scale_1e3), "scaler": d.scaler, "split": list(d.split),
+        "scale_1e3": bool(spec.scale_1e3), "scaler": d.scaler,
+        "split": d.split if isinstance(d.split, str) else list(d.split),
+        "protocol": "published" if d.split == "published" else "ratio",
+        "source": grid.attrs.get("source_record")
+        or facts.source_record(None, str(grid.attrs.get("source", "")).split(":")[0], []),
+        "table1": t1, "file_facts": ff,
+        "disagreements": list(grid.attrs.get("disagreements") or facts.disagreements(ff, t1)),
         "input_sha256": grid.attrs.get("input_sha256"), "grid_sha256": grid.attrs.get("grid_sha256"),
     }
     with atomic_path(paths.split_dir) as tmp:

@@ -18,6 +18,17 @@ import numpy as np
 from stvfm.errors import DataError
 
 
+def write_store(ds: Any, path: str | Path, encoding: dict[str, Any] | None = None) -> None:
+    """Write ``ds`` as a Zarr v3 store with consolidated metadata, so ``xr.open_zarr(path)`` opens it at once and
+    without warnings. (zarr warns that consolidated metadata is not yet part of the v3 spec; zarr-python and xarray
+    read it, and a reader that does not can open the store with ``consolidated=False``.)"""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding or {})
+
+
 def check_chunks(path: str | Path, var: str, *, dataset: str | None, fix: str) -> None:
     """Refuse a store whose array ``var`` lacks chunks (a missing chunk silently reads as the fill value)."""
     import zarr

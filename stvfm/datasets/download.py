@@ -5,7 +5,13 @@
   or ``<mirror>/<dataset>/<file>``), then in an existing ``data/raw/<name>/<file>``, then fetched with
   :func:`pooch.retrieve` into the download cache ``data/raw/.downloads/`` (resumable via HTTP Range, progress bar
   via tqdm) and hard-linked (or copied) into place. Every file is checked against its published sha256, or else its
-  pin in ``data/sources.lock.json``; a file without either is pinned there after the download completes.
+  pin in ``data/sources.lock.json`` (env ``STVFM_SOURCES_LOCK``: another lock file); a file without either is pinned
+  there after the download completes. A file UniST publishes may also come out of the published archive (the whole
+  dataset folder as one zip, as UniST's README offers it): any ``*.zip`` in a mirror directory, or the download cache,
+  that holds ``<Name>_short.json`` (at any depth), or the archive at env ``STVFM_UNIST_ARCHIVE_URL`` when the file's
+  own URL cannot be fetched. The member is extracted into the cache and verified like a loose file.
+* Before anything is pinned or kept in the cache, the body must be the format its name promises
+  (:mod:`stvfm.datasets.sniff`): an HTML page, a truncated JSON file, an empty file are refused with one line.
 * ``synthetic`` / ``synthetic-<name>``: the virtual city (:mod:`stvfm.datasets.synthetic`) as ``trips.parquet``.
 * ``local_sources`` entries: the user's file (``.npz``, ``.parquet``/``.csv`` trip records) or ``.zarr`` store is
   copied into ``data/raw/<name>/``; reader kind from the extension (npz, trips, zarr).
@@ -20,6 +26,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,8 @@ from stvfm.paths import dataset_paths
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "STVFM_DATA_MIRROR"
+ARCHIVE_ENV = "STVFM_UNIST_ARCHIVE_URL"  # the published UniST folder as one zip (no stable direct link is published)
+ARCHIVE_FILENAME = "UniST-dataset.zip"  # its name in the download cache
 CACHE_DIR = ".downloads"  # under data/raw/: verified downloads + resumable .part files
 _SHAPE_KEYS = ("grid", "interval_minutes", "channels", "channel_names", "start", "end", "bbox")
 LOCAL_KINDS = {".npz": "npz", ".parquet": "trips", ".csv": "trips", ".zarr": "zarr"}
@@ -90,8 +99,9 @@ class ResumableDownloader:
     """
 
     def __init__(self, part: Path, progressbar: bool | None = None, chunk_size: int = 1 << 16,
-                 timeout: tuple[float, float] = _TIMEOUT):
+                 timeout: tuple[float, float] = _TIMEOUT, check=None):
         self.part = Path(part)
+        self.check = check  # check(path) -> None or raises: the body's format, before it is kept anywhere
         self.progressbar = progressbar
         self.chunk_size = chunk_size
         self.timeout = timeout
@@ -128,6 +138,12 @@ class ResumableDownloader:
         if total is not None and size != total:
             raise requests.exceptions.ChunkedEncodingError(
                 f"transfer ended after {size} of {total} bytes; run again to resume")
+        if self.check is not None:
+            try:
+                self.check(self.part)
+            except BaseException:
+                self.part.unlink(missing_ok=True)  # a wrong body is not resumed either
+                raise
         os.replace(self.part, output_file)
         return None
 
@@ -237,30 +253,147 @@ def _fetch_sources(spec: DatasetSpec, params: Params, root: Path, raw_dir: Path,
             "files": files}
 
 
+def _check_body(dataset: str, filename: str, path: Path, where: str, url: str | None) -> None:
+    """Refuse a body that is not the format ``filename`` promises (HTML page, truncated JSON, empty file ...)."""
+    from stvfm.datasets.sniff import problem
+
+    what = problem(path, filename)
+    if what:
+        fix = f"get the real file from {url}" if url else "replace it with the real file"
+        raise DownloadError(f"'{filename}' {where} is {what}; refused: nothing was pinned or cached ({fix})",
+                            dataset=dataset, path=filename)
+
+
 def _resolve_one(dataset: str, src: Source, lock: SourcesLock, mirrors: list[Path], raw_dir: Path, cache: Path,
                  root: Path) -> Path:
     """Find or fetch one source file, verify it, pin it if it had no checksum; return its verified path."""
     expected = src.sha256 or lock.sha256(src.url)
-    origin = "the dataset table" if src.sha256 else "data/sources.lock.json"
+    origin = "the dataset table" if src.sha256 else _rel(lock.path, root)
     if not expected:
-        log.warning("%s: upstream publishes no checksum and data/sources.lock.json has no pin for it: trusting this "
-                    "first copy (trust on first use); its sha256 is pinned now: commit data/sources.lock.json",
-                    src.filename)
+        log.warning("%s: upstream publishes no checksum and %s has no pin for it: trusting this first copy (trust on "
+                    "first use) once it reads as the right format; its sha256 is pinned now: commit that file",
+                    src.filename, _rel(lock.path, root))
     candidates = [m / src.filename for m in mirrors] + [m / dataset / src.filename for m in mirrors]
     candidates.append(raw_dir / src.filename)
     for cand in candidates:
         if cand.is_file():
-            got = sha256_file(cand)
-            if expected and got != expected:
-                raise DownloadError(
-                    f"checksum mismatch for '{src.filename}' at {_rel(cand, root)}: sha256 {got}, expected {expected} "
-                    f"(from {origin}). Replace it with the file from {src.url}, or delete its entry in "
-                    "data/sources.lock.json if upstream really changed it", dataset=dataset, path=src.filename)
-            if not expected:
-                lock.pin(src.url, src.filename, got, cand.stat().st_size)
-            log.info("%s: using %s", src.filename, _rel(cand, root))
-            return cand
-    return _fetch(dataset, src, expected, origin, lock, mirrors, raw_dir, cache, root)
+            return _verified(dataset, src, cand, f"at {_rel(cand, root)}", expected, origin, lock, root,
+                             origin_dir=cand.parent)
+    if src.kind == "unist":
+        member = _from_archives(dataset, src, _archives(mirrors, dataset, cache), cache, root)
+        if member is not None:
+            path, where, zpath = member
+            return _verified(dataset, src, path, where, expected, origin, lock, root, cached=True,
+                             origin_dir=zpath.parent)
+    try:
+        return _fetch(dataset, src, expected, origin, lock, mirrors, raw_dir, cache, root)
+    except DownloadError as e:
+        archive_url = os.environ.get(ARCHIVE_ENV)
+        if src.kind != "unist" or not archive_url or "could not download" not in str(e):
+            raise
+        log.info("%s: its own URL failed (%s); trying the published archive %s", src.filename, _short_msg(e),
+                 archive_url)
+        zpath = _fetch_archive(dataset, archive_url, lock, cache, root)
+        member = _from_archives(dataset, src, [zpath], cache, root)
+        if member is None:
+            raise DownloadError(f"the archive {archive_url} (env {ARCHIVE_ENV}) holds no '{src.filename}'",
+                                dataset=dataset, path=src.filename) from None
+        return _verified(dataset, src, member[0], member[1], expected, origin, lock, root, cached=True)
+
+
+def _short_msg(e: BaseException) -> str:
+    msg = str(e)
+    return msg if len(msg) <= 120 else msg[:117] + "..."
+
+
+def _verified(dataset: str, src: Source, path: Path, where: str, expected: str | None, origin: str,
+              lock: SourcesLock, root: Path, cached: bool = False, origin_dir: Path | None = None) -> Path:
+    """``path`` checked: format (always before a pin), then sha256 against ``expected`` or pinned now. A refused file
+    that was extracted into the cache (``cached``) is removed."""
+    try:
+        got = sha256_file(path)
+        if expected and got != expected:
+            from stvfm.datasets.sniff import problem
+
+            what = problem(path, src.filename)
+            raise DownloadError(
+                f"checksum mismatch for '{src.filename}' {where}: sha256 {got}, expected {expected} "
+                f"(from {origin}){f'; the file is {what}' if what else ''}. Replace it with the file from {src.url}, "
+                f"or delete its entry in {origin} if upstream really changed it", dataset=dataset, path=src.filename)
+        if not expected:
+            _check_body(dataset, src.filename, path, where, src.url)
+            _refuse_fixture_pin(dataset, src, path, origin_dir, lock, root)
+            lock.pin(src.url, src.filename, got, path.stat().st_size)
+    except DownloadError:
+        if cached:
+            path.unlink(missing_ok=True)
+        raise
+    log.info("%s: using %s", src.filename, where)
+    return path
+
+
+def _refuse_fixture_pin(dataset: str, src: Source, path: Path, origin_dir: Path | None, lock: SourcesLock,
+                        root: Path) -> None:
+    """Generated fixtures (a folder with the marker `stvfm fixtures` writes) never get pinned into the project's own
+    lock file: only into the one env STVFM_SOURCES_LOCK names."""
+    from stvfm.datasets.lock import LOCK_ENV
+    from stvfm.datasets.unist_fixtures import MARKER
+
+    if os.environ.get(LOCK_ENV) or origin_dir is None:
+        return
+    for d in (origin_dir, origin_dir.parent):
+        if (d / MARKER).is_file():
+            raise DownloadError(f"'{src.filename}' at {_rel(origin_dir, root)} is a generated fixture ({_rel(d / MARKER, root)}"
+                                f"), not the published file: refusing to pin it into {_rel(lock.path, root)}. Set env "
+                                f"{LOCK_ENV} to another lock file to use fixtures (as `make smoke` does)",
+                                dataset=dataset, path=src.filename)
+
+
+def _archives(mirrors: list[Path], dataset: str, cache: Path) -> list[Path]:
+    """The zip archives that may hold a UniST file: in the mirror dirs (and their <dataset>/), then the cache."""
+    out: list[Path] = []
+    for d in [*mirrors, *(m / dataset for m in mirrors), cache]:
+        if d.is_dir():
+            out += sorted(p for p in d.glob("*.zip") if p.is_file())
+    return out
+
+
+def _from_archives(dataset: str, src: Source, archives: list[Path], cache: Path, root: Path
+                   ) -> tuple[Path, str, Path] | None:
+    """Extract ``src.filename`` from the first archive holding it (at any depth) into the cache; (path, where)."""
+    import zipfile
+
+    for z in archives:
+        try:
+            with zipfile.ZipFile(z) as zf:
+                names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == src.filename and "__MACOSX" not in n]
+                if not names:
+                    continue
+                member = min(names, key=len)
+                where = f"from the archive {_rel(z, root)} ({member})"
+                cache.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{src.filename}.", suffix=".tmp")
+                try:
+                    with os.fdopen(fd, "wb") as fout, zf.open(member) as fin:
+                        shutil.copyfileobj(fin, fout, 1 << 20)
+                    _check_body(dataset, src.filename, Path(tmp), where, src.url)  # nothing wrong enters the cache
+                    target = cache / src.filename
+                    os.replace(tmp, target)
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:  # a damaged archive (CRC error, truncated member)
+            raise DownloadError(f"cannot read '{src.filename}' from the archive {_rel(z, root)}: {e}; replace the "
+                                "archive", dataset=dataset, path=src.filename) from None
+        return target, where, z
+    return None
+
+
+def _fetch_archive(dataset: str, url: str, lock: SourcesLock, cache: Path, root: Path) -> Path:
+    """Download the published archive into the cache (resumable; refused before it is kept unless it is a zip)."""
+    src = Source(url=url, filename=ARCHIVE_FILENAME, kind="unist-archive", note=f"env {ARCHIVE_ENV}")
+    expected = lock.sha256(url)
+    path = _fetch(dataset, src, expected, lock.path.name, lock, [], cache, cache, root)
+    return path
 
 
 def _fetch(dataset: str, src: Source, expected: str | None, origin: str, lock: SourcesLock, mirrors: list[Path],
@@ -273,9 +406,15 @@ def _fetch(dataset: str, src: Source, expected: str | None, origin: str, lock: S
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / src.filename
     part = cache / (src.filename + ".part")
+
+    def check(path: Path) -> None:
+        if not expected:  # a pinned file is judged by its checksum
+            _check_body(dataset, src.filename, path, f"downloaded from {src.url}", None)
+
     try:
         got_path = Path(pooch.retrieve(src.url, known_hash=f"sha256:{expected}" if expected else None,
-                                       fname=src.filename, path=cache, downloader=ResumableDownloader(part)))
+                                       fname=src.filename, path=cache,
+                                       downloader=ResumableDownloader(part, check=check)))
     except ValueError as e:  # pooch: hash mismatch (the temp file is already gone)
         target.unlink(missing_ok=True)
         part.unlink(missing_ok=True)

@@ -8,10 +8,14 @@ Layout::
     {"version": 1, "files": {"<url>": {"filename": "...", "sha256": "...", "bytes": 123, "pinned": "<UTC ISO>"}}}
 
 To accept a new upstream release on purpose, delete its entry (or the whole file) and download again.
+
+Env ``STVFM_SOURCES_LOCK`` points the pins at another file (relative to the project root): ``make smoke`` and the tests
+pin their generated fixtures there, so the project's committed lock only ever holds the published files.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,16 @@ from stvfm.errors import DataError
 from stvfm.io import read_json, write_json
 
 LOCK_NAME = "sources.lock.json"
+LOCK_ENV = "STVFM_SOURCES_LOCK"
 VERSION = 1
 
 
 def lock_path(root: str | Path, data_root: str = "data") -> Path:
+    """``<root>/<data_root>/sources.lock.json``, or the file env ``STVFM_SOURCES_LOCK`` names."""
+    env = os.environ.get(LOCK_ENV)
+    if env:
+        p = Path(env).expanduser()
+        return p if p.is_absolute() else Path(root) / p
     return Path(root) / data_root / LOCK_NAME
 
 
@@ -66,6 +76,7 @@ class SourcesLock:
 
         from stvfm.io import lock_file_for
 
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_file_for(self.path))):
             current = SourcesLock.load(self.path).files if self.path.exists() else {}
             for url, entry in self.files.items():

@@ -7,7 +7,7 @@ the shape-faithful stand-ins ``synthetic-<name>`` and user datasets declared in 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from stvfm.errors import ConfigError
@@ -25,7 +25,30 @@ class Source:
 
 
 @dataclass(frozen=True)
+class PaperFacts:
+    """A dataset's row of the paper's Table 1, kept as printed (for the report): what the paper *says*, which is not
+    always what the published file holds (docs/data-sources.md, "What the files hold"). Table 1 lists no channel
+    count, hence ``channels=None``."""
+
+    city: str
+    span: tuple[str, str]  # ISO dates, inclusive, as printed
+    interval_minutes: int
+    grid: tuple[int, int]  # (H, W) as printed
+    channels: int | None = None
+
+    def record(self) -> dict[str, object]:
+        """The ``table1`` record of the split stage's meta.json (interval_minutes, channels, grid, span)."""
+        return {"interval_minutes": self.interval_minutes, "channels": self.channels, "grid": list(self.grid),
+                "span": list(self.span)}
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
+    """One dataset. ``span``, ``interval_minutes``, ``grid``, ``channels`` are what the data holds (for the ten: the
+    published UniST file, checked against UniST's loader and its maintainers' answers); ``paper`` is the paper's
+    Table 1 row, kept for the report. The grid stage reads interval, grid and channels from the file itself and says
+    where they differ from Table 1."""
+
     name: str
     title: str
     domain: str
@@ -45,6 +68,10 @@ class DatasetSpec:
     # dataset name ``<name>-trips``. ``bbox`` = (lat_min, lon_min, lat_max, lon_max) of the grid for those records.
     trip_sources: tuple[Source, ...] = ()
     bbox: tuple[float, float, float, float] | None = None
+    paper: PaperFacts | None = None  # Table 1 as printed (None: not a paper dataset)
+    # the timestamp form of the published UniST file: "index" (integer step indices, Crowd/Cellular) or "pairs"
+    # ((weekday, slot) per step); the reader detects it, the fixture generator writes it
+    stamps: str | None = None
 
     @property
     def steps_per_day(self) -> int:
@@ -102,31 +129,55 @@ _BBOX_BIKE = (40.655, -74.020, 40.815, -73.925)  # Citi Bike 2016 service area (
 _BBOX_TAXI = (40.600, -74.050, 40.900, -73.750)  # yellow taxi: Manhattan, Brooklyn/Queens core, LGA and JFK
 
 
+# The ten datasets as UniST publishes them. Every file holds ONE channel (UniST's loader adds the channel axis with
+# `unsqueeze(1)`); the interval is what the file's timestamps say, which for six of the ten is not Table 1's
+# (docs/data-sources.md, "What the files hold", with the evidence): Traffic* and BikeNYC-1 are 30-minute files (their
+# time-of-day runs 0..47: UniST issues #6, #19, #23, #35), BikeNYC-2 and TDrive hourly (UniST's model.py gives them its
+# 24-slot time-of-day table). Facts printed wrongly in Table 1 are corrected here, the printed row stays in `paper`:
+# TDrive is T-Drive *Beijing* 2015-02-01..2015-06-30 (Table 1: NYC to 2016-06-02); TaxiNYC-2's source grid is 10x20
+# (Table 1: 20x10).
+_FLOW = ("flow",)
+
+
+def _p(city: str, span: tuple[str, str], interval: int, grid: tuple[int, int]) -> PaperFacts:
+    return PaperFacts(city, span, interval, grid)
+
+
+_NJ = ("2020-11-11", "2021-05-31")
 DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
-        DatasetSpec("crowd", "Crowd", "Crowd Flow", "Nanjing", ("2020-11-11", "2021-05-31"), 30, (16, 20), 2, _IO,
-                    scale_1e3=True, sources=_unist("Crowd_short.json")),
-        DatasetSpec("cellular", "Cellular", "Cellular Usage", "Nanjing", ("2020-11-11", "2021-05-31"), 30, (16, 20), 1,
-                    ("usage",), scale_1e3=True, sources=_unist("Cellular_short.json")),
-        DatasetSpec("tdrive", "TDrive", "Taxi Trajectory", "NYC", ("2015-02-01", "2016-06-02"), 60, (32, 32), 2, _IO,
-                    sources=_unist("TDrive_short.json")),
-        DatasetSpec("bikenyc1", "BikeNYC-1", "Bike Usage", "NYC", ("2016-08-01", "2016-09-29"), 60, (16, 8), 2, _IO,
-                    prompt_layers=1, sources=_unist("BikeNYC_short.json"), trip_sources=_citibike(2016), bbox=_BBOX_BIKE),
-        DatasetSpec("bikenyc2", "BikeNYC-2", "Bike Usage", "NYC", ("2016-07-01", "2016-08-29"), 30, (10, 20), 2, _IO,
-                    prompt_layers=1, sources=_unist("BikeNYC2_short.json"), trip_sources=_citibike(2016), bbox=_BBOX_BIKE),
-        DatasetSpec("taxinyc1", "TaxiNYC-1", "Taxi OD", "NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12), 2, _IO,
+        DatasetSpec("crowd", "Crowd", "Crowd Flow", "Nanjing", _NJ, 30, (16, 20), 1, _FLOW, scale_1e3=True,
+                    sources=_unist("Crowd_short.json"), paper=_p("Nanjing", _NJ, 30, (16, 20)), stamps="index"),
+        DatasetSpec("cellular", "Cellular", "Cellular Usage", "Nanjing", _NJ, 30, (16, 20), 1, ("usage",),
+                    scale_1e3=True, sources=_unist("Cellular_short.json"), paper=_p("Nanjing", _NJ, 30, (16, 20)),
+                    stamps="index"),
+        DatasetSpec("tdrive", "TDrive", "Taxi Trajectory", "Beijing", ("2015-02-01", "2015-06-30"), 60, (32, 32), 1,
+                    _FLOW, sources=_unist("TDrive_short.json"),
+                    paper=_p("NYC", ("2015-02-01", "2016-06-02"), 60, (32, 32)), stamps="pairs"),
+        DatasetSpec("bikenyc1", "BikeNYC-1", "Bike Usage", "NYC", ("2016-08-01", "2016-09-29"), 30, (16, 8), 1, _FLOW,
+                    prompt_layers=1, sources=_unist("BikeNYC_short.json"), trip_sources=_citibike(2016), bbox=_BBOX_BIKE,
+                    paper=_p("NYC", ("2016-08-01", "2016-09-29"), 60, (16, 8)), stamps="pairs"),
+        DatasetSpec("bikenyc2", "BikeNYC-2", "Bike Usage", "NYC", ("2016-07-01", "2016-08-29"), 60, (10, 20), 1, _FLOW,
+                    prompt_layers=1, sources=_unist("BikeNYC2_short.json"), trip_sources=_citibike(2016),
+                    bbox=_BBOX_BIKE, paper=_p("NYC", ("2016-07-01", "2016-08-29"), 30, (10, 20)), stamps="pairs"),
+        DatasetSpec("taxinyc1", "TaxiNYC-1", "Taxi OD", "NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12), 1, _FLOW,
                     prompt_layers=1, sources=_unist("TaxiNYC_short.json"),
-                    trip_sources=_tlc_yellow("2016-01", "2016-02"), bbox=_BBOX_TAXI),
-        DatasetSpec("taxinyc2", "TaxiNYC-2", "Taxi OD", "NYC", ("2015-01-01", "2015-03-01"), 30, (20, 10), 2, _IO,
+                    trip_sources=_tlc_yellow("2016-01", "2016-02"), bbox=_BBOX_TAXI,
+                    paper=_p("NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12)), stamps="pairs"),
+        DatasetSpec("taxinyc2", "TaxiNYC-2", "Taxi OD", "NYC", ("2015-01-01", "2015-03-01"), 30, (10, 20), 1, _FLOW,
                     prompt_layers=1, sources=_unist("TaxiNYC2_short.json"),
-                    trip_sources=_tlc_yellow("2015-01", "2015-02", "2015-03"), bbox=_BBOX_TAXI),
-        DatasetSpec("trafficzz", "TrafficZZ", "Traffic Speed", "Zhengzhou", ("2022-03-05", "2022-04-05"), 5, (26, 26), 1,
-                    ("speed",), sources=_unist("TrafficZZ_short.json")),
-        DatasetSpec("traffictj", "TrafficTJ", "Traffic Speed", "Tianjin", ("2022-03-05", "2022-04-05"), 5, (24, 30), 1,
-                    ("speed",), sources=_unist("TrafficTJ_short.json")),
-        DatasetSpec("trafficsh", "TrafficSH", "Traffic Speed", "Shanghai", ("2022-01-27", "2022-02-27"), 5, (28, 32), 1,
-                    ("speed",), sources=_unist("TrafficSH_short.json")),
+                    trip_sources=_tlc_yellow("2015-01", "2015-02", "2015-03"), bbox=_BBOX_TAXI,
+                    paper=_p("NYC", ("2015-01-01", "2015-03-01"), 30, (20, 10)), stamps="pairs"),
+        DatasetSpec("trafficzz", "TrafficZZ", "Traffic Speed", "Zhengzhou", ("2022-03-05", "2022-04-05"), 30, (26, 26),
+                    1, ("speed",), sources=_unist("TrafficZZ_short.json"),
+                    paper=_p("Zhengzhou", ("2022-03-05", "2022-04-05"), 5, (26, 26)), stamps="pairs"),
+        DatasetSpec("traffictj", "TrafficTJ", "Traffic Speed", "Tianjin", ("2022-03-05", "2022-04-05"), 30, (24, 30),
+                    1, ("speed",), sources=_unist("TrafficTJ_short.json"),
+                    paper=_p("Tianjin", ("2022-03-05", "2022-04-05"), 5, (24, 30)), stamps="pairs"),
+        DatasetSpec("trafficsh", "TrafficSH", "Traffic Speed", "Shanghai", ("2022-01-27", "2022-02-27"), 30, (28, 32),
+                    1, ("speed",), sources=_unist("TrafficSH_short.json"),
+                    paper=_p("Shanghai", ("2022-01-27", "2022-02-27"), 5, (28, 32)), stamps="pairs"),
     ]
 }
 
@@ -176,7 +227,9 @@ def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> Da
         if not b.trip_sources:
             with_trips = ", ".join(f"{n}-trips" for n, s in DATASETS.items() if s.trip_sources)
             raise ConfigError(f"unknown dataset '{name}': '{b.name}' has no raw trip records; ones that do: {with_trips}")
-        return replace(b, name=name, title=f"{b.title} (trip records)", sources=b.trip_sources, like=b.name)
+        # gridded trip records give two channels (inflow, outflow) at the dataset's interval
+        return replace(b, name=name, title=f"{b.title} (trip records)", sources=b.trip_sources, like=b.name,
+                       channels=2, channel_names=_IO, stamps=None)
     trips = "|".join(n for n, s in DATASETS.items() if s.trip_sources)
     known = ", ".join([*DATASETS, "synthetic", "synthetic-<name>", f"<{trips}>-trips", *local_sources])
     raise ConfigError(f"unknown dataset '{name}'. Known: {known}. Add your own under local_sources: in params.yaml.")
@@ -198,12 +251,32 @@ def checksum_status(spec: DatasetSpec, pins: Mapping[str, object] | None = None)
     return "TOFU"
 
 
+def table1_differences(spec: DatasetSpec) -> list[str]:
+    """Where this table (what the published file holds) differs from the paper's Table 1 row, one phrase each."""
+    p = spec.paper
+    if p is None:
+        return []
+    out = []
+    if p.interval_minutes != spec.interval_minutes:
+        out.append(f"interval: file {spec.interval_minutes} min, Table 1 {p.interval_minutes} min")
+    if tuple(p.grid) != tuple(spec.grid):
+        out.append(f"grid: file {spec.grid[0]}x{spec.grid[1]}, Table 1 {p.grid[0]}x{p.grid[1]}")
+    if tuple(p.span) != tuple(spec.span):
+        out.append(f"span: file {spec.span[0]}..{spec.span[1]}, Table 1 {p.span[0]}..{p.span[1]}")
+    if p.city != spec.city:
+        out.append(f"city: {spec.city}, Table 1 {p.city}")
+    return out
+
+
 def as_rows(pins: Mapping[str, object] | None = None) -> list[dict[str, object]]:
-    """The table as plain rows (for `stvfm datasets` and the report); ``pins``: data/sources.lock.json's files."""
+    """The table as plain rows (for `stvfm datasets` and the report); ``pins``: data/sources.lock.json's files.
+    ``table1`` lists where the paper's Table 1 differs from what the file holds (``paper``: the printed row)."""
     rows = []
     for s in [*DATASETS.values(), SYNTHETIC]:
         rows.append(dict(name=s.name, title=s.title, domain=s.domain, city=s.city, span=f"{s.span[0]}..{s.span[1]}",
                          interval=f"{s.interval_minutes} min", grid=f"{s.grid[0]}x{s.grid[1]}", channels=s.channels,
                          x1e3=s.scale_1e3, prompt_layers=s.prompt_layers, checksum=checksum_status(s, pins),
+                         table1="; ".join(table1_differences(s)) or "-",
+                         paper=s.paper.record() | {"city": s.paper.city} if s.paper else None,
                          sources=" ".join(src.url for src in s.sources) or ("generated" if s.kind == "synthetic" else "")))
     return rows

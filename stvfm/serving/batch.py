@@ -232,7 +232,9 @@ def write_forecasts(path: Path, y: np.ndarray, win: SplitWindows, attrs: dict[st
     chunk = max(1, min(n, int(chunk_mb * 2 ** 20 // per_origin)))
     enc = {"forecast": {"chunks": (chunk, *y.shape[1:])}}
     with atomic_path(path) as tmp:
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc)
+        from stvfm.data.store import write_store
+
+        write_store(ds, tmp, enc)  # consolidated metadata: xr.open_zarr(path) opens it without a warning
     return path
 
 

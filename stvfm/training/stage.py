@@ -99,6 +99,11 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                                                       data_md5=tracking.dvc_data_hash(
                                                           root, f"{params.data.root}/split/{dataset}")))
         tracking.log_params(params, dataset)
+        if paths.split_meta.is_file():  # what the data holds beside Table 1, the protocol, the source (meta.json)
+            from stvfm.data.facts import mlflow_params
+            from stvfm.io import read_json
+
+            mlflow.log_params(mlflow_params(read_json(paths.split_meta)))
     info: dict[str, Any] = {"dataset": dataset, "profile": params.profile,
                             "engine": "ray" if params.train.use_ray else "plain"}
     try:

@@ -1,7 +1,6 @@
-"""Readers into the canonical form: npz, zarr, STDN, ST-SSL windows (with the overlap check), UniST JSON, real files."""
+"""Readers into the canonical form: npz, zarr, STDN, ST-SSL windows (with the overlap check), real files. UniST JSON:
+tests/data/test_unist.py."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -122,77 +121,6 @@ def test_rebuild_needs_adjacent_offsets():
     a = np.zeros((5, 3))
     with pytest.raises(DataError, match="cannot be verified to overlap"):
         rebuild_windows([(0, a), (5, a)], 5, dataset="d", path="f")
-
-
-# ---------------------------------------------------------------- UniST
-def unist_json(full: np.ndarray, bounds, T_seq=12, stamps="pairs", first="2016-08-01T00:00", minutes=60, offset=0):
-    """UniST-style: per split, sliding windows (stride 1) of T_seq steps over that split's range, one channel.
-    ``stamps``: "pairs" (weekday Mon=0, slot of day) like the NYC files, "index" (absolute step + offset) like Crowd."""
-    out = {"timestamps": {}}
-    t0 = np.datetime64(first, "m")
-    for name, (lo, hi) in zip(("train", "val", "test"), bounds):
-        X = np.stack([full[i:i + T_seq, ..., 0] for i in range(lo, hi - T_seq + 1)])  # (N, T, H, W)
-        out[f"X_{name}"] = [X.tolist(), np.zeros((len(X), 3, T_seq, 1, 1)).tolist()]
-        idx = np.arange(lo, hi - T_seq + 1)[:, None] + np.arange(T_seq)[None, :]
-        if stamps == "index":
-            out["timestamps"][name] = (idx + offset).tolist()
-        else:
-            times = t0 + idx * np.timedelta64(minutes, "m")
-            dow = (times.astype("datetime64[D]").astype(np.int64) + 3) % 7
-            slot = (times - times.astype("datetime64[D]")).astype(np.int64) // minutes
-            out["timestamps"][name] = np.stack([dow, slot], axis=-1).tolist()
-    return out
-
-
-@pytest.mark.parametrize("bounds", [((0, 40), (28, 52), (40, 60)), ((0, 30), (30, 45), (45, 60))],
-                         ids=["overlapping-splits", "adjacent-splits"])
-def test_unist_rebuild(tmp_path, bounds):
-    full = series(T=60, H=4, W=2, C=1)
-    p = tmp_path / "BikeNYC_short.json"
-    p.write_text(json.dumps(unist_json(full, bounds, first="2016-08-01T05:00")))
-    # given the span start (a Saturday), the (weekday, slot) stamps move the start to Monday 05:00
-    ds = read_raw([p], "unist", dataset="bikenyc1", interval_minutes=60, start="2016-07-30").ds
-    np.testing.assert_array_equal(ds["flow"].values, full)
-    assert ds.attrs["source"] == "unist:BikeNYC_short.json"
-    assert ds["time"].values[0] == np.datetime64("2016-08-01T05:00")
-
-
-def test_unist_integer_timestamps(tmp_path):
-    full = series(T=60, H=2, W=2, C=1)
-    p = tmp_path / "Crowd_short.json"
-    p.write_text(json.dumps(unist_json(full, ((0, 30), (30, 45), (45, 60)), stamps="index", offset=5)))
-    ds = read_raw([p], "unist", dataset="crowd", interval_minutes=30, start="2020-11-11T00:00:00").ds
-    np.testing.assert_array_equal(ds["flow"].values, full)
-    assert ds["time"].values[0] == np.datetime64("2020-11-11T02:30")  # step 5 of 30 min
-
-
-def test_unist_refuses_gap_between_splits(tmp_path):
-    full = series(T=70, H=2, W=2, C=1)
-    p = tmp_path / "TaxiNYC_short.json"
-    p.write_text(json.dumps(unist_json(full, ((0, 30), (33, 48), (48, 70)))))  # steps 30..32 missing
-    with pytest.raises(DataError, match=r"val does not continue train: its timestamps leave a gap of 3 steps"):
-        read_raw([p], "unist", dataset="taxinyc1", interval_minutes=60, start="2016-08-01")
-    d = unist_json(full, ((0, 30), (33, 48), (48, 70)), stamps="index")
-    p.write_text(json.dumps(d))
-    with pytest.raises(DataError, match=r"3 steps uncovered \(first at step 30\)"):
-        read_raw([p], "unist", dataset="taxinyc1", interval_minutes=60, start="2016-08-01")
-
-
-def test_unist_refuses_bad_windows(tmp_path):
-    full = series(T=60, H=2, W=2, C=1)
-    d = unist_json(full, ((0, 30), (30, 45), (45, 60)))
-    d["X_train"][0][5][3][0][0] += 1  # window 5, frame 3 disagrees with its neighbours
-    p = tmp_path / "Crowd.json"
-    p.write_text(json.dumps(d))
-    with pytest.raises(DataError, match=r"file .*Crowd\.json.*do not overlap exactly"):
-        read_raw([p], "unist", dataset="crowd", interval_minutes=30)
-
-
-def test_unist_truncated(tmp_path):
-    p = tmp_path / "Crowd.json"
-    p.write_text(json.dumps(unist_json(series(T=44, H=2, W=2, C=1), ((0, 20), (20, 32), (32, 44))))[:500])
-    with pytest.raises(DataError, match="not valid UniST JSON"):
-        read_raw([p], "unist", dataset="crowd", interval_minutes=30)
 
 
 # ---------------------------------------------------------------- the real NYC samples, through the grid stage

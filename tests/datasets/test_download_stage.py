@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import socket
 import threading
@@ -14,13 +15,15 @@ import pytest
 from pipelines.download import main as download_main
 from stvfm.config import params_from_dict
 from stvfm.datasets import registry
-from stvfm.datasets.download import CACHE_DIR, MIRROR_ENV, run_download, sha256_file
-from stvfm.datasets.lock import SourcesLock, lock_path
+from stvfm.datasets.download import ARCHIVE_ENV, CACHE_DIR, MIRROR_ENV, run_download, sha256_file
+from stvfm.datasets.lock import LOCK_ENV, SourcesLock, lock_path
 from stvfm.datasets.registry import DatasetSpec, Source
 from stvfm.errors import ConfigError, DataError, DownloadError
 from stvfm.io import read_json
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+# about 1 MiB of UniST-shaped JSON (the download stage refuses a body that is not a UniST JSON object before pinning)
+PAYLOAD = json.dumps({"X_train": [[float(i) for i in range(125_000)], []], "X_val": [[], []], "X_test": [[], []],
+                      "timestamps": {"train": [], "val": [], "test": []}}).encode()
 FILE = "Toy_short.json"
 
 
@@ -84,7 +87,8 @@ def closed_port_url() -> str:
 @pytest.fixture
 def toy(monkeypatch):
     """Register a dataset 'toy' whose one source URL/sha the test chooses."""
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    for env in (MIRROR_ENV, LOCK_ENV, ARCHIVE_ENV):
+        monkeypatch.delenv(env, raising=False)
 
     def make(url: str, sha256: str | None = None, filename: str = FILE) -> DatasetSpec:
         spec = DatasetSpec("toy", "Toy", "Test", "Nowhere", ("2020-01-01", "2020-01-02"), 60, (4, 4), 2,
@@ -265,6 +269,111 @@ def test_failed_rerun_keeps_the_previous_complete_copy(tmp_path, server, toy):
     assert sorted(p.name for p in raw.iterdir()) == before
 
 
+# ------------------------------------------------------------------------------ bodies that must never be pinned
+HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Quota exceeded</body></html>\n"
+BAD = {"html": (HTML, "an HTML page"), "truncated": (PAYLOAD[: len(PAYLOAD) // 3], "a truncated JSON file"),
+       "empty": (b"", "an empty file")}
+
+
+def cache_files(root: Path) -> list[str]:
+    cache = root / "data" / "raw" / CACHE_DIR
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+@pytest.mark.parametrize("bad", list(BAD))
+def test_garbage_in_the_mirror_is_refused_and_nothing_pinned(tmp_path, toy, capsys, monkeypatch, bad):
+    body, what = BAD[bad]
+    url = closed_port_url()
+    toy(url)  # no published checksum: the first copy would be pinned
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / FILE).write_bytes(body)
+    (tmp_path / "params.yaml").write_text("datasets: [toy]\ndata: {mirror_dir: mirror}\n")
+    monkeypatch.chdir(tmp_path)
+    assert download_main(["toy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("download toy: error:") and what in err[0], err
+    assert FILE in err[0] and "nothing was pinned or cached" in err[0]
+    assert not lock_path(tmp_path).exists() and leftovers(tmp_path) == [] and cache_files(tmp_path) == []
+
+
+def test_html_page_from_the_server_is_refused_and_nothing_cached(tmp_path, server, toy):
+    (server.root / FILE).write_bytes(HTML)  # a login/quota page where the file should be
+    toy(f"{server.url}/{FILE}")
+    with pytest.raises(DownloadError, match=f"'{FILE}' downloaded from {server.url}/{FILE} is an HTML page"):
+        run_download("toy", params(), tmp_path)
+    assert not lock_path(tmp_path).exists() and leftovers(tmp_path) == [] and cache_files(tmp_path) == []
+    # the real file afterwards downloads and pins normally
+    (server.root / FILE).write_bytes(PAYLOAD)
+    run_download("toy", params(), tmp_path)
+    assert SourcesLock.load(lock_path(tmp_path)).sha256(f"{server.url}/{FILE}") == SHA
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_the_published_archive_in_the_mirror(tmp_path, toy):
+    url = closed_port_url()
+    toy(url)
+    (tmp_path / "m").mkdir()
+    _zip(tmp_path / "m" / "UniST-dataset.zip", {"dataset/Other_short.json": b"{}", f"dataset/{FILE}": PAYLOAD})
+    raw = run_download("toy", params(mirror_dir="m"), tmp_path)
+    assert (raw / FILE).read_bytes() == PAYLOAD
+    assert SourcesLock.load(lock_path(tmp_path)).sha256(url) == SHA  # pinned under the file's own URL
+    # a damaged archive is one clear error
+    (tmp_path / "data" / "raw" / "toy" / FILE).unlink()
+    (tmp_path / "data" / "raw" / CACHE_DIR / FILE).unlink()
+    z = (tmp_path / "m" / "UniST-dataset.zip").read_bytes()
+    (tmp_path / "m" / "UniST-dataset.zip").write_bytes(z[: len(z) // 2])
+    with pytest.raises(DownloadError, match=r"cannot read 'Toy_short.json' from the archive m/UniST-dataset.zip"):
+        run_download("toy", params(mirror_dir="m"), tmp_path)
+
+
+def test_an_archive_holding_garbage_is_refused(tmp_path, toy):
+    toy(closed_port_url())
+    (tmp_path / "m").mkdir()
+    _zip(tmp_path / "m" / "all.zip", {f"dataset/{FILE}": HTML})
+    with pytest.raises(DownloadError, match=r"from the archive m/all.zip \(dataset/Toy_short.json\) is an HTML page"):
+        run_download("toy", params(mirror_dir="m"), tmp_path)
+    assert not lock_path(tmp_path).exists() and cache_files(tmp_path) == []
+
+
+def test_the_published_archive_downloaded_when_the_file_is_not(tmp_path, server, toy, monkeypatch):
+    _zip(server.root / "UniST.zip", {f"dataset/{FILE}": PAYLOAD})
+    url = f"{server.url}/missing/{FILE}"  # 404
+    toy(url)
+    monkeypatch.setenv(ARCHIVE_ENV, f"{server.url}/UniST.zip")
+    raw = run_download("toy", params(), tmp_path)
+    assert (raw / FILE).read_bytes() == PAYLOAD
+    pins = SourcesLock.load(lock_path(tmp_path)).files
+    assert pins[url]["sha256"] == SHA and f"{server.url}/UniST.zip" in pins
+    assert "UniST-dataset.zip" in cache_files(tmp_path)
+
+
+def test_fixtures_are_never_pinned_into_the_projects_lock(tmp_path, toy, monkeypatch):
+    from stvfm.datasets.unist_fixtures import MARKER
+
+    url = closed_port_url()
+    toy(url)
+    (tmp_path / "fx").mkdir()
+    (tmp_path / "fx" / FILE).write_bytes(PAYLOAD)
+    (tmp_path / "fx" / MARKER).write_text("generated")
+    with pytest.raises(DownloadError, match=r"generated fixture .*refusing to pin it into data/sources.lock.json.*"
+                                            + LOCK_ENV):
+        run_download("toy", params(mirror_dir="fx"), tmp_path)
+    assert not lock_path(tmp_path).exists()
+    monkeypatch.setenv(LOCK_ENV, "fx/fixtures.lock.json")  # relative to the project root
+    run_download("toy", params(mirror_dir="fx"), tmp_path)
+    assert lock_path(tmp_path) == tmp_path / "fx" / "fixtures.lock.json"
+    assert SourcesLock.load(tmp_path / "fx" / "fixtures.lock.json").sha256(url) == SHA
+    assert not (tmp_path / "data" / "sources.lock.json").exists()
+
+
 # ------------------------------------------------------------------------------------------------- local sources
 def _npz(path: Path) -> Path:
     np.savez(path, flow=np.arange(2 * 4 * 4 * 2, dtype=np.float32).reshape(2, 4, 4, 2), freq_minutes=np.int64(60))
@@ -326,7 +435,7 @@ def test_registry_sources_are_real_urls():
     trips = registry.get_spec("taxinyc2-trips")
     assert [s.filename for s in trips.sources] == ["yellow_tripdata_2015-01.parquet", "yellow_tripdata_2015-02.parquet",
                                                    "yellow_tripdata_2015-03.parquet", "taxi_zones.zip"]
-    assert trips.bbox is not None and trips.grid == (20, 10)
+    assert trips.bbox is not None and trips.grid == (10, 20)  # the source grid (Table 1 prints 20x10)
     with pytest.raises(ConfigError, match="no raw trip records"):
         registry.get_spec("crowd-trips")
 

@@ -120,7 +120,8 @@ def test_stand_in_takes_the_table_shape(tmp_path):
     params = params_from_dict({"data": {"synthetic": {"span_days": 1, "trips_per_step": 50}}})
     raw = run_download("synthetic-trafficsh", params, tmp_path)
     m = read_json(raw / "manifest.json")
-    assert (m["grid"], m["interval_minutes"], m["channels"], m["steps"]) == ([28, 32], 5, 1, 288)
+    # the published TrafficSH file's shape: 28x32, one channel, 30-minute steps (Table 1 prints 5 min)
+    assert (m["grid"], m["interval_minutes"], m["channels"], m["steps"]) == ([28, 32], 30, 1, 48)
     assert m["channel_names"] == ["outflow"] and "start" in m["channel_def"]["outflow"]
     assert (m["start"], m["end"]) == ("2022-01-27T00:00:00", "2022-01-28T00:00:00")
     assert m["kind"] == "trips" and m["files"][0]["name"] == "trips.parquet"

@@ -269,7 +269,7 @@ def test_download_log_says_trust_on_first_use_once(project, caplog, monkeypatch)
     mirror = project.outside / "mirror"
     mirror.mkdir()
     for src in spec.sources:
-        (mirror / src.filename).write_bytes(b'{"X_train": []}')
+        (mirror / src.filename).write_bytes(b'{"X_train": [], "X_val": [], "X_test": []}')  # passes the format check
     project.write_params(datasets=["bikenyc1"], data={"mirror_dir": str(mirror)})
     with caplog.at_level(logging.WARNING):
         assert project.stage("download", "bikenyc1").rc == 0

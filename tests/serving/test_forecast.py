@@ -2,6 +2,8 @@
 (one model per actor) gives exactly the plain loop's arrays; each window equals `Forecaster.predict` on it."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -27,6 +29,9 @@ def test_forecast_plain_loop_matches_predict_per_window(tiny_versions, tmp_path,
     p = load_params(root / "params.yaml")
     out = run_forecast(p, "synthetic", root, model=str(folder), use_ray=False, out=tmp_path / "fc.zarr")
     ds = xr.open_zarr(tmp_path / "fc.zarr", consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xr.open_zarr(tmp_path / "fc.zarr")  # consolidated metadata: opens at once, without a warning
     w = _windows(root)
     assert out["windows"] == len(w) == ds.sizes["origin_time"] and out["engine"] == "plain"
     assert ds["forecast"].dims == ("origin_time", "step", "y", "x", "channel")

@@ -86,7 +86,8 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
     tp = runs["train-stvfm-full"].data.params
     assert not [k for k in tp if k.startswith(NOT_SHAPING)], sorted(tp)
     assert tp["train.epochs"] == "2" and tp["model.backbone"] == "vit_tiny" and tp["dataset"] == "synthetic"
-    assert len(tp) < 60
+    assert len(tp) < 80  # the shaping sections + the data's own facts (data.file.*, data.table1.*), not all of params.yaml
+    assert tp["data.file.interval_minutes"] == "60" and tp["data.protocol"] == "ratio"
     # key metrics on every result run, and the experiment page's description compares them
     for name in ("train-stvfm-full", "baseline-ha", "baseline-stid", "sweep-variant-simple"):
         assert {"test_mae", "test_rmse"} <= set(runs[name].data.metrics), name
