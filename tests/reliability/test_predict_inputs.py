@@ -176,6 +176,7 @@ def test_last_time_off_the_model_grid_and_values_beyond_the_training_range(capsy
     _refused(capsys, tiny_versions.tid, d / "late.npz", "outside 1900-01-01")
 
 
+@pytest.mark.slow
 def test_huge_last_time_exits_2_with_one_line(tiny_versions, tmp_path):
     """The issue's exact command: a process, exit code 2, one stderr line, no traceback."""
     x, _ = raw_window(tiny_versions.root, steps=8)

@@ -1,13 +1,12 @@
 """`stvfm serve` on 127.0.0.1 under the hostile-but-fair client of issue 23: every request gets a 4xx with a reason in
 under 2 s, nothing is echoed, and the server's memory stays within its stated bound (docs/serving.md: idle + 16 x the
-body limit with the default workers=1, max_queue=4). The server is this test's own process group, stopped by its pid."""
+body limit with the default workers=1, max_queue=4). The server is this test's own process group (tests/serving/
+servers.py)."""
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -15,16 +14,11 @@ import time
 import numpy as np
 import pytest
 
+from .servers import free_port, running
 from .version_fixtures import ROOT, raw_window
 
 pytestmark = pytest.mark.slow
 MB = 2 ** 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post_raw(port: int, body, headers: dict[str, str], chunked: bool = False, timeout: float = 10.0):
@@ -72,7 +66,7 @@ def post_raw(port: int, body, headers: dict[str, str], chunked: bool = False, ti
             if not d:
                 break
             got += d
-    except (socket.timeout, ConnectionResetError):
+    except (TimeoutError, ConnectionResetError):
         pass
     s.close()
     seconds = time.perf_counter() - t
@@ -97,27 +91,14 @@ def test_stvfm_serve_answers_every_hostile_request_with_4xx_fast_and_bounded_mem
 
     x, last = raw_window(tiny_versions.root, steps=7)
     last_s = int(last.astype(np.int64))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "STVFM_SERVE_READ_TIMEOUT_S": "1"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "stvfm.cli", "serve", "--model", str(tiny_versions.tid), "--port",
-                             str(port), "--root", str(tmp_path)], cwd=tmp_path, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     peak = [0]
     stop = threading.Event()
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/ping", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(0.5)
+    with running([sys.executable, "-m", "stvfm.cli", "serve", "--model", str(tiny_versions.tid), "--port", str(port),
+                  "--root", str(tmp_path)], tmp_path, env, url) as proc:
         limits = requests.get(f"{url}/metadata", timeout=5).json()["limits"]
         body_limit = limits["max_body_bytes"]
         server = psutil.Process(proc.pid)
@@ -139,7 +120,8 @@ def test_stvfm_serve_answers_every_hostile_request_with_4xx_fast_and_bounded_mem
                 peak[0] = max(peak[0], server.memory_info().rss)
                 time.sleep(0.02)
 
-        threading.Thread(target=watch, daemon=True).start()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
 
         window = json.dumps(x.tolist()).encode()  # one window of 7 steps, ~5 KB of JSON
         n_big = 97 * MB // len(window)  # the issue's 97 MB body: ~20,000 windows
@@ -211,13 +193,4 @@ def test_stvfm_serve_answers_every_hostile_request_with_4xx_fast_and_bounded_mem
         assert peak_grown < bound and grown < bound, (peak_grown, grown, bound)
         again = requests.post(f"{url}/invocations", data=good, headers=H, timeout=60)  # still serving
         assert again.status_code == 200 and np.abs(np.asarray(again.json()["predictions"], np.float32) - ref).max() == 0
-    finally:
-        stop.set()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        log.close()
+        watcher.join(timeout=5)
