@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stvfm.data.timefeatures import time_ids
+from stvfm.data.timefeatures import steps_per_day, time_ids
 from stvfm.errors import ConfigError
 
 
 def slot_index(times: np.ndarray, interval_minutes: int, period: str = "day") -> np.ndarray:
     """Slot of each timestamp: minutes since midnight // interval (+ day-of-week × slots per day for ``week``),
-    from the project's one clock (:func:`stvfm.data.timefeatures.time_ids`)."""
+    from the project's one clock (:func:`stvfm.data.timefeatures.time_ids` / ``steps_per_day``)."""
     if period not in ("day", "week"):
         raise ConfigError(f"baselines.ha.period: '{period}' is not one of day, week")
     ids = time_ids(times, interval_minutes)
     tod, dow = ids[..., 0], ids[..., 1]
-    return tod if period == "day" else dow * (24 * 60 // int(interval_minutes)) + tod
+    return tod if period == "day" else dow * steps_per_day(interval_minutes) + tod
 
 
 @dataclass
@@ -38,7 +38,7 @@ class HistoricalAverage:
     def fit(cls, series: np.ndarray, times: np.ndarray, interval_minutes: int, train: tuple[int, int],
             period: str = "day") -> "HistoricalAverage":
         slots = slot_index(times, interval_minutes, period)
-        n_slots = (24 * 60 // int(interval_minutes)) * (7 if period == "week" else 1)
+        n_slots = steps_per_day(interval_minutes) * (7 if period == "week" else 1)
         a, b = train
         tr, ts = series[a:b].astype(np.float64), slots[a:b]
         sums = np.zeros((n_slots, *series.shape[1:]))

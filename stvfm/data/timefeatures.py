@@ -5,6 +5,12 @@ Contract used across the project (training loop, evaluation, predict, serving, b
 ``WindowDataset[i]["time_ids"]`` and the models' ``forward(x, x_flow=None, time_ids=None)`` take an int64 tensor
 ``(B, history + horizon, 2)``: column 0 is the slot of the day (minutes since midnight // interval, so
 ``steps_per_day(interval)`` values), column 1 the day of week (Monday = 0), for every input step and every forecast step.
+
+One clock: :func:`time_ids` is the only place that maps a timestamp to its slot, and :func:`steps_per_day` the only
+place that sizes a day; every time-of-day table (the time identity, the anchored output path, STID, HA) has
+``steps_per_day`` rows. Slots are ``0 .. ceil(1440 / interval) - 1``: for an interval that does not divide a day (e.g.
+7 minutes) the last slot of a day is a short one (23:55-23:59 -> slot 205 of 206), so the day is sized with ceil; for an
+interval that divides a day (every dataset of the paper) ceil and floor agree.
 Times are the series' own wall-clock times (e.g. NYC local time for the NYC samples), as stored in the split meta's
 ``start`` / the Zarr ``time`` axis; a window is identified by the time of its **last input step**.
 """
@@ -16,7 +22,9 @@ __all__ = ["steps_per_day", "time_ids", "window_time_ids", "series_time_ids"]
 
 
 def steps_per_day(interval_minutes: int) -> int:
-    return max(1, (24 * 60) // int(interval_minutes))
+    """Number of slots in a day at ``interval_minutes``: ceil(1440 / interval), so every slot :func:`time_ids` gives
+    (minutes since midnight // interval, at most 1439 // interval) has a row."""
+    return max(1, -(-(24 * 60) // int(interval_minutes)))
 
 
 def time_ids(times, interval_minutes: int) -> np.ndarray:

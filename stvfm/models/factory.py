@@ -82,8 +82,8 @@ def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, hi
         raise ConfigError(f"model.arch: '{model_cfg.arch}' is not one of {', '.join(ARCHS)}")
     validate_model_config(model_cfg, grid, channels, history, horizon)
     if needs_time_ids(model_cfg) and interval_minutes is None:
-        raise ConfigError("model.time_identity / model.output=anchored need the data interval (interval_minutes); "
-                          "this model's metadata has none (retrain it, or switch both off)")
+        raise ConfigError("model.time_identity / model.output=anchored|identity read the clock: building the model "
+                          "needs the data interval (interval_minutes) to size its time-of-day tables")
     from stvfm.models.stvfm import STVFM
 
     vfm, info = build_backbone(model_cfg.backbone, model_cfg.weights, model_cfg.allow_random_init,

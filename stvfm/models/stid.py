@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from stvfm.data.timefeatures import steps_per_day
 from stvfm.errors import ConfigError
 from stvfm.models.output import ModelOutput
 
@@ -126,7 +127,7 @@ def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: 
     if (s.time_identity or s.time_inputs) and not interval_minutes:
         raise ConfigError("model.stid.time_identity / time_inputs need the data interval (interval_minutes) to size the "
                           "time-of-day table")
-    per_day = -(-24 * 60 // int(interval_minutes)) if interval_minutes else 1  # ceil: every slot of the day
+    per_day = steps_per_day(interval_minutes) if interval_minutes else 1  # the project's one clock
     return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
                 tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=s.dropout, series=s.series,
                 time_identity=s.time_identity, time_inputs=s.time_inputs)

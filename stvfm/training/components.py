@@ -13,7 +13,7 @@ import torch
 
 from stvfm.config import Params, resolve_model_config
 from stvfm.datasets.registry import get_spec
-from stvfm.errors import DataError
+from stvfm.errors import ConfigError, DataError
 from stvfm.io import read_json
 from stvfm.paths import DatasetPaths, dataset_paths
 
@@ -74,10 +74,14 @@ class Components:
 
 def build_model_from_meta(meta: dict[str, Any]):
     from stvfm.config import ModelConfig, from_dict
-    from stvfm.models.factory import build_model
+    from stvfm.models.factory import build_model, needs_time_ids
 
     cfg = from_dict(ModelConfig, meta["model_cfg"], "checkpoint.model_cfg")
     interval = meta.get("interval_minutes")
+    if interval is None and needs_time_ids(cfg):
+        raise ConfigError("model.time_identity / model.output=anchored|identity need the data interval "
+                          "(interval_minutes); this model's metadata (the checkpoint, or the split's meta.json when "
+                          "training) has none (re-run the split stage and retrain, or switch both off)")
     return build_model(cfg, grid=tuple(meta["grid"]), channels=int(meta["channels"]), history=int(meta["history"]),
                        horizon=int(meta["horizon"]), interval_minutes=None if interval is None else int(interval))
 

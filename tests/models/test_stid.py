@@ -127,11 +127,28 @@ def test_factory_builds_stid_with_the_day_sized_clock():
 
 def test_stid_dropout_is_the_reference_value_and_only_in_training():
     assert STIDConfig().dropout == 0.15  # BasicTS's STID: nn.Dropout(p=0.15) in every residual MLP layer
+    torch.manual_seed(0)
     m, _ = build_model(ModelConfig(arch="stid"), (4, 5), 2, interval_minutes=30)
     assert all(layer.drop.p == 0.15 for layer in m.encoder)
-    x = torch.randn(2, 6, 2, 4, 5)
+    x, t = torch.randn(2, 6, 2, 4, 5), tids(2, 7, 3)
+    # training: two forward passes of the same input differ (a fresh dropout mask each), so does the first from eval
+    m.train()
+    a, b = m(x, time_ids=t).st, m(x, time_ids=t).st
+    frac = ((a - b).abs() > 1e-6).float().mean().item()
+    assert frac > 0.5, f"only {frac:.0%} of the outputs differ between two training passes: dropout is not active"
     m.eval()
-    assert torch.equal(m(x, time_ids=tids(2)).st, m(x, time_ids=tids(2)).st)
+    e1, e2 = m(x, time_ids=t).st, m(x, time_ids=t).st
+    assert torch.equal(e1, e2), f"eval passes differ (max {(e1 - e2).abs().max():.3g}): dropout is active in eval"
+    assert not torch.allclose(a, e1)
+    # eval is the network without dropout: the same weights with p = 0 give it in train mode too, pass after pass
+    for layer in m.encoder:
+        layer.drop.p = 0.0
+    m.train()
+    torch.testing.assert_close(m(x, time_ids=t).st, e1, rtol=0, atol=0)
+    # model.stid.dropout = 0: train mode is deterministic
+    m0, _ = build_model(ModelConfig(arch="stid", stid=STIDConfig(dropout=0.0)), (4, 5), 2, interval_minutes=30)
+    m0.train()
+    assert torch.equal(m0(x, time_ids=t).st, m0(x, time_ids=t).st), "dropout 0: train passes must be identical"
     with pytest.raises(ConfigError, match="model.stid.dropout"):
         build_model(ModelConfig(arch="stid", stid=STIDConfig(dropout=1.0)), (4, 5), 2, interval_minutes=30)
 

@@ -117,8 +117,18 @@ def test_needs_time_ids_and_interval_required():
     assert needs_time_ids(tiny_cfg(time_identity=True)) and needs_time_ids(tiny_cfg(output="anchored"))
     assert not needs_time_ids(tiny_cfg()) and not needs_time_ids(tiny_cfg(output="last"))
     assert needs_time_ids(tiny_cfg(arch="stid"))
-    with pytest.raises(ConfigError, match="interval"):
+    with pytest.raises(ConfigError, match="interval") as e:
         build_model(tiny_cfg(time_identity=True), (8, 8), 1)
+    assert "retrain" not in str(e.value)  # building a model (e.g. stvfm model-info) is not loading one
+    from dataclasses import asdict
+
+    from stvfm.training.components import build_model_from_meta
+
+    meta = {"model_cfg": asdict(tiny_cfg(time_identity=True)), "grid": [8, 8], "channels": 1, "history": 6,
+            "horizon": 6}
+    with pytest.raises(ConfigError, match="metadata .* has none .*retrain"):  # a checkpoint without its interval
+        build_model_from_meta(meta)
+    assert build_model_from_meta({**meta, "interval_minutes": 30})[0].time_in.tod.num_embeddings == 48
     with pytest.raises(ConfigError, match="model.output"):
         build_model(tiny_cfg(output="nope"), (8, 8), 1)
 
@@ -134,3 +144,51 @@ def test_best_checkpoint_keeps_the_interval():
     state = {"model_state": {}, "best_model_state": {}, "loop": {"best_epoch": 0}, "model_cfg": {},
              "interval_minutes": 30}
     assert best_from_state(state)["interval_minutes"] == 30
+
+
+@pytest.mark.parametrize("interval", [7, 25, 30])
+def test_one_clock_every_slot_of_a_real_range_is_inside_every_table(interval):
+    """One clock (stvfm.data.timefeatures): the slots time_ids gives for a real time range — here 3 days and a bit,
+    starting off the hour, with an interval that does not divide a day (7, 25 min: 206 / 58 slots, the last one short)
+    — all index a row of their own in every time-of-day table: the time identity, the anchored output path, STID and
+    HA (day and week). A table sized with floor would miss the last slot (HA: IndexError; the embeddings: slot
+    1439 // interval wrapping onto slot 0)."""
+    import math
+
+    from stvfm.baselines.ha import HistoricalAverage
+    from stvfm.data.timefeatures import series_time_ids, steps_per_day
+    from stvfm.models.stid import STID
+
+    n_slots = math.ceil(24 * 60 / interval)
+    assert steps_per_day(interval) == n_slots
+    start = np.datetime64("2016-08-07T22:13")  # a Sunday, off the interval's grid of the day
+    steps = 3 * 24 * 60 // interval + 50
+    times = start + np.arange(steps) * np.timedelta64(interval, "m")
+    tid = series_time_ids(start, interval, steps)
+    slots = tid[:, 0]
+    # the slots of the range are exactly minutes since midnight // interval: every one of 0 .. n_slots - 1 occurs
+    minutes = (times - times.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64)
+    np.testing.assert_array_equal(slots, minutes // interval)
+    assert set(slots.tolist()) == set(range(n_slots))
+
+    time_in = TimeIdentity(interval, 4)
+    anchored, _ = build_model(tiny_cfg(output="anchored"), (4, 4), 1, interval_minutes=interval)
+    stid_vfm, _ = build_model(tiny_cfg(output="identity", time_identity=True), (4, 4), 1, interval_minutes=interval)
+    stid, _ = build_model(tiny_cfg(arch="stid"), (4, 4), 1, interval_minutes=interval)
+    series = np.random.default_rng(0).normal(size=(steps, 4, 4, 1))
+    ha_day = HistoricalAverage.fit(series, times, interval, train=(0, steps))
+    ha_week = HistoricalAverage.fit(series, times, interval, train=(0, steps), period="week")
+    assert isinstance(stid, STID) and isinstance(stid_vfm.output_path.identity, STID)
+    sizes = {"time identity": time_in.tod.num_embeddings, "anchored table": anchored.output_path.table.shape[0],
+             "STID": stid.tod_emb.shape[0], "STID in ST-VFM": stid_vfm.output_path.identity.tod_emb.shape[0],
+             "HA (day)": ha_day.table.shape[0], "HA (week) / 7": ha_week.table.shape[0] // 7}
+    assert sizes == dict.fromkeys(sizes, n_slots), sizes
+    assert ha_day.empty_slots == 0 and ha_week.table.shape[0] == 7 * n_slots
+    assert ha_week.slots.max() < ha_week.table.shape[0]
+    # HA of the last (short) slot is its own average, not another slot's
+    last = slots == n_slots - 1
+    np.testing.assert_allclose(ha_day.table[n_slots - 1], series[last].mean(axis=0))
+    # the time identity gives the last slot its own row (no wrap onto slot 0)
+    with torch.no_grad():
+        e = time_in(torch.from_numpy(np.array([[[n_slots - 1, 0], [0, 0]]])))
+    assert not torch.allclose(e[0, 0], e[0, 1])

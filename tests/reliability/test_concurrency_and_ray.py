@@ -24,17 +24,39 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ 7. concurrency and leftovers
-def test_two_downloads_of_one_dataset_at_once(project):
+def test_two_downloads_of_one_dataset_at_once(project, tmp_path):
+    """The two runs are made to overlap: the first is frozen (SIGSTOP) inside its write, holding the lock, while the
+    second starts and says it waits for it; then the first goes on. Both finish; one complete copy, no leftovers."""
+    import signal
+
     f = project.outside / "big.npz"
     np.savez(f, flow=np.random.default_rng(0).poisson(3, (4000, 32, 32, 2)).astype("f4"), freq_minutes=np.int64(30))
     project.write_params(datasets=["big"], local_sources={"big": str(f)})
     cmd = [sys.executable, "-m", "pipelines.download", "big", "--params", str(project.params_file)]
-    procs = [subprocess.Popen(cmd, cwd=project.root, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0 and "Traceback" not in err, err
     raw = project.root / "data/raw"
+    logs = [tmp_path / "a.err", tmp_path / "b.err"]
+
+    def start(log: Path) -> subprocess.Popen:
+        with open(log, "w") as err:
+            return subprocess.Popen(cmd, cwd=project.root, env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                    text=True, start_new_session=True)
+
+    a = start(logs[0])
+    deadline = time.monotonic() + 120
+    while not (raw.is_dir() and any(q.name.startswith(".big.") and q.name.endswith(".tmp") for q in raw.iterdir())):
+        assert a.poll() is None and time.monotonic() < deadline, "the first download never began its write"
+        time.sleep(0.001)
+    os.killpg(a.pid, signal.SIGSTOP)  # the first run holds the lock, its write half done
+    try:
+        b = start(logs[1])
+        while "another process is writing" not in logs[1].read_text():
+            assert b.poll() is None, f"the second download did not wait for the first: {logs[1].read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "the second download never said it waits"
+            time.sleep(0.01)
+    finally:
+        os.killpg(a.pid, signal.SIGCONT)
+    for p, log in zip((a, b), logs):
+        assert p.wait(timeout=300) == 0 and "Traceback" not in log.read_text(), log.read_text()[-2000:]
     assert sorted(q.name for q in raw.iterdir()) == ["big"]  # no temp folders, no .old
     assert sorted(q.name for q in (raw / "big").iterdir()) == ["big.npz", "manifest.json"]
     assert (raw / "big/big.npz").read_bytes() == f.read_bytes()

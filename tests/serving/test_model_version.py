@@ -36,9 +36,51 @@ def _env(root, db=None):
     return env
 
 
-def test_version_files_are_tensors_and_json_and_round_trip(tiny_versions):
-    from stvfm.data.scaler import Scaler
+def exported(root, folder, **kw):
+    """A tiny model in memory — every weight moved off its initial value, as training would (zero-initialised heads
+    included) — and the model version exported from it (the train stage's path: best dict -> version_from_best ->
+    write_version). Returns the in-memory components (model, scaler, test windows) and the version folder."""
+    from stvfm.config import load_params
+    from stvfm.paths import dataset_paths
+    from stvfm.serving.version import write_version
+    from stvfm.training.components import build_components
+    from stvfm.training.stage import version_from_best
 
+    params = load_params(root / "params.yaml", {"model.time_identity": False, "model.output": "plain", **kw})
+    torch.manual_seed(0)
+    comp = build_components(params, "synthetic", root, splits=("test",))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in comp.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    comp.model.eval()
+    best = {**comp.meta, "model_state": {k: v.clone() for k, v in comp.model.state_dict().items()}, "epoch": 0,
+            "val": {"val_mae": 1.0}}
+    config, state = version_from_best(best, dataset_paths("synthetic", root))
+    return comp, write_version(folder, config, state)
+
+
+def before_export(comp, windows):
+    """Forecasts of the in-memory model on test windows, as evaluation computes them: the split's scaled windows
+    (WindowDataset), the network, the train-fitted scaler's inverse — (N, horizon, H, W, C) original scale, and the
+    raw grid windows (N, history + 1, H, W, C) + unix time of their last input step that a user would send."""
+    import xarray as xr
+
+    items = [comp.datasets["test"][i] for i in windows]
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("x", "x_flow", "time_ids", "t0")}
+    with torch.no_grad():
+        out = comp.model(batch["x"], batch["x_flow"], time_ids=batch["time_ids"]).st
+    ref = comp.inverse(out).permute(0, 1, 3, 4, 2).numpy()
+    ds = xr.open_zarr(comp.paths.grid_zarr, consolidated=False)
+    X = ds["flow"].transpose("time", "y", "x", "channel").values.astype(np.float32)
+    times = ds["time"].values.astype("datetime64[s]").astype(np.int64)
+    h = int(comp.meta["history"])
+    t0 = batch["t0"].numpy()
+    raw = np.stack([X[t - 1:t + h] for t in t0])
+    return ref, raw, times[t0 + h - 1]
+
+
+def test_version_files_are_tensors_and_json_and_round_trip(tiny_versions, tmp_path):
     folder = tiny_versions.plain
     assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
     assert not (folder / WEIGHTS_FILE).read_bytes()[:2] in (b"\x80\x04", b"\x80\x05", b"PK")  # not pickle, not zip
@@ -46,17 +88,16 @@ def test_version_files_are_tensors_and_json_and_round_trip(tiny_versions):
     assert cfg["format"] == FORMAT and cfg["grid"] == [16, 8] and cfg["channels"] == 2
     assert cfg["interval_minutes"] == 60 and cfg["time_identity"] is False and cfg["history"] == 6
     assert cfg["backbone"]["pretrained"] is False and cfg["scaler"]["kind"] == "standard"
-    f = load_forecaster(folder)
-    x, _ = raw_window(tiny_versions.root, steps=7)
-    # reference: the network called directly on the scaled window, as the training loop/evaluate do
-    sc = Scaler.from_dict(cfg["scaler"])
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2)[None]
-    s = sc.transform(xt[:, 1:], channel_axis=-3)
-    d = sc.scale_diff(xt[:, 1:] - xt[:, :-1], channel_axis=-3)
-    with torch.no_grad():
-        ref = sc.inverse(f.model(s, d).st, channel_axis=-3).permute(0, 1, 3, 4, 2).numpy()
-    np.testing.assert_allclose(f.predict(x[None]), ref, rtol=1e-5, atol=1e-5)
-    assert np.array_equal(load_forecaster(folder).predict(x[None]), f.predict(x[None]))  # deterministic reload
+    # the round trip: the reloaded Forecaster, fed the raw windows a user sends, forecasts what the model in memory
+    # forecast before export on the same windows (same weights, same train-fitted scaler)
+    comp, folder = exported(tiny_versions.root, tmp_path / "v")
+    n = len(comp.datasets["test"])
+    ref, raw, _ = before_export(comp, [0, n // 2, n - 1])
+    got = load_forecaster(folder).predict(raw)
+    assert got.shape == ref.shape == (3, 6, 16, 8, 2)
+    # measured: identical to the last bit on every test window; the tolerance allows BLAS reordering only
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert np.abs(ref).max() > 1.0  # not a trivially small forecast
 
 
 def test_weights_that_are_not_safetensors_are_refused_unread(tiny_versions, tmp_path):
@@ -82,14 +123,14 @@ def test_weights_that_are_not_safetensors_are_refused_unread(tiny_versions, tmp_
 
 
 def test_state_dict_must_fit_the_config(tiny_versions, tmp_path):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    bad = tmp_path / "v"
-    bad.mkdir()
-    (bad / CONFIG_FILE).write_bytes((tiny_versions.plain / CONFIG_FILE).read_bytes())
+    from stvfm.serving.version import write_version
+
     w = load_file(tiny_versions.plain / WEIGHTS_FILE)
     w.pop(next(iter(w)))
-    save_file(w, bad / WEIGHTS_FILE)
+    # a version written that way (its digest agrees): the strict load into the rebuilt network refuses it
+    bad = write_version(tmp_path / "v", read_config(tiny_versions.plain / CONFIG_FILE, "x"), w)
     with pytest.raises(DataError, match="does not fit its config.json"):
         load_forecaster(bad)
 
@@ -133,6 +174,19 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     x, _ = raw_window(tiny_versions.root)
     assert isinstance(f, Forecaster) and np.array_equal(f.predict(x[None]), load_forecaster(tiny_versions.plain)
                                                          .predict(x[None]))
+    # the digest recorded at registration (issue 23): swapping the stored artifacts for another self-consistent
+    # version is refused when loaded through the registry
+    digest = read_config(next(p for p in files if p.name == CONFIG_FILE), "x")["digest"]
+    assert (mv.tags["config_sha256"], mv.tags["weights_sha256"]) == (digest["config"], digest["weights"])
+    stored = next((tmp_path / "art").rglob(CONFIG_FILE)).parent
+    kept = {n: (stored / n).read_bytes() for n in (CONFIG_FILE, WEIGHTS_FILE)}
+    for n in kept:
+        (stored / n).write_bytes((tiny_versions.tid / n).read_bytes())
+    with pytest.raises(DataError, match="recorded in the registry when it was registered"):
+        load_forecaster("models:/stvfm-synthetic/1")
+    for n, data in kept.items():
+        (stored / n).write_bytes(data)
+    assert np.array_equal(load_forecaster("models:/stvfm-synthetic/1").predict(x[None]), f.predict(x[None]))
 
     # a hostile registrant plants pickles: an old-style pytorch-flavour version, then a pyfunc with pickled "weights"
     marker = tmp_path / "pwned"
@@ -191,23 +245,25 @@ def test_time_ids_reach_the_model_from_last_time(tiny_versions):
 
 def test_identity_output_version_round_trips_and_needs_timestamps(tiny_versions, tmp_path):
     """model.output=identity (STID's network inside ST-VFM): the version holds its weights by name, reloads strictly,
-    forecasts the same after reload, and refuses a window without timestamps."""
+    forecasts what the model in memory forecast before export (from the windows' timestamps), and refuses a window
+    without timestamps."""
     from safetensors.torch import load_file
 
-    from .version_fixtures import make_version
-
-    folder = make_version(tiny_versions.root, "version-identity", output="identity")
+    comp, folder = exported(tiny_versions.root, tmp_path / "v", **{"model.output": "identity",
+                                                                    "model.time_identity": True})
     cfg = read_config(folder / CONFIG_FILE, "x")
     assert cfg["time_identity"] is True
     assert any(k.startswith("output_path.identity.") for k in load_file(str(folder / WEIGHTS_FILE)))
     f = load_forecaster(folder)
-    x, last = raw_window(tiny_versions.root)
-    unix = np.array([int(last.astype(np.int64))])
-    a = f.predict(x[None], unix)
-    assert a.shape == (1, 6, 16, 8, 2) and np.isfinite(a).all()
-    assert np.array_equal(load_forecaster(folder).predict(x[None], unix), a)
+    n = len(comp.datasets["test"])
+    ref, raw, unix = before_export(comp, [1, n // 3, n - 2])
+    a = f.predict(raw, unix)
+    assert a.shape == ref.shape == (3, 6, 16, 8, 2)
+    np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-5)
+    # the clock matters: the same windows an hour later forecast differently
+    assert not np.allclose(f.predict(raw, unix + 3600), ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(DataError, match="time"):
-        f.predict(x[None])
+        f.predict(raw)
 
 
 def test_input_example_is_a_valid_request_with_a_per_cell_scaler(tiny_versions):
