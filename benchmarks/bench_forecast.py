@@ -68,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     from stvfm.config import load_params
     from stvfm.paths import dataset_paths
-    from stvfm.serving.batch import WindowScorer, _batches, ensure_ray, model_source, score_ray, split_windows
+    from stvfm.serving.batch import (
+        WindowScorer,
+        _batches,
+        ensure_ray,
+        model_source,
+        score_ray,
+        split_windows,
+    )
     from stvfm.serving.version import write_version
     from stvfm.training.components import build_components
     from stvfm.training.stage import version_from_best

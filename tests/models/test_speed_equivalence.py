@@ -19,7 +19,7 @@ from stvfm.models.layers import SMALL_SCORES, attention, merge_heads, split_head
 
 from .conftest import TINY, tiny_cfg
 
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def assert_grads_close(new: list[torch.Tensor], ref: list[torch.Tensor], rel: float = 1e-5) -> None:
