@@ -67,9 +67,12 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture
 def compile_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    """The project's cache (STVFM_COMPILE_CACHE) while torch's variable already names another place, as it does once
+    timm is imported (torch's temporary default): the compiled kernels must land in the project's."""
+    monkeypatch.setenv("STVFM_COMPILE_CACHE", str(tmp_path / "stvfm-cache"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "torch-default"))
     torch._dynamo.reset()
-    yield tmp_path / "inductor"
+    yield tmp_path / "stvfm-cache"
     torch._dynamo.reset()
 
 
@@ -105,4 +108,5 @@ def test_compiled_step_matches_eager_and_never_recompiles_for_a_short_batch(comp
         tr.train_step(*data)
     assert counters["stats"]["unique_graphs"] == graphs
     assert counters["stats"]["calls_captured"] == frames
-    assert any(compile_cache.rglob("*")), "no persistent cache written"
+    assert any(p.is_file() for p in compile_cache.rglob("*")), "nothing written to the persistent cache"
+    assert not any(p.is_file() for p in (compile_cache.parent / "torch-default").rglob("*"))
