@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from ray import tune
 
@@ -112,7 +113,7 @@ class StudyTracker:
             retry(lambda: self.client.set_tag(rid, k, v), "set tag")
         retry(lambda: self.client.set_terminated(rid, status), "end child run")
 
-    def callback(self, max_t: int) -> "MlflowTrialCallback":
+    def callback(self, max_t: int) -> MlflowTrialCallback:
         return MlflowTrialCallback(self, max_t)
 
     def _log(self, run_id: str, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}, step: int = 0) -> None:

@@ -7,8 +7,8 @@ windows the models are evaluated on — and are scored with the same MAE/RMSE (a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -126,6 +126,6 @@ def score(data: SeriesSplit, forecast: Forecaster, split: str = "test", chunk: i
         part = t0[i:i + chunk]
         acc.add(forecast(data.series, part), targets(data.series, part, data.history, data.horizon))
     out = acc.result()
-    out["n_windows"] = int(len(t0))
+    out["n_windows"] = len(t0)
     out["scale"] = data.scale
     return out

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from stvfm.baselines.arima import ArimaForecaster, ArimaSettings
-from stvfm.baselines.fit import train_and_test
 from stvfm.baselines.common import load_series_split, score
+from stvfm.baselines.fit import train_and_test
 from stvfm.baselines.ha import HistoricalAverage
 from stvfm.baselines.persistence import persistence_forecast
 from stvfm.config import Params, flatten, with_overrides
@@ -49,7 +49,7 @@ class BaselinesConfig:
         return with_overrides(params, {**self.stid_overrides, "train.seed": seed})
 
     @classmethod
-    def from_params(cls, section: dict | None) -> "BaselinesConfig":
+    def from_params(cls, section: dict | None) -> BaselinesConfig:
         s = dict(section or {})
         unknown = set(s) - {"methods", "ha", "arima", "stid"}
         if unknown:

@@ -17,7 +17,6 @@ import logging
 
 from stvfm.errors import ConfigError
 
-
 DEFAULT_GRID, DEFAULT_CHANNELS, DEFAULT_INTERVAL = "16x8", 2, 30
 
 

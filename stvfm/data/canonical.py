@@ -4,7 +4,8 @@ attrs ``interval_minutes``, ``bbox`` (or None), ``start``, and what the reader a
 The readers of each format (:mod:`stvfm.data.readers`, :mod:`stvfm.data.unist`) build it with :func:`canonical`."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr

@@ -16,7 +16,7 @@ splits may overlap (a window list cut by ratio), and the scaler is still fitted 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -147,8 +148,8 @@ def _split(data: dict[str, Any], split: str, dataset: str | None, path: Path) ->
             and (S.ndim == 2 or S.shape[2] == 2)):
         raise _err(f"'timestamps.{split}' has shape {S.shape} ({S.dtype}); expected ({N}, {T}) integer step indices "
                    f"or ({N}, {T}, 2) (weekday, slot) pairs, one per step of X_{split}", dataset, path)
-    if not np.all(S == np.round(S)):
-        raise _err(f"'timestamps.{split}' holds non-integer values (e.g. {S[S != np.round(S)][0]})", dataset, path)
+    if not np.all(np.round(S) == S):
+        raise _err(f"'timestamps.{split}' holds non-integer values (e.g. {S[np.round(S) != S][0]})", dataset, path)
     return _Split(split, X, S.astype(np.int64), int(pshape[2]))
 
 

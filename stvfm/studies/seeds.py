@@ -122,4 +122,4 @@ def render_seeds(dataset: str, rows: list[dict[str, Any]], refs: dict[str, dict[
     return "\n".join(L)
 
 
-__all__ = ["run_seeds", "parse_job", "job_params", "summarise", "render_seeds", "MODELS", "SEEDS"]
+__all__ = ["MODELS", "SEEDS", "job_params", "parse_job", "render_seeds", "run_seeds", "summarise"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-
 from data_helpers import make_params, series, write_raw
+
 from stvfm.data.readers import canonical, guess_kind, read_raw, rebuild_windows
 from stvfm.errors import DataError
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from data_helpers import leftovers, npz_dataset, series
+
 from stvfm.data.flow import st_flow
 from stvfm.data.scaler import Scaler
 from stvfm.data.split import make_windows, split_bounds
@@ -264,9 +264,9 @@ def test_per_cell_scaler_round_trip_layouts_and_json(tmp_path):
 def test_per_cell_scaler_through_evaluate_and_forecaster(tmp_path):
     """predict_split (evaluate) and the registered Forecaster go through the scaler's methods: a persistence model in
     the per-cell scaled space scores exactly the raw-count persistence, and the Forecaster maps raw in to raw out."""
-    from stvfm.training.evaluate import predict_split
     from stvfm.models.output import ModelOutput
     from stvfm.serving.forecaster import Forecaster
+    from stvfm.training.evaluate import predict_split
 
     class Last(torch.nn.Module):
         def forward(self, x, x_flow=None, time_ids=None):

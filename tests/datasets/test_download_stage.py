@@ -33,7 +33,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a):  # keep pytest output clean
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):  # the name http.server dispatches to
         self.server.requests.append((self.path, self.headers.get("Range")))
         path = Path(self.translate_path(self.path))
         if not path.is_file():

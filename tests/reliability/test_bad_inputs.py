@@ -13,8 +13,6 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-import zarr
-
 from harness import BASE_PARAMS, Project, assert_refused, changed, project  # noqa: F401  (fixture)
 
 

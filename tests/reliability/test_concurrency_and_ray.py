@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from harness import REPO, Project, assert_refused, changed, project  # noqa: F401  (fixture)
 
 

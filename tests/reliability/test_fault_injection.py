@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from harness import REPO, Project, project  # noqa: F401  (fixture)
 
 KILLS_PER_STAGE = 7  # mid-write kills that must land before the commit, x 3 stages = 21

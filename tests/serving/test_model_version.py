@@ -83,7 +83,7 @@ def before_export(comp, windows):
 def test_version_files_are_tensors_and_json_and_round_trip(tiny_versions, tmp_path):
     folder = tiny_versions.plain
     assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
-    assert not (folder / WEIGHTS_FILE).read_bytes()[:2] in (b"\x80\x04", b"\x80\x05", b"PK")  # not pickle, not zip
+    assert (folder / WEIGHTS_FILE).read_bytes()[:2] not in (b"\x80\x04", b"\x80\x05", b"PK")  # not pickle, not zip
     cfg = read_config(folder / CONFIG_FILE, "x")
     assert cfg["format"] == FORMAT and cfg["grid"] == [16, 8] and cfg["channels"] == 2
     assert cfg["interval_minutes"] == 60 and cfg["time_identity"] is False and cfg["history"] == 6

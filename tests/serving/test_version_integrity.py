@@ -12,8 +12,15 @@ import torch
 
 from stvfm.errors import DataError
 from stvfm.serving.forecaster import load_forecaster
-from stvfm.serving.version import (CONFIG_FILE, WEIGHTS_FILE, canonical, read_config, read_weights, verify_digest,
-                                   write_version)
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    canonical,
+    read_config,
+    read_weights,
+    verify_digest,
+    write_version,
+)
 
 from .version_fixtures import raw_window
 

@@ -47,8 +47,8 @@ def make_best(root: Path, *, time_identity: bool = False, seed: int = 0, output:
 
 
 def make_version(root: Path, name: str, **kw) -> Path:
-    from stvfm.serving.version import write_version
     from stvfm.paths import dataset_paths
+    from stvfm.serving.version import write_version
     from stvfm.training.stage import version_from_best
 
     config, state = version_from_best(make_best(root, **kw), dataset_paths("synthetic", root))

@@ -128,7 +128,7 @@ def test_same_seed_same_result_and_resume_equivalence(tmp_path):
     strip = lambda h: [{k: v for k, v in r.items() if k not in timing} for r in h]  # noqa: E731
     assert strip(ha) == strip(hb)
     # 2 epochs, checkpoint, a fresh trainer resumes for 2 more -> identical to 4 straight
-    c = make_trainer(TrainConfig(**{**cfg.__dict__}))
+    c = make_trainer(TrainConfig(**cfg.__dict__))
     c.cfg.epochs = 4
     stop_after = []
 

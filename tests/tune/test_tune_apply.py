@@ -14,7 +14,7 @@ from tune.apply import apply_best
 from tune.run import write_best
 
 
-@pytest.fixture()
+@pytest.fixture
 def files(tmp_path, project_root):
     params = tmp_path / "params.yaml"
     shutil.copy(project_root / "params.yaml", params)

@@ -14,7 +14,7 @@ from tune import run as tr
 from tune.settings import tune_settings
 
 
-@pytest.fixture()
+@pytest.fixture
 def proj(tmp_path, project_root):
     shutil.copy(project_root / "params.yaml", tmp_path / "params.yaml")
     return tmp_path
