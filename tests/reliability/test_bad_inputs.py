@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from harness import BASE_PARAMS, Project, assert_refused, changed, project  # noqa: F401  (fixture)
+from harness import Project, assert_refused, changed
 
 
 def _refused_and_untouched(proj: Project, r_fn, *needles: str) -> None:

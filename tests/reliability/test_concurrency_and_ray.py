@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import REPO, Project, assert_refused, changed, project  # noqa: F401  (fixture)
+from harness import REPO, assert_refused, changed
 
 
 def _env(**extra: str) -> dict[str, str]:

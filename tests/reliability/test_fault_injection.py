@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import REPO, Project, project  # noqa: F401  (fixture)
+from harness import REPO
 
 KILLS_PER_STAGE = 7  # mid-write kills that must land before the commit, x 3 stages = 21
 MAX_TRIES_PER_STAGE = 4 * KILLS_PER_STAGE  # a try whose freeze comes after the commit is "late" and retried

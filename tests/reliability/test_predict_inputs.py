@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.version_fixtures import ROOT, raw_window, tiny_versions  # noqa: F401  (session fixture)
+from serving.version_fixtures import ROOT, raw_window
 
 
 def _tree_hash(root: Path) -> str:
