@@ -101,9 +101,9 @@ class ErrorAccumulator:
             "mae": float(self.abs.sum() / self.n.sum()),
             "rmse": float(np.sqrt(self.sq.sum() / self.n.sum())),
             "per_step": [{"step": i + 1, "mae": float(a / n), "rmse": float(np.sqrt(s / n))}
-                         for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n))],
+                         for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n, strict=True))],
             "per_channel": [{"channel": c, "mae": float(a / self.c_n), "rmse": float(np.sqrt(s / self.c_n))}
-                            for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq))],
+                            for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq, strict=True))],
         }
 
 

@@ -49,6 +49,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -287,7 +288,7 @@ def zone_centroids(zones_zip: Path, *, id_field: str = "LocationID") -> ZoneCent
                 xmax = max(xmax, float(np.abs(pts).max()))
                 bounds = [*list(sr.shape.parts), len(pts)]
                 a = acc.setdefault(int(zid), [0.0, 0.0, 0.0])
-                for lo, hi in zip(bounds[:-1], bounds[1:]):
+                for lo, hi in pairwise(bounds):
                     if hi - lo >= 3:
                         m = _ring_moments(pts[lo:hi])
                         a[0] += m[0]

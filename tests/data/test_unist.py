@@ -23,7 +23,7 @@ def unist_file(path, full, starts, *, stamps="pairs", first="2016-08-01T00:00", 
     ``stamps``: "index" (step index ``index0 + k``) or "pairs" ((weekday Mon=0, slot) of a ``slots``-a-day clock)."""
     out, ts = {}, {}
     t0 = np.datetime64(first, "m")
-    for split, a in zip(("train", "val", "test"), starts):
+    for split, a in zip(("train", "val", "test"), starts, strict=True):
         a = np.asarray(a)
         idx = a[:, None] + np.arange(T_SEQ)[None, :]
         X = full[idx]  # (N, T, H, W)
@@ -78,7 +78,7 @@ def test_reads_as_unists_loader_does(tmp_path, starts, form, minutes, slots, fir
     minute_of_day = tid[:, 0] * minutes
     pub = ds.attrs["published_windows"]
     assert pub["window"] == T_SEQ
-    for split, a in zip(("train", "val", "test"), starts):
+    for split, a in zip(("train", "val", "test"), starts, strict=True):
         X = np.asarray(written[f"X_{split}"][0])
         t0 = np.asarray(pub["t0"][split])
         np.testing.assert_array_equal(t0, a)  # each window where the file put it ...

@@ -54,7 +54,7 @@ def test_two_downloads_of_one_dataset_at_once(project, tmp_path):
             time.sleep(0.01)
     finally:
         os.killpg(a.pid, signal.SIGCONT)
-    for p, log in zip((a, b), logs):
+    for p, log in zip((a, b), logs, strict=True):
         assert p.wait(timeout=300) == 0 and "Traceback" not in log.read_text(), log.read_text()[-2000:]
     assert sorted(q.name for q in raw.iterdir()) == ["big"]  # no temp folders, no .old
     assert sorted(q.name for q in (raw / "big").iterdir()) == ["big.npz", "manifest.json"]
