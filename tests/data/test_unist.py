@@ -56,7 +56,7 @@ ADJACENT = (win(0, 30), win(41, 8), win(60, 9))  # the series cut first: adjacen
 
 
 @pytest.mark.parametrize("starts", [OVERLAP, ADJACENT], ids=["overlapping-splits", "adjacent-splits"])
-@pytest.mark.parametrize("form,minutes,slots,first", [
+@pytest.mark.parametrize(("form", "minutes", "slots", "first"), [
     ("index", 30, 48, None),  # Crowd / Cellular
     ("pairs", 30, 48, "2016-08-01T05:30"),  # 30-minute file, slots 0..47 (Traffic*, BikeNYC-1, TaxiNYC)
     ("pairs", 60, 24, "2016-07-03T22:00"),  # hourly, slots 0..23 (TDrive, BikeNYC-2)

@@ -153,7 +153,7 @@ def test_lock_pins_first_download_and_enforces_later(tmp_path, server, toy):
     for p in (tmp_path / "data" / "raw").iterdir():
         __import__("shutil").rmtree(p)
     before = lock_path(tmp_path).read_text()
-    with pytest.raises(DownloadError, match="checksum mismatch.*Toy_short.json|Toy_short.json.*checksum mismatch"):
+    with pytest.raises(DownloadError, match=r"checksum mismatch.*Toy_short\.json|Toy_short\.json.*checksum mismatch"):
         run_download("toy", params(), tmp_path)
     assert leftovers(tmp_path) == []
     assert lock_path(tmp_path).read_text() == before
@@ -407,7 +407,7 @@ def test_local_zarr_and_trips(tmp_path):
     assert mt["kind"] == "trips" and mt["bbox"] == [1, 2, 3, 4] and mt["interval_minutes"] == 15
 
 
-@pytest.mark.parametrize("path,match", [("nothere.npz", "not found.*local_sources.bad.path"),
+@pytest.mark.parametrize(("path", "match"), [("nothere.npz", "not found.*local_sources.bad.path"),
                                         ("x.txt", "must be an .npz")])
 def test_local_errors(tmp_path, path, match):
     (tmp_path / "x.txt").write_text("hi")

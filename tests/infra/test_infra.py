@@ -79,7 +79,7 @@ def _cluster_spec(doc: dict) -> dict:
     return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
 
 
-@pytest.mark.parametrize("name,kind", [("k8s/raycluster.yaml", "RayCluster"), ("k8s/rayjob.yaml", "RayJob")])
+@pytest.mark.parametrize(("name", "kind"), [("k8s/raycluster.yaml", "RayCluster"), ("k8s/rayjob.yaml", "RayJob")])
 def test_kuberay_gpus_image_storage_auth(name, kind):
     doc = _one(_docs(name), kind)
     assert doc["apiVersion"] == "ray.io/v1" and doc["metadata"]["namespace"] == "stvfm"

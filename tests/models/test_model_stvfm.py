@@ -166,7 +166,7 @@ def test_parameter_counts_and_vfm_blocks():
     assert total - trainable == frozen > 0
 
 
-@pytest.mark.parametrize("kw,err,match", [
+@pytest.mark.parametrize(("kw", "err", "match"), [
     (dict(backbone="resnet50"), ConfigError, r"model.backbone: unknown backbone 'resnet50'.*dinov2_vits14"),
     (dict(variant="fancy"), ConfigError, r"model.variant: 'fancy' is not one of"),
     (dict(arch="unet"), ConfigError, r"model.arch: 'unet'"),

@@ -56,16 +56,16 @@ def test_dry_run_writes_nothing(files):
 def test_bad_best_files_fail_cleanly(files, tmp_path):
     params, best = files
     before = params.read_text()
-    with pytest.raises(ConfigError, match="not found; run `python -m tune.run"):
+    with pytest.raises(ConfigError, match=re.escape("not found; run `python -m tune.run")):
         apply_best(tmp_path / "nope.yaml", params)
     doc = yaml.safe_load(best.read_text())
     doc["config"]["model.lamda_flow"] = 0.1
     best.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ConfigError, match="key 'model.lamda_flow' is not in"):
+    with pytest.raises(ConfigError, match=re.escape("key 'model.lamda_flow' is not in")):
         apply_best(best, params)
     doc["config"] = {"model.prompt_layers": "three"}
     best.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ConfigError, match="invalid params.*model.prompt_layers: expected an integer"):
+    with pytest.raises(ConfigError, match=r"invalid params.*model\.prompt_layers: expected an integer"):
         apply_best(best, params)
     assert params.read_text() == before  # nothing half-applied
     assert main(["tune", "apply", str(tmp_path / "nope.yaml"), "--params", str(params)]) == 2
