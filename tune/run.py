@@ -241,7 +241,7 @@ def run_study(dataset: str, *, root: Path, params_path: Path | None = None, over
         }
         doc = {"dataset": dataset, "study": study, "profile": s.profile, "metric": s.metric, "mode": s.mode,
                "value": best["value"], "metrics": best.get("metrics", {}), "config": best["config"],
-               "set": {k: v for k, v in s.set.items()}, "trial": best["trial"],
+               "set": dict(s.set), "trial": best["trial"],
                "checkpoint_path": best.get("checkpoint_path"), "mlflow_parent_run_id": tracker.parent_run_id,
                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         write_best(out / "best.yaml", doc)

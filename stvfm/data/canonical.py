@@ -18,7 +18,7 @@ def canonical(flow: np.ndarray, start: Any, interval_minutes: int, channel_names
               **attrs: Any) -> xr.Dataset:
     """Wrap a (T, H, W, C) array in the canonical Dataset."""
     flow = np.asarray(flow)
-    T, H, W, C = flow.shape
+    T, _, _, C = flow.shape
     names = list(channel_names) if channel_names is not None and len(channel_names) == C else \
         (list(TRIP_CHANNELS) if C == 2 else [f"ch{i}" for i in range(C)])
     t0 = parse_start(start)

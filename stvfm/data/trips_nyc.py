@@ -134,11 +134,8 @@ class _Span:
         if per is None:
             return True
         lo, hi = per
-        if self.end is not None and lo >= self.end:
-            return False
-        if self.start is not None and hi <= self.start - self.lookback:
-            return False
-        return True
+        return not ((self.end is not None and lo >= self.end)
+                    or (self.start is not None and hi <= self.start - self.lookback))
 
     def overlaps(self, lo: Any, hi: Any) -> bool:
         """Whether a closed range [lo, hi] of times (statistics) meets ``[start, end)``."""

@@ -23,7 +23,7 @@ def validate_flow(ds: xr.Dataset, *, dataset: str | None = None, path: str | Non
                         dataset=dataset, path=path)
     if tuple(da.dims) != DIMS:
         raise DataError(f"series dims {da.dims}; expected {DIMS}", dataset=dataset, path=path)
-    T, H, W, C = da.shape
+    _, H, W, C = da.shape
     if min(da.shape) < 1:
         raise DataError(f"empty series, shape {tuple(da.shape)}", dataset=dataset, path=path)
     v = np.asarray(da.values)

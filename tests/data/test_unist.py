@@ -107,7 +107,7 @@ def test_index_origin_moves_to_a_wednesday(tmp_path):
 
 def test_read_raw_dispatches_and_ignores_the_tables_interval(tmp_path):
     p = tmp_path / "BikeNYC_short.json"
-    unist_file(p, counts(60), OVERLAP[:1] + (win(40, 5), win(45, 3)), minutes=30, slots=48)
+    unist_file(p, counts(60), (*OVERLAP[:1], win(40, 5), win(45, 3)), minutes=30, slots=48)
     ds = read_raw([p], "unist", dataset="bikenyc1", interval_minutes=60, start="2016-08-01").ds
     assert ds.attrs["interval_minutes"] == 30 and ds.attrs["source"] == "unist:BikeNYC_short.json"
 

@@ -22,7 +22,7 @@ GRIDS = [(16, 20), (32, 32), (16, 8), (10, 20), (16, 12), (20, 10), (26, 26), (2
 def test_output_shapes_every_grid_and_variant(grid):
     for i, variant in enumerate(VARIANTS):
         c = 1 + (i + grid[0]) % 2  # both 1 and 2 channels across the grid
-        model, info = build_model(tiny_cfg(variant=variant), grid, c)
+        model, _ = build_model(tiny_cfg(variant=variant), grid, c)
         x = torch.randn(2, 6, c, *grid)
         out = model(x, torch.randn_like(x))
         assert out.st.shape == (2, 6, c, *grid) and out.st.dtype == torch.float32

@@ -1,6 +1,7 @@
 """Issue 11, items 7 and 9: two runs at once, leftovers of killed runs, and Ray addresses that lead nowhere."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -144,10 +145,8 @@ def test_a_silent_cluster_ends_within_the_bound():
         conns = []
         srv.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 conns.append(srv.accept()[0])
-            except OSError:
-                pass
         for c in conns:
             c.close()
 

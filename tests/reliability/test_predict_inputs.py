@@ -80,7 +80,7 @@ def test_non_numeric_flow(capsys, tiny_versions, tmp_path):
 
 
 def test_negative_values(capsys, tiny_versions, good):
-    x, start, d = good
+    x, _, d = good
     x = x.copy()
     x[-1, 3, 3, 0] = -5
     np.savez(d / "neg.npz", flow=x)

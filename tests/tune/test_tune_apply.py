@@ -39,8 +39,8 @@ def test_apply_writes_config_and_keeps_comments(files, capsys):
     assert "\n  lambda_flow: 0.0421\n" in after
     assert re.search(r"\n  prompt_layers: 3 +# null = dataset table", after)  # inline comments stay on their line
     # every comment line of the original survives
-    assert [l for l in before.splitlines() if l.strip().startswith("#")] == \
-           [l for l in after.splitlines() if l.strip().startswith("#")]
+    assert [line for line in before.splitlines() if line.strip().startswith("#")] == \
+           [line for line in after.splitlines() if line.strip().startswith("#")]
     assert main(["tune", "apply", str(best), "--params", str(params)]) == 0
     assert "already has the config" in capsys.readouterr().out
 
