@@ -7,7 +7,7 @@ from harness import Project
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Project:
-    """A throw-away project (params.yaml of BASE_PARAMS) beside ``outside/``, which holds a file no bad input may touch."""
+    """A throw-away project (params.yaml of BASE_PARAMS) beside ``outside/``, holding a file no bad input may touch."""
     root = tmp_path / "proj"
     outside = tmp_path / "outside"
     root.mkdir()
