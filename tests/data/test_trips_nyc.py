@@ -199,7 +199,9 @@ def _taxi_zones(tmp: Path, *, id_field: str = "LocationID", prj: bool = True) ->
 
 
 def _tlc_ids(tmp: Path, name: str = "yellow_tripdata_2016-01.parquet") -> Path:
-    ts = lambda *v: pa.array(np.array(v, dtype="datetime64[us]"), pa.timestamp("us"))  # noqa: E731
+    def ts(*v):
+        return pa.array(np.array(v, dtype="datetime64[us]"), pa.timestamp("us"))
+
     t = pa.table({
         "VendorID": pa.array([1, 2, 1, 2, 1, 2], pa.int32()),
         "tpep_pickup_datetime": ts("2016-01-01T00:10", "2016-01-01T01:00", "2015-12-31T23:50", "2016-01-20T12:00",

@@ -1,6 +1,7 @@
 """The download stage against a local HTTP server on 127.0.0.1: checksums, lock pinning, mirror, resume, offline."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import json
@@ -65,8 +66,7 @@ def server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     (root / FILE).write_bytes(PAYLOAD)
-    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
     httpd.requests, httpd.ranges, httpd.root, httpd.truncate = [], True, root, 0
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

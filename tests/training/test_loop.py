@@ -126,7 +126,10 @@ def test_same_seed_same_result_and_resume_equivalence(tmp_path):
     b = make_trainer(cfg)
     hb = b.fit().history
     timing = ("epoch_seconds", "started_at")
-    strip = lambda h: [{k: v for k, v in r.items() if k not in timing} for r in h]  # noqa: E731
+
+    def strip(h):
+        return [{k: v for k, v in r.items() if k not in timing} for r in h]
+
     assert strip(ha) == strip(hb)
     # 2 epochs, checkpoint, a fresh trainer resumes for 2 more -> identical to 4 straight
     c = make_trainer(TrainConfig(**cfg.__dict__))
