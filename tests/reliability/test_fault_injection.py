@@ -11,6 +11,7 @@ cleans up and completes with the same bytes as the reference run.
 which the final uninterrupted run checks)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -22,8 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness import REPO, Project, project  # noqa: F401  (fixture)
+from harness import REPO
 
 KILLS_PER_STAGE = 7  # mid-write kills that must land before the commit, x 3 stages = 21
 MAX_TRIES_PER_STAGE = 4 * KILLS_PER_STAGE  # a try whose freeze comes after the commit is "late" and retried
@@ -172,10 +172,8 @@ def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path)
                 time.sleep(0.0005)
             t_write = time.monotonic()
             time.sleep(rng.uniform(0.0, 1.0) * window)  # a random point of the write window
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGSTOP)  # freeze the stage where it is, then look
-            except ProcessLookupError:
-                pass
             frozen_by = time.monotonic() + 5
             while (ps := _process_state(p.pid)) not in ("T", "t", "Z", None):  # stopped, or exited before
                 assert time.monotonic() < frozen_by, f"{stage} did not stop within 5 s (state {ps})"
