@@ -134,7 +134,17 @@ def _process_state(pid: int) -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="watches the stage's process state in /proc (Linux)")
-def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path):
+def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path, request):
+    started: list[subprocess.Popen] = []
+
+    def _reap() -> None:  # a failed check between the freeze and the kill must not leave a stopped stage behind
+        for proc in started:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    request.addfinalizer(_reap)
     project.data_ready()  # old outputs: span 7 days
     project.write_params(data={"synthetic": {"span_days": 9}})  # new raw data -> new grid -> new flow -> new split
     assert project.stage("download", "synthetic").rc == 0
@@ -167,6 +177,7 @@ def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path)
             mark = _commit_mark(project.root, stage)
             p = subprocess.Popen(_cmd(project.root, stage), cwd=project.root, env=_env(), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            started.append(p)
             while not (_temps(project.root, stage) - temps_before):  # the stage's write has begun
                 assert p.poll() is None, f"{stage} exited (rc {p.returncode}) before its temp folder was seen"
                 time.sleep(0.0005)
