@@ -60,8 +60,8 @@ def free_port() -> int:
 def start(cmd: list[str], env: dict, cwd: Path, log: Path, url: str, timeout: float = 300) -> subprocess.Popen:
     import requests
 
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(log, "w") as out:  # the server keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

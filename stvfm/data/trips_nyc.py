@@ -47,9 +47,11 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -132,11 +134,8 @@ class _Span:
         if per is None:
             return True
         lo, hi = per
-        if self.end is not None and lo >= self.end:
-            return False
-        if self.start is not None and hi <= self.start - self.lookback:
-            return False
-        return True
+        return not ((self.end is not None and lo >= self.end)
+                    or (self.start is not None and hi <= self.start - self.lookback))
 
     def overlaps(self, lo: Any, hi: Any) -> bool:
         """Whether a closed range [lo, hi] of times (statistics) meets ``[start, end)``."""
@@ -286,7 +285,7 @@ def zone_centroids(zones_zip: Path, *, id_field: str = "LocationID") -> ZoneCent
                 xmax = max(xmax, float(np.abs(pts).max()))
                 bounds = [*list(sr.shape.parts), len(pts)]
                 a = acc.setdefault(int(zid), [0.0, 0.0, 0.0])
-                for lo, hi in zip(bounds[:-1], bounds[1:]):
+                for lo, hi in pairwise(bounds):
                     if hi - lo >= 3:
                         m = _ring_moments(pts[lo:hi])
                         a[0] += m[0]

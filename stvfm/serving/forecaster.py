@@ -24,8 +24,17 @@ from stvfm.errors import DataError, StvfmError
 from stvfm.io import atomic_path
 from stvfm.serving.inputs import bad_input as _bad
 from stvfm.serving.inputs import check_unix_seconds, parse_time, read_series, unix_seconds
-from stvfm.serving.version import (CONFIG_FILE, WEIGHTS_FILE, build_network, check_config, check_parts,
-                                   is_local_version, read_config, read_weights_bytes, verify_digest)
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    build_network,
+    check_config,
+    check_parts,
+    is_local_version,
+    read_config,
+    read_weights_bytes,
+    verify_digest,
+)
 
 # inputs further than this from the training data (in the scaler's units: standard deviations, or half the train
 # range for minmax) are refused: the network's float32 arithmetic would turn them into inf/NaN, and no forecast of
@@ -74,13 +83,13 @@ class Forecaster:
             m.register_forward_pre_hook(hook)
         self._hooked = True
 
-    def to(self, device: str | torch.device) -> "Forecaster":
+    def to(self, device: str | torch.device) -> Forecaster:
         self.device = torch.device(device)
         self.model.to(self.device)
         return self
 
     @classmethod
-    def from_version(cls, config: dict[str, Any], state_dict: dict[str, Any], where: str = "model") -> "Forecaster":
+    def from_version(cls, config: dict[str, Any], state_dict: dict[str, Any], where: str = "model") -> Forecaster:
         check_parts(config, state_dict, where)  # config, scaler and tensors agree (shapes, dtype, finite)
         try:
             scaler = Scaler.from_dict(config["scaler"])
@@ -252,8 +261,7 @@ def predict_file(uri: str, inp: str | Path, out: str | Path, last_time: str | No
     y = forecast(f, s.flow, None if lt is None else unix_seconds(lt, "the time of the last step", where),
                  where=where)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, forecast=y.astype(np.float32), history_steps=np.int64(s.flow.shape[0]))
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, forecast=y.astype(np.float32), history_steps=np.int64(s.flow.shape[0]))
     return {"out": str(out), "shape": list(y.shape), "model": str(uri), "dataset": f.dataset,
             "last_time": None if lt is None else str(lt)}

@@ -5,6 +5,7 @@ Shared by ``stvfm predict`` (:func:`stvfm.serving.forecaster.predict_file`) and 
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import zipfile
 import zlib
@@ -61,10 +62,8 @@ def parse_time(value: Any, what: str, path: str) -> np.datetime64:
             try:  # unix seconds given as text (numpy would read "1704495600" as a year)
                 v = int(text)
             except ValueError:
-                try:
+                with contextlib.suppress(ValueError):
                     v = float(text)
-                except ValueError:
-                    pass
         if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
             if isinstance(v, (float, np.floating)):
                 if not np.isfinite(v) or not float(v).is_integer():

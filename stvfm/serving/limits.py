@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from stvfm.config import ServeConfig, _coerce, validate_serve
 from stvfm.errors import ConfigError

@@ -138,7 +138,8 @@ def _load_tensors(data: bytes, where: str) -> tuple[dict[str, Any], dict[str, st
         return load(data), meta if isinstance(meta, dict) else {}
     except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as e:
         raise DataError(f"model '{where}': {WEIGHTS_FILE} is not a valid safetensors file "
-                        f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); it is never unpickled")
+                        f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); it is never unpickled"
+                        ) from None
 
 
 def read_weights(path: str | Path, where: str) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def check_config(config: dict[str, Any], where: str) -> None:
     except (KeyError, TypeError, ValueError, AttributeError, DataError) as e:
         raise bad(f"{CONFIG_FILE} has no usable scaler ({str(e)[:200]})") from None
     want = (c, h, w) if scaler.per_cell else (c,)
-    for name, arr in (("shift", scaler.shift), ("scale", scaler.scale)):
+    for arr in (scaler.shift, scaler.scale):
         if arr.shape != want:
             raise bad(f"the {scaler.kind} scaler has shape {arr.shape}, the config's {c} channel(s)"
                       f"{f' on a {h}x{w} grid' if scaler.per_cell else ''} need {want}")

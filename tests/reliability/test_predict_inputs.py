@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.version_fixtures import ROOT, raw_window, tiny_versions  # noqa: E402,F401  (session fixture)
+from serving.version_fixtures import ROOT, raw_window
 
 
 def _tree_hash(root: Path) -> str:
@@ -50,7 +50,7 @@ def good(tiny_versions, tmp_path):
     return x, str(start), tmp_path
 
 
-@pytest.mark.parametrize("name, content, match", [
+@pytest.mark.parametrize(("name", "content", "match"), [
     ("empty.npz", b"", "cannot read .npz"),
     ("garbage.npz", b"\x00\x01not a zip at all" * 10, "cannot read .npz"),
     ("pickle.npz", b"\x80\x04\x95", "cannot read .npz"),
@@ -80,7 +80,7 @@ def test_non_numeric_flow(capsys, tiny_versions, tmp_path):
 
 
 def test_negative_values(capsys, tiny_versions, good):
-    x, start, d = good
+    x, _, d = good
     x = x.copy()
     x[-1, 3, 3, 0] = -5
     np.savez(d / "neg.npz", flow=x)
@@ -148,7 +148,7 @@ def test_cli_process_exit_code_and_one_line(tiny_versions, tmp_path):
     assert not (tmp_path / "o.npz").exists()
 
 
-@pytest.mark.parametrize("last, match", [
+@pytest.mark.parametrize(("last", "match"), [
     ("4611686018427387904", "--last-time 4611686018427387904 is outside 1900-01-01T00:00:00..2200-01-01T00:00:00"),
     ("-4611686018427387904", "is outside 1900-01-01"),  # issue 23: these were an IndexError traceback
     ("1e300", "is outside 1900-01-01"),

@@ -4,6 +4,7 @@ body limit with the default workers=1, max_queue=4). The server is this test's o
 servers.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -54,10 +55,8 @@ def post_raw(port: int, body, headers: dict[str, str], chunked: bool = False, ti
             break
     else:
         if chunked:
-            try:
+            with contextlib.suppress(OSError):
                 s.sendall(b"0\r\n\r\n")
-            except OSError:
-                pass
     s.setblocking(True)
     s.settimeout(timeout)
     try:

@@ -12,8 +12,15 @@ import torch
 
 from stvfm.errors import DataError
 from stvfm.serving.forecaster import load_forecaster
-from stvfm.serving.version import (CONFIG_FILE, WEIGHTS_FILE, canonical, read_config, read_weights, verify_digest,
-                                   write_version)
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    canonical,
+    read_config,
+    read_weights,
+    verify_digest,
+    write_version,
+)
 
 from .version_fixtures import raw_window
 
@@ -68,7 +75,7 @@ def test_written_version_carries_its_digest_and_shape_metadata(tiny_versions):
     assert read_config(again / CONFIG_FILE, "x")["digest"]["config"] == d["config"]
 
 
-@pytest.mark.parametrize("case, match", [
+@pytest.mark.parametrize(("case", "match"), [
     ("grid 16x8 -> 8x16", "config.json does not match its digest"),
     ("grid 16x8 -> 8x16, config digest recomputed", "config.json says grid [8,16], its weights.safetensors was "
                                                     "written for [16,8]"),
