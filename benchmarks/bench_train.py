@@ -27,8 +27,8 @@ process CPU time, steadier on a shared machine) and both val MAE/RMSE (``--fit-e
                                      [--no-paper] [--quick] [--set key=value ...]
 
 ``--quick`` (smoke, seconds): the embedded synthetic city (4 days), batch 2 (1 in the paper case, one VFM block,
-bf16 only), small matmuls, 2 rounds of 1 step. The data stages run in a temporary project (or pass ``--root`` of a project where
-``stvfm data all <dataset> --set profile=real`` has run). Last stdout line: one JSON object (``ratio`` =
+bf16 only), small matmuls, 2 rounds of 1 step. The data stages run in a temporary project (or pass ``--root`` of a
+project where ``stvfm data all <dataset> --set profile=real`` has run). Last stdout line: one JSON object (``ratio`` =
 ``fit_ratio_stvfm_stid``, null without ``--fit``).
 """
 from __future__ import annotations
@@ -48,11 +48,12 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # top-level parts of ST-VFM (attribute names) and the row each is reported under
 PARTS = {"st_in": "token adapters", "flow_in": "token adapters", "vfm": "frozen VFM (+ adapters)",
@@ -220,8 +221,8 @@ def module_shares(case: Case, reps: int) -> dict[str, dict[str, float]]:
         row["ms"] += 1000 * statistics.median(ts)
         row["gflop"] += fc.get_total_flops() / 1e9
     total_ms = sum(r["ms"] for r in rows.values())
-    rows["other (loss, optimizer, glue)"] = {"ms": max(0.0, 1000 * step_s - total_ms),
-                                            "gflop": max(0.0, case.flops / 1e9 - sum(r["gflop"] for r in rows.values()))}
+    rest_gflop = case.flops / 1e9 - sum(r["gflop"] for r in rows.values())
+    rows["other (loss, optimizer, glue)"] = {"ms": max(0.0, 1000 * step_s - total_ms), "gflop": max(0.0, rest_gflop)}
     for r in rows.values():
         r["share"] = round(r["ms"] / (1000 * step_s), 3)
         r["flop_share"] = round(r["gflop"] / (case.flops / 1e9), 3) if case.flops else 0.0
@@ -401,7 +402,8 @@ def run(args: argparse.Namespace) -> int:
                 c.times.append(statistics.median(ts))
                 c.cpu.append(statistics.median(cs))
             log(f"round {r + 1}/{rounds}: peak bf16 {peaks['bf16'][-1]:.0f} fp32 {peaks['fp32'][-1]:.0f} GFLOP/s; "
-                + ", ".join(f"{c.name} {1000 * c.times[-1]:.0f} ms" for c in cases) + f"; load {os.getloadavg()[0]:.2f}")
+                + ", ".join(f"{c.name} {1000 * c.times[-1]:.0f} ms" for c in cases)
+                + f"; load {os.getloadavg()[0]:.2f}")
         del mm
 
         out: dict[str, Any] = {"device": "cpu", "threads": torch.get_num_threads(), "dataset": dataset,
@@ -413,13 +415,13 @@ def run(args: argparse.Namespace) -> int:
                                "peak_fp32_gflops_spread": spread(peaks["fp32"], 1), "cases": {}}
         for c in cases:
             ach = [c.flops / t / 1e9 for t in c.times]
-            mfu_bf16 = [a / p for a, p in zip(ach, peaks["bf16"])]
-            mfu_fp32 = [a / p for a, p in zip(ach, peaks["fp32"])]
+            mfu_bf16 = [a / p for a, p in zip(ach, peaks["bf16"], strict=True)]
+            mfu_fp32 = [a / p for a, p in zip(ach, peaks["fp32"], strict=True)]
             m = c.trainer.model
             out["cases"][c.name] = {
                 "batch": int(c.batch[0].shape[0]), "bf16": c.bf16, "gflop_per_step": round(c.flops / 1e9, 2),
-                "step_s": spread(c.times), "step_cpu_s": spread(c.cpu), "achieved_gflops": spread(ach, 1), "mfu_bf16": spread(mfu_bf16, 3),
-                "mfu_fp32": spread(mfu_fp32, 3),
+                "step_s": spread(c.times), "step_cpu_s": spread(c.cpu), "achieved_gflops": spread(ach, 1),
+                "mfu_bf16": spread(mfu_bf16, 3), "mfu_fp32": spread(mfu_fp32, 3),
                 "params_trainable": sum(q.numel() for q in m.parameters() if q.requires_grad)}
             out[f"{c.name}_mfu_bf16"] = round(statistics.median(mfu_bf16), 3)
             out[f"{c.name}_step_s"] = round(statistics.median(c.times), 4)
@@ -444,18 +446,18 @@ def run(args: argparse.Namespace) -> int:
           f"{'of fp32':>7s}")
     for k, v in out["cases"].items():
         print(f"{k:11s} {v['batch']:3d} {v['gflop_per_step']:7.2f} {1000 * v['step_s']['median']:8.1f} "
-              f"{1000 * v['step_s']['min']:5.0f}-{1000 * v['step_s']['max']:<5.0f} {v['achieved_gflops']['median']:8.1f} "
+              f"{1000 * v['step_s']['min']:5.0f}-{1000 * v['step_s']['max']:<5.0f} "
+              f"{v['achieved_gflops']['median']:8.1f} "
               f"{100 * v['mfu_bf16']['median']:6.1f}% {100 * v['mfu_fp32']['median']:6.1f}%")
     for k in ("real", "paper_bf16"):
-        if "modules" in out["cases"].get(k, {}):
+        case = out["cases"].get(k, {})
+        if "modules" in case:
             print(f"{k}: module (fwd+bwd alone)      ms   share  GFLOP  FLOP share  GFLOP/s")
-            for n, r in out["cases"][k]["modules"].items():
-                print(f"  {n:30s} {r['ms']:7.1f} {100 * r['share']:5.1f}% {r['gflop']:6.2f} {100 * r['flop_share']:6.1f}%"
-                      f" {r['gflops']:8.1f}")
-    for k in ("real", "paper_bf16"):
-        if "dtypes" in out["cases"].get(k, {}):
+            for n, r in case["modules"].items():
+                print(f"  {n:30s} {r['ms']:7.1f} {100 * r['share']:5.1f}% {r['gflop']:6.2f} "
+                      f"{100 * r['flop_share']:6.1f}% {r['gflops']:8.1f}")
             print(f"{k}: dtypes in one forward (part: op dtype ...)")
-            for part, ops in out["cases"][k]["dtypes"].items():
+            for part, ops in case["dtypes"].items():
                 print(f"  {part:12s} " + ", ".join(f"{op} {'/'.join(d)}" for op, d in ops.items()))
     ops = out["cases"]["real"]["ops"]
     print(f"real: matmul ops {100 * ops['matmul_share']:.1f}% of operator time, {ops['ops_per_step']} aten ops a step; "

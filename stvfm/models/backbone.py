@@ -16,16 +16,17 @@ import contextlib
 import dataclasses
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError, WeightsError
-from stvfm.io import sha256_file  # noqa: F401  (re-exported)
+from stvfm.io import sha256_file
 from stvfm.models.layers import SMALL_SCORES
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ def verify_weights_file(path: str | Path, spec: BackboneSpec | None = None, key:
     digest = sha256_file(p)
     if known is not None and digest != known.sha256:
         raise WeightsError(f"{key}: '{p}' has sha256 {digest} but the published {known.filename} has {known.sha256}; "
-                           f"the file is corrupt or not the official release: download it again with `stvfm weights fetch`")
+                           f"the file is corrupt or not the official release: download it again with "
+                           f"`stvfm weights fetch`")
     return digest
 
 
@@ -204,7 +206,7 @@ class FrozenVFM(nn.Module):
     def _timm_attn(self) -> list[nn.Module]:
         return [m for m in self.blocks.modules() if hasattr(m, "fused_attn")]
 
-    def train(self, mode: bool = True) -> "FrozenVFM":
+    def train(self, mode: bool = True) -> FrozenVFM:
         self.training = mode
         for m in self.modules():
             if m is self:

@@ -54,6 +54,6 @@ class MLPDecoder(nn.Module):
                                  nn.Linear(4 * dim, t_out * out_dim))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b, t, n, _ = h.shape
+        b, _, n, _ = h.shape
         z = self.reduce(h).permute(0, 2, 1, 3).reshape(b, n, -1)
         return self.mlp(z).reshape(b, n, self.t_out, -1).permute(0, 2, 1, 3)

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 SMALL_SCORES = 256 * 256  # up to this many scores per head (queries × keys), attention runs as plain matmuls (here
 # and in timm's VFM blocks, backbone.py)
 

@@ -6,7 +6,7 @@
     temporal   #3            + temporal context encoder (Eq. 6)            frozen           temporal Transformer decoder
     adapter    #4            as #3                                         + Houlsby        temporal Transformer decoder
     full       Ours (full)   as #3, for the ST and the ST-flow branch      + Houlsby        cross-prompt (Eqs. 9-10) +
-                                                                                            one decoder per branch, Eq. 11
+                                                                                    one decoder per branch, Eq. 11
 
 Data path (B batch, T steps, N_s patches): x (B,T,C,H,W) -> tokens (B·T, N_s, D_VFM) per branch. Both branches are
 concatenated along the batch axis and the frozen VFM runs ONCE on (2·B·T, N_s, D_VFM); its output is split again,
@@ -122,7 +122,7 @@ class STVFM(nn.Module):
         self.fuse_branches = True
 
     # ------------------------------------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "STVFM":
+    def train(self, mode: bool = True) -> STVFM:
         super().train(mode)  # FrozenVFM.train keeps the frozen VFM in eval mode (adapters follow `mode`)
         return self
 

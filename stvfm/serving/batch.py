@@ -32,8 +32,15 @@ from stvfm.config import Params, check_dataset_name
 from stvfm.errors import DataError
 from stvfm.io import atomic_path, clean_stale, read_json, target_lock
 from stvfm.paths import dataset_paths
-from stvfm.serving.version import (CONFIG_FILE, WEIGHTS_FILE, check_parts, is_local_version, read_config,
-                                   read_weights_bytes, verify_digest)
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    check_parts,
+    is_local_version,
+    read_config,
+    read_weights_bytes,
+    verify_digest,
+)
 
 log = logging.getLogger(__name__)
 FORECAST_DIR = "forecasts"

@@ -16,8 +16,9 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -225,7 +226,7 @@ class LoopTrainer:
         return tot / cnt, acc
 
     # ---- the loop --------------------------------------------------------------------------------------------
-    def fit(self, on_epoch: Callable[[EpochResult, "LoopTrainer"], None] | None = None) -> LoopState:
+    def fit(self, on_epoch: Callable[[EpochResult, LoopTrainer], None] | None = None) -> LoopState:
         st = self.state
         for epoch in range(st.next_epoch, self.cfg.epochs):
             if st.stopped_early:
@@ -300,5 +301,14 @@ def loss_fn_for(params, scaler) -> LossFn:
                         scaler if params.train.loss_scale == "original" else None)
 
 
-__all__ = ["LoopTrainer", "EpochResult", "LoopState", "warmup_cosine", "make_optimizer", "seed_everything", "unwrap",
-           "make_loss_fn", "loss_fn_for"]
+__all__ = [
+    "EpochResult",
+    "LoopState",
+    "LoopTrainer",
+    "loss_fn_for",
+    "make_loss_fn",
+    "make_optimizer",
+    "seed_everything",
+    "unwrap",
+    "warmup_cosine",
+]

@@ -24,7 +24,7 @@ TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 def assert_grads_close(new: list[torch.Tensor], ref: list[torch.Tensor], rel: float = 1e-5) -> None:
     assert len(new) == len(ref)
-    for i, (a, b) in enumerate(zip(new, ref)):
+    for i, (a, b) in enumerate(zip(new, ref, strict=True)):
         assert a.shape == b.shape, i
         assert float((a - b).norm()) <= rel * float(b.norm()) + 1e-7, (i, float((a - b).norm()), float(b.norm()))
 
@@ -78,7 +78,7 @@ def test_transformer_block_rows_from_equals_the_sliced_full_block():
     assert_grads_close(new[1], ref[1])
 
 
-@pytest.mark.parametrize("lq,lk", [(12, 12), (8, 300), (8, 6144), (300, 300)])
+@pytest.mark.parametrize(("lq", "lk"), [(12, 12), (8, 300), (8, 6144), (300, 300)])
 def test_attention_is_sdpa_on_both_sides_of_the_threshold(lq, lk):
     """attention() picks plain matmuls for small score matrices (L_p prompt queries over a window's tokens included)
     and the fused kernel above SMALL_SCORES: the same function either way, gradients too."""

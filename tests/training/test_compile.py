@@ -1,6 +1,6 @@
 """``train.compile``: the compiled train step of a small ST-VFM (variant full: token adapters, VFM with adapters,
-cross-prompt, decoders; bf16) against the eager one with the same weights, and shapes fixed per epoch (a short last batch runs
-eagerly, never recompiles). Compiling takes a minute or two on a 2-core box: slow.
+cross-prompt, decoders; bf16) against the eager one with the same weights, and shapes fixed per epoch (a short last
+batch runs eagerly, never recompiles). Compiling takes a minute or two on a 2-core box: slow.
 
 Tolerance (bf16): the loss within 0.5 %, the gradient as one vector within 3 % of eager bf16's, and every parameter's
 gradient as close to the fp32 gradient as eager bf16's is (x1.5 + 2 % slack). Compiled kernels keep bf16 products in

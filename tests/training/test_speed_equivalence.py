@@ -11,7 +11,7 @@ from stvfm.config import TrainConfig
 from stvfm.training.loop import make_optimizer
 
 
-@pytest.mark.parametrize("kind,wd", [("adam", 1e-4), ("adamw", 0.01)])
+@pytest.mark.parametrize(("kind", "wd"), [("adam", 1e-4), ("adamw", 0.01)])
 def test_fused_optimizer_is_the_foreach_update(kind, wd):
     torch.manual_seed(0)
     cfg = dataclasses.replace(TrainConfig(), optimizer=kind, lr=2e-3, weight_decay=wd)
@@ -23,9 +23,9 @@ def test_fused_optimizer_is_the_foreach_update(kind, wd):
     assert fused.defaults["fused"] is True
     for step in range(5):
         grads = [torch.randn(s) * 10 ** -step for s in shapes]  # shrinking gradients: the second moments matter
-        for p, q, g in zip(a, b, grads):
+        for p, q, g in zip(a, b, grads, strict=True):
             p.grad, q.grad = g.clone(), g.clone()
         fused.step()
         ref.step()
-    for p, q in zip(a, b):
+    for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
