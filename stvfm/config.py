@@ -107,6 +107,7 @@ class TrainConfig:
     storage_path: str = "ray_results"  # Ray Train storage (shared storage on a cluster)
     use_ray: bool = True  # False: the plain loop in-process (debugging)
     max_batches_per_epoch: int | None = None  # cap for smoke runs
+    compile: bool = False  # torch.compile the train step (stvfm.training.compile; persistent cache)
 
 
 @dataclass

@@ -32,8 +32,15 @@ from stvfm.config import Params, check_dataset_name
 from stvfm.errors import DataError
 from stvfm.io import atomic_path, clean_stale, read_json, target_lock
 from stvfm.paths import dataset_paths
-from stvfm.serving.version import (CONFIG_FILE, WEIGHTS_FILE, check_parts, is_local_version, read_config,
-                                   read_weights_bytes, verify_digest)
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    check_parts,
+    is_local_version,
+    read_config,
+    read_weights_bytes,
+    verify_digest,
+)
 
 log = logging.getLogger(__name__)
 FORECAST_DIR = "forecasts"
@@ -152,12 +159,14 @@ class WindowScorer:
         self.t_ready = time.time()  # model loaded: when this actor can score (benchmarks separate start-up)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t_start = time.time()
         w = np.asarray(batch["data"], dtype=np.int64)
         idx = self.starts[w][:, None] + np.arange(self.L)[None, :]
         x = self.series[idx]  # (B, L, H, W, C)
         y = self.f.predict(x, self.origin_s[w], check=False)
         n = len(w)
-        return {"window": w, "forecast": y, "t_ready": np.full(n, self.t_ready), "t_done": np.full(n, time.time())}
+        return {"window": w, "forecast": y, "t_ready": np.full(n, self.t_ready), "t_start": np.full(n, t_start),
+                "t_done": np.full(n, time.time())}
 
 
 def _batches(n: int, batch_size: int) -> list[np.ndarray]:
@@ -200,14 +209,16 @@ def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurren
     pool = ray.data.ActorPoolStrategy(size=max(1, min(int(concurrency), n_batches)))
     out = ds.map_batches(WindowScorer, fn_constructor_kwargs=args, batch_size=batch_size, batch_format="numpy",
                          compute=pool, num_cpus=num_cpus, num_gpus=num_gpus or None)
-    wins, ys, ready, done = [], [], [], []
+    wins, ys, ready, done, busy = [], [], [], [], 0.0
     for b in out.iter_batches(batch_size=None, batch_format="numpy"):
         wins.append(b["window"])
         ys.append(b["forecast"])
         ready.append(b["t_ready"].min())
         done.append(b["t_done"].max())
-    if timings is not None:  # wall clock: first actor ready -> last batch scored
-        timings.update(first_ready=float(min(ready)), last_done=float(max(done)))
+        busy += float(np.sum(np.unique(np.stack([b["t_start"], b["t_done"]], 1), axis=0) @ np.array([-1.0, 1.0])))
+    if timings is not None:  # wall clock: first actor ready -> last batch scored; busy: seconds inside the model calls
+        timings.update(first_ready=float(min(ready)), last_done=float(max(done)), busy=busy,
+                       last_ready=float(max(ready)))
     w = np.concatenate(wins)
     y = np.concatenate(ys)
     if not np.array_equal(np.sort(w), np.arange(n)):
