@@ -30,14 +30,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from stvfm.config import ModelConfig  # noqa: E402
-from stvfm.models.backbone import BACKBONES  # noqa: E402
-from stvfm.models.factory import build_model, build_model_on_meta  # noqa: E402
-from stvfm.models.loss import stvfm_loss  # noqa: E402
-from stvfm.models.stvfm import VARIANT_SPECS, count_parameters  # noqa: E402
+from stvfm.config import ModelConfig
+from stvfm.models.backbone import BACKBONES
+from stvfm.models.factory import build_model, build_model_on_meta
+from stvfm.models.loss import stvfm_loss
+from stvfm.models.stvfm import VARIANT_SPECS, count_parameters
 
 PAPER_RATIO = 2.06 / 1.08
 

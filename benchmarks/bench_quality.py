@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except StvfmError as e:
         print(f"bench_quality: error: {e}", file=sys.stderr)
         return 2
-    t = lambda s: "–" if s is None else f"{s:.0f}"  # noqa: E731
+
+    def t(s):
+        return "–" if s is None else f"{s:.0f}"
+
     print(f"{'sample':<15} {'method':<12} {'RMSE':>8} {'MAE':>8} {'wall s':>7}")
     for r in rows:
         for m in ("stvfm", *BASELINES):

@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def epoch_walls(history: list[dict]) -> list[float]:
     """Seconds from the start of epoch i to the start of epoch i+1, for i >= 1 (the first epoch carries start-up:
     first-touch allocations, gloo/DDP set-up), so the per-epoch report + checkpoint of Ray Train counts."""
     st = [h["started_at"] for h in history]
-    return [b - a for a, b in zip(st[1:-1], st[2:])]
+    return [b - a for a, b in pairwise(st[1:])]
 
 
 def throughput(history: list[dict], samples_per_epoch: int) -> tuple[float, float]:

@@ -13,7 +13,8 @@ import sys
 from stvfm.errors import StvfmError
 
 # module names under stvfm.commands, in help order
-COMMANDS = ["datasets", "fixtures", "data", "weights", "model_info", "train", "evaluate", "predict", "forecast", "baselines", "report",
+COMMANDS = ["datasets", "fixtures", "data", "weights", "model_info", "train", "evaluate", "predict", "serve", "forecast",
+            "baselines", "report",
             "compare",
             "tune"]
 

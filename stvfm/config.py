@@ -107,6 +107,7 @@ class TrainConfig:
     storage_path: str = "ray_results"  # Ray Train storage (shared storage on a cluster)
     use_ray: bool = True  # False: the plain loop in-process (debugging)
     max_batches_per_epoch: int | None = None  # cap for smoke runs
+    compile: bool = False  # torch.compile the train step (stvfm.training.compile; persistent cache)
 
 
 @dataclass
@@ -128,6 +129,23 @@ class ForecastConfig:
 
 
 @dataclass
+class ServeConfig:
+    """Online serving limits (`stvfm serve`; docs/serving.md). Each key can also be set by an env var
+    ``STVFM_SERVE_<KEY>``, which the pyfunc under `mlflow models serve` reads too (it has no params.yaml)."""
+    host: str = "127.0.0.1"  # `stvfm serve` binds here (0.0.0.0: every interface)
+    port: int = 5001
+    max_windows: int = 64  # windows (B) per request
+    max_extra_steps: int = 24  # steps per window beyond the history + 1 the model reads
+    max_body_mb: float | None = None  # None: what max_windows windows of the longest length need (24 B a number)
+    timeout_s: float = 30.0  # a request's whole life (read, wait, forecast); the forecast is stopped at it
+    read_timeout_s: float = 10.0  # the body must have arrived within this
+    workers: int = 1  # forecasts run at once (threads sharing the model)
+    forward_batch: int = 16  # windows per forward pass: bounds a request's memory, whatever its window count
+    max_queue: int = 4  # requests admitted beyond `workers`; one more gets 503 at once
+    torch_threads: int | None = None  # intra-op threads of the server (None: torch's default)
+
+
+@dataclass
 class TrackingConfig:
     tracking_uri: str | None = None  # None -> env MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the project root
     register: bool = True
@@ -144,6 +162,7 @@ class Params:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     # free-form sections owned by their own modules (validated there)
     tune: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, Any] = field(default_factory=dict)
@@ -539,6 +558,25 @@ def validate(p: Params) -> None:
         raise ConfigError(f"forecast.num_cpus / forecast.num_gpus: must be >= 0, got {fc.num_cpus} / {fc.num_gpus}")
     _one_of("data.scaler", p.data.scaler, SCALERS)
     validate_train(p.train)
+    validate_serve(p.serve)
+
+
+def validate_serve(s: ServeConfig, where: str = "serve") -> None:
+    """The serving limits: counts >= 1 (max_queue and max_extra_steps >= 0), times and sizes > 0, a port."""
+    for key in ("max_windows", "workers", "forward_batch"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(s, key)}")
+    for key in ("max_extra_steps", "max_queue"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(s, key)}")
+    for key in ("timeout_s", "read_timeout_s", "max_body_mb"):
+        v = getattr(s, key)
+        if v is not None and not (0 < v < float("inf")):
+            raise ConfigError(f"{where}.{key}: must be a positive number, got {v}")
+    if s.torch_threads is not None and s.torch_threads < 1:
+        raise ConfigError(f"{where}.torch_threads: must be >= 1 or null, got {s.torch_threads}")
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"{where}.port: must be 0..65535, got {s.port}")
 
 
 def validate_train(t: TrainConfig) -> None:

@@ -93,4 +93,4 @@ class ChannelErrors:
         if self.abs is None or not self.n:
             return []
         return [{"channel": c, "name": names[c] if c < len(names) else str(c), "mae": float(a / self.n) * factor,
-                 "rmse": float(math.sqrt(s / self.n)) * factor} for c, (a, s) in enumerate(zip(self.abs, self.sq))]
+                 "rmse": float(math.sqrt(s / self.n)) * factor} for c, (a, s) in enumerate(zip(self.abs, self.sq, strict=True))]

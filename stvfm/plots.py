@@ -1,8 +1,8 @@
 """PNG figures with matplotlib's Agg backend: learning curves and forecast-vs-truth maps. Written atomically."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 

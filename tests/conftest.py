@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,3 +27,14 @@ def real_data_dir() -> Path:
     if not (REAL_DATA / "bikenyc1_tail.npz").exists():
         pytest.skip("../shared/data/real not present (real NYC samples are only in the development workplace)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_versions(tmp_path_factory):
+    """Project root + two local model versions of a tiny random-init ST-VFM (tests/serving/version_fixtures.py):
+    ``plain`` (no time identities) and ``tid`` (time identities). Used by tests/serving and tests/reliability."""
+    from serving.version_fixtures import build_project, make_version  # here, after the environment above is set
+
+    root = build_project(tmp_path_factory.mktemp("serving") / "proj")
+    return SimpleNamespace(root=root, plain=make_version(root, "version-plain"),
+                           tid=make_version(root, "version-tid", time_identity=True))

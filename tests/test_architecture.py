@@ -37,7 +37,7 @@ def test_the_tree_keeps_every_contract():
         assert name in r.stdout
 
 
-@pytest.mark.parametrize("module, planted, broken", [
+@pytest.mark.parametrize(("module", "planted", "broken"), [
     # a lower layer reaching up, hidden in a function body (the checker reads every import statement)
     ("stvfm/models/layers.py", "def _planted():\n    from stvfm.training import loop  # noqa\n",
      "stvfm.models is not allowed to import stvfm.training"),

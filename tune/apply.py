@@ -7,8 +7,9 @@ before it replaces the file atomically. Then ``dvc repro`` (or ``stvfm train``) 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

@@ -22,17 +22,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from stvfm.config import flatten, load_raw, parse_overrides, params_from_dict, set_dotted
+from stvfm.cluster.ray_address import free_port
+from stvfm.config import flatten, load_raw, params_from_dict, parse_overrides, set_dotted
 from stvfm.datasets.registry import get_spec
 from stvfm.errors import ConfigError, DataError, StvfmError
 from stvfm.io import atomic_path, write_json
 from stvfm.paths import dataset_paths
-from stvfm.cluster.ray_address import free_port
 from tune.settings import TuneSettings, tune_settings
 from tune.space import parse_space, plain_config, to_param_space
 from tune.trainable import DEFAULT_TRAINER, load_factory, make_trainable
@@ -240,7 +241,7 @@ def run_study(dataset: str, *, root: Path, params_path: Path | None = None, over
         }
         doc = {"dataset": dataset, "study": study, "profile": s.profile, "metric": s.metric, "mode": s.mode,
                "value": best["value"], "metrics": best.get("metrics", {}), "config": best["config"],
-               "set": {k: v for k, v in s.set.items()}, "trial": best["trial"],
+               "set": dict(s.set), "trial": best["trial"],
                "checkpoint_path": best.get("checkpoint_path"), "mlflow_parent_run_id": tracker.parent_run_id,
                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         write_best(out / "best.yaml", doc)

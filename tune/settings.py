@@ -6,8 +6,9 @@ overrides applied to every trial (e.g. ``model.vfm_blocks: null`` for the paper'
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from stvfm.config import from_dict
 from stvfm.errors import ConfigError

@@ -11,8 +11,9 @@ is known: λ = 0.3, prompt_layers = 2, the most vfm_blocks, lr = 1e-3.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def smoke_loss(cfg: dict[str, Any], epoch: int) -> float:
@@ -26,14 +27,12 @@ def smoke_loss(cfg: dict[str, Any], epoch: int) -> float:
 
 
 def _train_fn(cfg: dict[str, Any]) -> None:
+    import logging
     import os
     import tempfile
     import time
 
     import ray.train
-
-    import logging
-
     import ray.train.v2._internal.execution.context as _c
 
     logging.getLogger(_c.__file__).setLevel(logging.WARNING)  # "Reporting training result" lines (stack-facts §1)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from stvfm.config import Params, params_from_dict, set_dotted
 from stvfm.errors import ConfigError

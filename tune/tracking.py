@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from ray import tune
 
@@ -79,9 +81,9 @@ class StudyTracker:
         assert rid is not None
         self._log(rid, metrics=metrics)
         for k, v in tags.items():
-            retry(lambda: self.client.set_tag(rid, k, v), "set tag")
+            retry(partial(self.client.set_tag, rid, k, v), "set tag")
         for a in artifacts:
-            retry(lambda: self.client.log_artifact(rid, str(a)), "log artifact")
+            retry(partial(self.client.log_artifact, rid, str(a)), "log artifact")
         retry(lambda: self.client.set_terminated(rid, "FAILED" if failed else "FINISHED"), "end parent run")
 
     # -- children ------------------------------------------------------------------------------------------------
@@ -109,10 +111,10 @@ class StudyTracker:
         if rid is None:
             return
         for k, v in {**tags, "retries": str(self.retries.get(trial_id, 0))}.items():
-            retry(lambda: self.client.set_tag(rid, k, v), "set tag")
+            retry(partial(self.client.set_tag, rid, k, v), "set tag")
         retry(lambda: self.client.set_terminated(rid, status), "end child run")
 
-    def callback(self, max_t: int) -> "MlflowTrialCallback":
+    def callback(self, max_t: int) -> MlflowTrialCallback:
         return MlflowTrialCallback(self, max_t)
 
     def _log(self, run_id: str, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}, step: int = 0) -> None:
@@ -122,7 +124,7 @@ class StudyTracker:
         ps = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
         ms = [Metric(str(k), float(v), now, step) for k, v in metrics.items()]
         for i in range(0, max(len(ps), 1), 100):  # log_batch takes at most 100 params per call
-            retry(lambda: self.client.log_batch(run_id, metrics=ms if i == 0 else [], params=ps[i:i + 100]), "log batch")
+            retry(partial(self.client.log_batch, run_id, metrics=ms if i == 0 else [], params=ps[i:i + 100]), "log batch")
 
 
 class MlflowTrialCallback(tune.Callback):

@@ -7,8 +7,9 @@ val_rmse} + ``checkpoint_path``) becomes the trial's Tune result, which ASHA rea
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from stvfm.errors import ConfigError
 

@@ -38,7 +38,7 @@ class ArimaSettings:
     method: str = "hannan_rissanen"
 
     @classmethod
-    def from_params(cls, cfg: dict | None) -> "ArimaSettings":
+    def from_params(cls, cfg: dict | None) -> ArimaSettings:
         cfg = dict(cfg or {})
         unknown = set(cfg) - {"order", "max_fit_steps", "method"}
         if unknown:
@@ -92,7 +92,7 @@ class ArimaForecaster:
         return len(self.means)
 
     @classmethod
-    def fit(cls, series: np.ndarray, train: tuple[int, int], settings: ArimaSettings | None = None) -> "ArimaForecaster":
+    def fit(cls, series: np.ndarray, train: tuple[int, int], settings: ArimaSettings | None = None) -> ArimaForecaster:
         settings = settings or ArimaSettings()
         p, d, q = settings.order
         a, b = train

@@ -7,8 +7,8 @@ windows the models are evaluated on — and are scored with the same MAE/RMSE (a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -101,9 +101,9 @@ class ErrorAccumulator:
             "mae": float(self.abs.sum() / self.n.sum()),
             "rmse": float(np.sqrt(self.sq.sum() / self.n.sum())),
             "per_step": [{"step": i + 1, "mae": float(a / n), "rmse": float(np.sqrt(s / n))}
-                         for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n))],
+                         for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n, strict=True))],
             "per_channel": [{"channel": c, "mae": float(a / self.c_n), "rmse": float(np.sqrt(s / self.c_n))}
-                            for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq))],
+                            for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq, strict=True))],
         }
 
 
@@ -126,6 +126,6 @@ def score(data: SeriesSplit, forecast: Forecaster, split: str = "test", chunk: i
         part = t0[i:i + chunk]
         acc.add(forecast(data.series, part), targets(data.series, part, data.history, data.horizon))
     out = acc.result()
-    out["n_windows"] = int(len(t0))
+    out["n_windows"] = len(t0)
     out["scale"] = data.scale
     return out

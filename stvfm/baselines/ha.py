@@ -36,7 +36,7 @@ class HistoricalAverage:
 
     @classmethod
     def fit(cls, series: np.ndarray, times: np.ndarray, interval_minutes: int, train: tuple[int, int],
-            period: str = "day") -> "HistoricalAverage":
+            period: str = "day") -> HistoricalAverage:
         slots = slot_index(times, interval_minutes, period)
         n_slots = steps_per_day(interval_minutes) * (7 if period == "week" else 1)
         a, b = train

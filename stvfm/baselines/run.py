@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from stvfm.baselines.arima import ArimaForecaster, ArimaSettings
-from stvfm.baselines.fit import train_and_test
 from stvfm.baselines.common import load_series_split, score
+from stvfm.baselines.fit import train_and_test
 from stvfm.baselines.ha import HistoricalAverage
 from stvfm.baselines.persistence import persistence_forecast
 from stvfm.config import Params, flatten, with_overrides
@@ -49,7 +49,7 @@ class BaselinesConfig:
         return with_overrides(params, {**self.stid_overrides, "train.seed": seed})
 
     @classmethod
-    def from_params(cls, section: dict | None) -> "BaselinesConfig":
+    def from_params(cls, section: dict | None) -> BaselinesConfig:
         s = dict(section or {})
         unknown = set(s) - {"methods", "ha", "arima", "stid"}
         if unknown:
@@ -106,12 +106,12 @@ def run_baselines(name: str, params: Params, root: str | Path = ".", methods: li
         elif m == "ha":
             model = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range,
                                           cfg.ha_period)
-            res = score(data, lambda s, t0: model.forecast(t0, h, o))
+            res = score(data, lambda s, t0, model=model: model.forecast(t0, h, o))
             res["settings"] = {"period": cfg.ha_period, "fitted_on": "train split", "empty_slots": model.empty_slots,
                                "empty_slot_fallback": "train mean of the cell/channel"}
         elif m == "arima":
             fc = ArimaForecaster.fit(data.series, data.train_range, cfg.arima)
-            res = score(data, lambda s, t0: fc.forecast(s, t0, h, o), chunk=len(data.windows["test"]))
+            res = score(data, lambda s, t0, fc=fc: fc.forecast(s, t0, h, o), chunk=len(data.windows["test"]))
             res["settings"] = {"order": list(cfg.arima.order), "max_fit_steps": cfg.arima.max_fit_steps,
                                "method": cfg.arima.method, "series": fc.n_series,
                                "constant_series": fc.constant_series, "failed_fits": fc.failed_fits,
@@ -177,7 +177,7 @@ def _run_stid(params: Params, cfg: BaselinesConfig, name: str, root: Path) -> di
             res[k], res[f"{k}_std"] = statistics.fmean(vals), statistics.stdev(vals)
         res["seeds"] = len(runs)
         res["per_step"] = [{"step": ps[0]["step"], **{k: statistics.fmean(p[k] for p in ps) for k in ("mae", "rmse")}}
-                           for ps in zip(*(r["per_step"] for _, r in runs))]
+                           for ps in zip(*(r["per_step"] for _, r in runs), strict=True)]
     return res
 
 

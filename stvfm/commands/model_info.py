@@ -17,7 +17,6 @@ import logging
 
 from stvfm.errors import ConfigError
 
-
 DEFAULT_GRID, DEFAULT_CHANNELS, DEFAULT_INTERVAL = "16x8", 2, 30
 
 
@@ -118,7 +117,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    shape = lambda v: "(" + ", ".join(map(str, v)) + ")"  # noqa: E731
+
+    def shape(v):
+        return "(" + ", ".join(map(str, v)) + ")"
+
     lines = [("profile", r["profile"]), ("variant", r["variant"]),
              ("backbone", f"{r['backbone']} ({r['timm_name']}, embed {r['embed_dim']})"),
              ("VFM blocks", f"{r['vfm_blocks']} of {depth}" + ("" if r["vfm_blocks"] == depth else

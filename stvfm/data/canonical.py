@@ -4,7 +4,8 @@ attrs ``interval_minutes``, ``bbox`` (or None), ``start``, and what the reader a
 The readers of each format (:mod:`stvfm.data.readers`, :mod:`stvfm.data.unist`) build it with :func:`canonical`."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -17,7 +18,7 @@ def canonical(flow: np.ndarray, start: Any, interval_minutes: int, channel_names
               **attrs: Any) -> xr.Dataset:
     """Wrap a (T, H, W, C) array in the canonical Dataset."""
     flow = np.asarray(flow)
-    T, H, W, C = flow.shape
+    T, _, _, C = flow.shape
     names = list(channel_names) if channel_names is not None and len(channel_names) == C else \
         (list(TRIP_CHANNELS) if C == 2 else [f"ch{i}" for i in range(C)])
     t0 = parse_start(start)

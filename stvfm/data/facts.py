@@ -13,7 +13,8 @@ split stage copies them into ``meta.json`` (the report and the MLflow params rea
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -27,7 +27,6 @@ Formats (``kind`` in the raw ``manifest.json``, or guessed from the file suffix 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence

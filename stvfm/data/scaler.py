@@ -36,7 +36,7 @@ class Scaler:
 
     # ---------------------------------------------------------------- fit / persist
     @classmethod
-    def fit(cls, x: np.ndarray, kind: str = "standard", channel_axis: int = -1) -> "Scaler":
+    def fit(cls, x: np.ndarray, kind: str = "standard", channel_axis: int = -1) -> Scaler:
         """Fit on ``x`` (the train split); for ``per_cell`` ``x`` is ``(time, y, x, channel)`` (channel_axis -1) or
         ``(time, channel, y, x)`` (channel_axis -3 / 1)."""
         if kind not in KINDS:
@@ -71,7 +71,7 @@ class Scaler:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Scaler":
+    def from_dict(cls, d: dict[str, Any]) -> Scaler:
         kind = d.get("kind")
         if kind in ("standard", "per_cell"):
             mean, std = np.asarray(d["mean"], float), np.asarray(d["std"], float)
@@ -89,7 +89,7 @@ class Scaler:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Scaler":
+    def load(cls, path: str | Path) -> Scaler:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError, TypeError) as e:

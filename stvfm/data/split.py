@@ -16,7 +16,7 @@ splits may overlap (a window list cut by ratio), and the scaler is still fitted 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,8 @@ SPLITS = ("train", "val", "test")
 
 def split_bounds(T: int, fractions: Sequence[float]) -> dict[str, tuple[int, int]]:
     f = [float(v) for v in fractions]
-    a = int(math.floor(T * f[0] + 1e-9))
-    b = int(math.floor(T * (f[0] + f[1]) + 1e-9))
+    a = math.floor(T * f[0] + 1e-9)
+    b = math.floor(T * (f[0] + f[1]) + 1e-9)
     return {"train": (0, a), "val": (a, b), "test": (b, int(T))}
 
 

@@ -7,7 +7,7 @@ pre-gridded input).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ import xarray as xr
 def grid_stats(ds: xr.Dataset, records: Mapping[str, int] | None = None,
                dropped: Mapping[str, int] | None = None) -> pd.DataFrame:
     v = np.asarray(ds["flow"].values, dtype=np.float64)
-    T, H, W, C = v.shape
+    T, H, W, _ = v.shape
     rows = []
     for c, name in enumerate(ds["channel"].values):
         x = v[..., c]

@@ -36,7 +36,7 @@ def check_chunks(path: str | Path, var: str, *, dataset: str | None, fix: str) -
     try:
         arr = zarr.open_group(str(path), mode="r")[var]
         total, present = int(arr.nchunks), int(arr.nchunks_initialized)
-    except Exception as e:  # noqa: BLE001 - zarr raises many types for a broken store
+    except Exception as e:  # zarr raises many types for a broken store
         raise DataError(f"not a readable Zarr store ({type(e).__name__}: {str(e)[:200]}); {fix}", dataset=dataset,
                         path=str(path)) from None
     if present < total:
@@ -57,7 +57,7 @@ def read_values(obj: Any, path: str | Path, *, dataset: str | None, fix: str) ->
         return obj.values
     except (MemoryError, KeyboardInterrupt):
         raise
-    except Exception as e:  # noqa: BLE001 - codec (RuntimeError), ValueError, OSError ... from a corrupt chunk
+    except Exception as e:  # codec (RuntimeError), ValueError, OSError ... from a corrupt chunk
         raise DataError(f"cannot read the Zarr store: a chunk is damaged ({type(e).__name__}: {str(e)[:200]}); {fix}",
                         dataset=dataset, path=str(path)) from None
 
@@ -68,7 +68,7 @@ def load_dataset(ds: Any, path: str | Path, *, dataset: str | None, fix: str) ->
         return ds.load()
     except (MemoryError, KeyboardInterrupt):
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise DataError(f"cannot read the Zarr store: a chunk is damaged ({type(e).__name__}: {str(e)[:200]}); {fix}",
                         dataset=dataset, path=str(path)) from None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["steps_per_day", "time_ids", "window_time_ids", "series_time_ids"]
+__all__ = ["series_time_ids", "steps_per_day", "time_ids", "window_time_ids"]
 
 
 def steps_per_day(interval_minutes: int) -> int:

@@ -52,9 +52,11 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -138,11 +140,8 @@ class _Span:
         if per is None:
             return True
         lo, hi = per
-        if self.end is not None and lo >= self.end:
-            return False
-        if self.start is not None and hi <= self.start - self.lookback:
-            return False
-        return True
+        return not ((self.end is not None and lo >= self.end)
+                    or (self.start is not None and hi <= self.start - self.lookback))
 
     def overlaps(self, lo: Any, hi: Any) -> bool:
         """Whether a closed range [lo, hi] of times (statistics) meets ``[start, end)``."""
@@ -294,7 +293,7 @@ def zone_centroids(zones_zip: Path, *, id_field: str = "LocationID") -> ZoneCent
                 xmax = max(xmax, float(np.abs(pts).max()))
                 bounds = [*list(sr.shape.parts), len(pts)]
                 a = acc.setdefault(int(zid), [0.0, 0.0, 0.0])
-                for lo, hi in zip(bounds[:-1], bounds[1:]):
+                for lo, hi in pairwise(bounds):
                     if hi - lo >= 3:
                         m = _ring_moments(pts[lo:hi])
                         a[0] += m[0]
@@ -519,7 +518,8 @@ def _converted(batches: Iterable[pa.RecordBatch], cols: _Columns, span: _Span, z
     except DataError:
         raise
     except (pa.ArrowInvalid, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"cannot read the {what} (truncated or corrupt?): {type(e).__name__}: {e}", path=where) from None
+        raise DataError(f"cannot read the {what} (truncated or corrupt?): {type(e).__name__}: {e}",
+                        path=where) from None
 
 
 def _row_group_wanted(pf, g: int, time_cols: list[int], span: _Span) -> bool:
@@ -597,7 +597,9 @@ def _rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Record
     n = 0
 
     def flush() -> pa.RecordBatch:
-        return buf[0] if len(buf) == 1 else pa.Table.from_batches(buf, schema=TRIP_SCHEMA).combine_chunks().to_batches()[0]
+        if len(buf) == 1:
+            return buf[0]
+        return pa.Table.from_batches(buf, schema=TRIP_SCHEMA).combine_chunks().to_batches()[0]
 
     for b in batches:
         for off in range(0, b.num_rows, rows):

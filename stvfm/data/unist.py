@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -147,8 +148,8 @@ def _split(data: dict[str, Any], split: str, dataset: str | None, path: Path) ->
             and (S.ndim == 2 or S.shape[2] == 2)):
         raise _err(f"'timestamps.{split}' has shape {S.shape} ({S.dtype}); expected ({N}, {T}) integer step indices "
                    f"or ({N}, {T}, 2) (weekday, slot) pairs, one per step of X_{split}", dataset, path)
-    if not np.all(S == np.round(S)):
-        raise _err(f"'timestamps.{split}' holds non-integer values (e.g. {S[S != np.round(S)][0]})", dataset, path)
+    if not np.all(np.round(S) == S):
+        raise _err(f"'timestamps.{split}' holds non-integer values (e.g. {S[np.round(S) != S][0]})", dataset, path)
     return _Split(split, X, S.astype(np.int64), int(pshape[2]))
 
 
@@ -177,7 +178,7 @@ def read_clock(splits: Sequence[_Split], *, dataset: str | None, path: Path) -> 
         return StampClock("index", INDEX_SLOTS, 1, DAY_MINUTES // INDEX_SLOTS)
     wd = [s.stamps[..., 0] for s in splits]
     sl = [s.stamps[..., 1] for s in splits]
-    for s, w, q in zip(splits, wd, sl):
+    for s, w, q in zip(splits, wd, sl, strict=True):
         for arr, what, hi in ((w, "weekday", 7), (q, "slot", None)):
             bad = np.argwhere((arr < 0) | ((arr >= hi) if hi else False))
             if bad.size:
@@ -186,17 +187,17 @@ def read_clock(splits: Sequence[_Split], *, dataset: str | None, path: Path) -> 
                 raise _err(f"timestamps.{s.name}: {what} {int(arr[i, k])} at window {i}, step {k} is not {rng}",
                            dataset, path)
     same = [(w[:, 1:] == w[:, :-1]) for w in wd]
-    d = _mode(np.concatenate([(q[:, 1:] - q[:, :-1])[m] for q, m in zip(sl, same)]))
+    d = _mode(np.concatenate([(q[:, 1:] - q[:, :-1])[m] for q, m in zip(sl, same, strict=True)]))
     d = d if d and d > 0 else 1
     nxt = [(w[:, 1:] == (w[:, :-1] + 1) % 7) for w in wd]
-    S = _mode(np.concatenate([(q[:, :-1] + d - q[:, 1:])[m] for q, m in zip(sl, nxt)]))
+    S = _mode(np.concatenate([(q[:, :-1] + d - q[:, 1:])[m] for q, m in zip(sl, nxt, strict=True)]))
     top = int(max(int(q.max()) for q in sl))
     if S is None:  # the file never crosses midnight inside a window: the smallest usual day that holds its slots
         S = next((n for n in STANDARD_SLOTS if n > top), top + 1)
     if S <= 0 or DAY_MINUTES % S:
         raise _err(f"its (weekday, slot) timestamps imply {S} slots a day (slot before a day change + step {d}), "
                    "which does not divide a day into whole minutes", dataset, path)
-    for s, q in zip(splits, sl):
+    for s, q in zip(splits, sl, strict=True):
         bad = np.argwhere(q >= S)
         if bad.size:
             i, k = (int(v) for v in bad[0])
@@ -204,7 +205,7 @@ def read_clock(splits: Sequence[_Split], *, dataset: str | None, path: Path) -> 
                        f"days have {S} slots (0..{S - 1}, from its own day boundaries)", dataset, path)
     week = 7 * S
     minutes = DAY_MINUTES // S * d
-    for s, w, q in zip(splits, wd, sl):
+    for s, w, q in zip(splits, wd, sl, strict=True):
         pos = w * S + q
         bad = np.argwhere((pos[:, 1:] - pos[:, :-1]) % week != d)
         if bad.size:
@@ -246,7 +247,7 @@ def _place(splits: Sequence[_Split], pos: list[np.ndarray], *, dataset: str | No
     series = np.zeros((L, H, W), dtype=np.float64)
     placed = np.zeros(L, dtype=bool)
     notes = []
-    for s, p in zip(splits, pos):
+    for s, p in zip(splits, pos, strict=True):
         p = p - lo
         if np.unique(p).size != p.size:
             raise _err(f"X_{s.name}: two windows start at the same step (by their timestamps)", dataset, path)
@@ -269,7 +270,7 @@ def _place(splits: Sequence[_Split], pos: list[np.ndarray], *, dataset: str | No
     if not placed.all():
         hole = int(np.argmin(placed))
         n = int(np.argmax(placed[hole:])) if placed[hole:].any() else L - hole
-        spans = [(s.name, int(p.min()) - lo, int(p.max()) - lo + T) for s, p in zip(splits, pos)]
+        spans = [(s.name, int(p.min()) - lo, int(p.max()) - lo + T) for s, p in zip(splits, pos, strict=True)]
         for (a, _, a_end), (b, b_lo, _) in pairwise(spans):
             if a_end <= hole < b_lo:
                 raise _err(f"a gap of {b_lo - a_end} step(s) between {a} and {b}: {a} ends at step {a_end - 1}, {b} "
@@ -277,7 +278,7 @@ def _place(splits: Sequence[_Split], pos: list[np.ndarray], *, dataset: str | No
                            dataset, path)
         raise _err(f"{n} step(s) uncovered by any window (first at step {hole}); the windows are not contiguous",
                    dataset, path)
-    for (a, pa), (b, pb) in pairwise(zip(SPLITS, pos)):
+    for (a, pa), (b, pb) in pairwise(zip(SPLITS, pos, strict=True)):
         k = int(pa.max()) + T - int(pb.min())
         notes.append(f"{b} overlaps {a} by {k} step(s)" if k > 0 else f"{b} follows {a} (adjacent)")
     return series, lo, notes
@@ -332,6 +333,6 @@ def read_unist(path: str | Path, *, dataset: str | None, start: Any = None,
     ds.attrs.update({
         "stamps": clock.form, "slots_per_day": clock.slots_per_day, "slot_step": clock.slot_step,
         "periods": splits[0].periods,
-        "published_windows": {"window": int(T), "t0": {s.name: [int(v) - lo for v in p] for s, p in zip(splits, pos)}},
+        "published_windows": {"window": int(T), "t0": {s.name: [int(v) - lo for v in p] for s, p in zip(splits, pos, strict=True)}},
     })
     return ds

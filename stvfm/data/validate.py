@@ -1,7 +1,7 @@
 """Checks on the canonical form before anything is written: a bad series raises DataError naming dataset + file."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
@@ -23,7 +23,7 @@ def validate_flow(ds: xr.Dataset, *, dataset: str | None = None, path: str | Non
                         dataset=dataset, path=path)
     if tuple(da.dims) != DIMS:
         raise DataError(f"series dims {da.dims}; expected {DIMS}", dataset=dataset, path=path)
-    T, H, W, C = da.shape
+    _, H, W, C = da.shape
     if min(da.shape) < 1:
         raise DataError(f"empty series, shape {tuple(da.shape)}", dataset=dataset, path=path)
     v = np.asarray(da.values)
@@ -38,8 +38,8 @@ def validate_flow(ds: xr.Dataset, *, dataset: str | None = None, path: str | Non
         t, y, x, c = np.unravel_index(int(np.argmax(neg)), v.shape)
         raise DataError(f"{int(neg.sum())} negative values (min {float(v.min())}); first at time step {t}, cell ({y}, {x}), "
                         f"channel {c}. Counts/speeds/usage cannot be negative", dataset=dataset, path=path)
-    if grid is not None and (H, W) != tuple(int(g) for g in grid):
+    if grid is not None and tuple(int(g) for g in grid) != (H, W):
         raise DataError(f"grid is {H}x{W} but the dataset table says {grid[0]}x{grid[1]}; wrong file for this dataset?",
                         dataset=dataset, path=path)
-    if channels is not None and C != int(channels):
+    if channels is not None and int(channels) != C:
         raise DataError(f"series has {C} channels but the dataset table says {channels}", dataset=dataset, path=path)

@@ -25,7 +25,7 @@ from stvfm.data.timefeatures import series_time_ids
 from stvfm.errors import DataError
 from stvfm.io import read_json
 
-__all__ = ["WindowDataset", "Scaler", "load_range", "scaler_for"]
+__all__ = ["Scaler", "WindowDataset", "load_range", "scaler_for"]
 
 
 def load_range(store, var: str, lo: int, hi: int, *, expect_grid: str | None = None, dataset: str | None = None,

@@ -44,7 +44,7 @@ class SourcesLock:
     dirty: bool = False
 
     @classmethod
-    def load(cls, path: str | Path) -> "SourcesLock":
+    def load(cls, path: str | Path) -> SourcesLock:
         path = Path(path)
         if not path.exists():
             return cls(path)
@@ -53,7 +53,7 @@ class SourcesLock:
             files = raw["files"]
             if not isinstance(files, dict):
                 raise TypeError("'files' is not a mapping")
-        except Exception as e:  # noqa: BLE001 - any parse problem is the same user-facing error
+        except Exception as e:  # any parse problem is the same user-facing error
             raise DataError(f"lock file is not valid ({e}); fix it or delete it to re-pin on the next download",
                             path=str(path)) from e
         return cls(path, dict(files))

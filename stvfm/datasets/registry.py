@@ -7,8 +7,8 @@ the shape-faithful stand-ins ``synthetic-<name>`` and user datasets declared in 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from stvfm.errors import ConfigError
 

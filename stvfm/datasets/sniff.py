@@ -82,7 +82,7 @@ def _json_problem(path: Path, size: int) -> str | None:
     depth = 0
     in_string = started = closed = False
     last = 0
-    found = {k: False for k in UNIST_KEYS}
+    found = dict.fromkeys(UNIST_KEYS, False)
     tail = b""
     offset = 0
     with open(path, "rb") as f:

@@ -234,7 +234,7 @@ def generate_trips(spec: DatasetSpec, cfg: SyntheticConfig, out: str | Path) -> 
                 size = cfg.trips_per_step * rng.uniform(0.5, 1.5)
                 arr = np.arange(s, min(s + hour_steps, S))
                 n_arr = rng.poisson(size / hour_steps, size=len(arr))
-                for st, n in zip(arr, n_arr):
+                for st, n in zip(arr, n_arr, strict=True):
                     if n:
                         forced_step.append(np.full(n, st))
                         forced_origin.append(rng.choice(n_cells, size=n, p=p_origin[st]))

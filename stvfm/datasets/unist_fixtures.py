@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def fixture_dict(name: str, *, windows: int = 80, periods: int = PERIODS, cut: s
     out: dict = {}
     stamps = {}
     off = np.arange(WINDOW)
-    for split, a in zip(("train", "val", "test"), parts):
+    for split, a in zip(("train", "val", "test"), parts, strict=True):
         idx = a[:, None] + off[None, :]  # (N, 12) series steps
         X = series[idx]  # (N, 12, H, W)
         pidx = idx[:, :, None] + WINDOW - (periods - np.arange(periods))[None, None, :] * spd  # (N, 12, P)

@@ -16,16 +16,18 @@ import contextlib
 import dataclasses
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stvfm.errors import ConfigError, WeightsError
-from stvfm.io import sha256_file  # noqa: F401  (re-exported)
-from stvfm.models.layers import SHORT_SEQ
+from stvfm.io import sha256_file
+from stvfm.models.layers import SMALL_SCORES
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +150,34 @@ def verify_weights_file(path: str | Path, spec: BackboneSpec | None = None, key:
     digest = sha256_file(p)
     if known is not None and digest != known.sha256:
         raise WeightsError(f"{key}: '{p}' has sha256 {digest} but the published {known.filename} has {known.sha256}; "
-                           f"the file is corrupt or not the official release: download it again with `stvfm weights fetch`")
+                           f"the file is corrupt or not the official release: download it again with "
+                           f"`stvfm weights fetch`")
     return digest
+
+
+class FrozenLinear(nn.Linear):
+    """A frozen ``nn.Linear`` of the VFM whose bf16 copy is made once, not at every call: under bf16 autocast a
+    weight that needs no gradient is otherwise cast again in every forward (autocast caches only trainable leaves).
+    The copy is remade when the weight changes (``load_state_dict``, a move to another device); the product is the
+    same as autocast's (the same cast, the same kernel: bit-identical, tests/models/test_speed_equivalence.py)."""
+
+    _bf16_cache: tuple | None = None
+
+    def _bf16(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = tuple((t._version, t.data_ptr(), t.device) for t in (self.weight, self.bias) if t is not None)
+        if self._bf16_cache is None or self._bf16_cache[0] != key:
+            bias = None if self.bias is None else self.bias.detach().to(torch.bfloat16)
+            self._bf16_cache = (key, self.weight.detach().to(torch.bfloat16), bias)
+        return self._bf16_cache[1], self._bf16_cache[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dev = x.device.type
+        if (dev in ("cpu", "cuda") and not self.weight.requires_grad and self.weight.dtype == torch.float32
+                and not torch.compiler.is_compiling() and torch.is_autocast_enabled(dev)
+                and torch.get_autocast_dtype(dev) == torch.bfloat16):
+            w, b = self._bf16()
+            return F.linear(x.to(torch.bfloat16), w, b)
+        return super().forward(x)
 
 
 class FrozenVFM(nn.Module):
@@ -169,13 +197,16 @@ class FrozenVFM(nn.Module):
         self.embed_dim = int(vit.embed_dim)
         for p in self.parameters():
             p.requires_grad_(False)
+        for m in self.modules():  # the frozen linears keep one bf16 copy for bf16 autocast (same parameters)
+            if type(m) is nn.Linear:
+                m.__class__ = FrozenLinear
         self.eval()
 
     @property
     def _timm_attn(self) -> list[nn.Module]:
         return [m for m in self.blocks.modules() if hasattr(m, "fused_attn")]
 
-    def train(self, mode: bool = True) -> "FrozenVFM":
+    def train(self, mode: bool = True) -> FrozenVFM:
         self.training = mode
         for m in self.modules():
             if m is self:
@@ -186,7 +217,7 @@ class FrozenVFM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # timm's attention: fused SDPA on long sequences / GPUs, plain matmuls on the short CPU sequences here
         # (same function; stvfm.models.layers.attention has the measurement)
-        fused = x.is_cuda or x.shape[1] > SHORT_SEQ
+        fused = x.is_cuda or x.shape[1] ** 2 > SMALL_SCORES
         for m in self._timm_attn:
             m.fused_attn = fused
         x = self.norm_pre(x)

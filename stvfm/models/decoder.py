@@ -3,7 +3,8 @@
 TemporalDecoder: for every spatial location (batched over B·N_s, shared weights) the T_in history features plus
 T_out learned future-step query tokens form one sequence (with a learnable time embedding); pre-norm Transformer
 layers attend over all of it, and the T_out query outputs are mapped by a linear head to Ps²·C patch values, which
-the tokenizer un-patchifies to the grid (cropping padding).
+the tokenizer un-patchifies to the grid (cropping padding). The last layer computes only those T_out rows (every row
+still a key and value): the same outputs, without the FFN and attention of the T_in history rows nobody reads.
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ class TemporalDecoder(nn.Module):
         seq = torch.cat([seq, q], dim=1) + self.time
         if clock is not None:
             seq = seq + clock.to(seq.dtype).unsqueeze(1).expand(b, n, *clock.shape[1:]).reshape(b * n, *clock.shape[1:])
-        for layer in self.layers:
-            seq = layer(seq)
-        out = self.head(self.norm(seq[:, t:]))  # B·N, T_out, out_dim
+        for i, layer in enumerate(self.layers):  # the last layer computes only the T_out query rows the head reads
+            seq = layer(seq, rows_from=t if i == len(self.layers) - 1 else 0)
+        out = self.head(self.norm(seq[:, -self.t_out:]))  # B·N, T_out, out_dim
         return out.reshape(b, n, self.t_out, -1).permute(0, 2, 1, 3)
 
 
@@ -53,6 +54,6 @@ class MLPDecoder(nn.Module):
                                  nn.Linear(4 * dim, t_out * out_dim))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b, t, n, _ = h.shape
+        b, _, n, _ = h.shape
         z = self.reduce(h).permute(0, 2, 1, 3).reshape(b, n, -1)
         return self.mlp(z).reshape(b, n, self.t_out, -1).permute(0, 2, 1, 3)

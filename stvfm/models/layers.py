@@ -11,15 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-SHORT_SEQ = 64  # up to this many keys, attention runs as plain matmuls (see attention())
+SMALL_SCORES = 256 * 256  # up to this many scores per head (queries × keys), attention runs as plain matmuls (here
+# and in timm's VFM blocks, backbone.py)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / √d) v on (batch, heads, L, d). For the many short sequences here (T = 6..12 steps, tens of
-    patches), torch's fused CPU kernel (flash attention) is measured 3-5x slower than three plain ops, its backward
-    most of all; longer sequences keep the fused kernel. Same function either way."""
-    if k.shape[-2] > SHORT_SEQ or q.is_cuda:
+    """softmax(q kᵀ / √d) v on (batch, heads, L, d). For the many small score matrices here (T = 6..12 steps, tens of
+    patches, L_p = 8 prompt queries over the N_s·T tokens of a window), torch's fused CPU kernel (flash attention) is
+    measured 3-5x slower than three plain ops, its backward most of all (bf16 autocast, forward + backward, 1 thread:
+    12×12 2.7x, 50×58 7x, 8 prompt queries × 300 keys 3.3x, × 6144 keys 3.4x; 256×256 level, 1024×1024 0.7x);
+    larger score matrices keep the fused kernel (it never materialises them), as does CUDA. Same function either way."""
+    if q.is_cuda or q.shape[-2] * k.shape[-2] > SMALL_SCORES:
         return F.scaled_dot_product_attention(q, k, v)
     w = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1)
     return w @ v
@@ -47,11 +49,13 @@ class SelfAttention(nn.Module):
         self.prompt_kv = nn.Linear(dim, 2 * dim) if extra_kv else None  # extra tokens -> K/V space
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None, rows_from: int = 0) -> torch.Tensor:
+        """``rows_from``: only the queries of rows ``rows_from:`` (keys and values of every row); the output has those
+        rows only — exactly the same rows as the full call's ``[:, rows_from:]``."""
         b, n, d = x.shape
         h = self.heads
         qkv = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv[0][:, :, rows_from:], qkv[1], qkv[2]
         if extra is not None and extra.shape[1] > 0:
             if self.prompt_kv is None:
                 raise ValueError("this attention layer takes no extra keys/values")
@@ -71,6 +75,10 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), extra))
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None, rows_from: int = 0) -> torch.Tensor:
+        """``rows_from``: compute the output of rows ``rows_from:`` only (every row still serves as key and value):
+        the same values as ``forward(x, extra)[:, rows_from:]`` without the work for rows nobody reads (the temporal
+        decoder's last layer: only its T_out query rows reach the head)."""
+        a = self.drop(self.attn(self.norm1(x), extra, rows_from))
+        x = (x[:, rows_from:] if rows_from else x) + a
         return x + self.drop(self.mlp(self.norm2(x)))

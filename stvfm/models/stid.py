@@ -84,7 +84,7 @@ class STID(nn.Module):
     def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None,
                 time_ids: torch.Tensor | None = None) -> ModelOutput:
         B, T, C, H, W = x.shape
-        if (T, C, (H, W)) != (self.history, self.channels, self.grid):
+        if (self.history, self.channels, self.grid) != (T, C, (H, W)):
             raise ValueError(f"STID built for (T={self.history}, C={self.channels}, grid={self.grid}), "
                              f"got input (T={T}, C={C}, grid={(H, W)})")
         if self.series == "cell_channel":  # (B, C*H*W, T): series index = c*H*W + y*W + x

@@ -6,7 +6,7 @@
     temporal   #3            + temporal context encoder (Eq. 6)            frozen           temporal Transformer decoder
     adapter    #4            as #3                                         + Houlsby        temporal Transformer decoder
     full       Ours (full)   as #3, for the ST and the ST-flow branch      + Houlsby        cross-prompt (Eqs. 9-10) +
-                                                                                            one decoder per branch, Eq. 11
+                                                                                    one decoder per branch, Eq. 11
 
 Data path (B batch, T steps, N_s patches): x (B,T,C,H,W) -> tokens (B·T, N_s, D_VFM) per branch. Both branches are
 concatenated along the batch axis and the frozen VFM runs ONCE on (2·B·T, N_s, D_VFM); its output is split again,
@@ -122,7 +122,7 @@ class STVFM(nn.Module):
         self.fuse_branches = True
 
     # ------------------------------------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "STVFM":
+    def train(self, mode: bool = True) -> STVFM:
         super().train(mode)  # FrozenVFM.train keeps the frozen VFM in eval mode (adapters follow `mode`)
         return self
 
@@ -172,9 +172,13 @@ class STVFM(nn.Module):
             if self.spec.mlp_decoder:
                 st = self.tokenizer.unpatchify(self.st_dec(h[0])).float()
             else:
-                h_st = self.st_head(h[0])
+                # the post-VFM residual streams in fp32, as the VFM's (the fp32 positional embedding) and the
+                # decoders' (their fp32 time embedding) already are: a head's Linear returns bf16 under autocast, and
+                # the cross-prompt blocks' residual adds in bf16 lost 40-88 % of their LayerNorm gradients (sums that
+                # nearly cancel) against fp32; in fp32, ~1 % (tests/models/test_speed_equivalence.py, docs/model.md)
+                h_st = self.st_head(h[0]).float()
                 if self.flow_head is not None:
-                    h_flow = self.flow_head(h[1])
+                    h_flow = self.flow_head(h[1]).float()
                     if self.cross is not None:
                         h_st, h_flow = self.cross(h_st, h_flow)
                     flow = self.tokenizer.unpatchify(self.flow_dec(h_flow, clock_dec)).float()

@@ -59,7 +59,7 @@ class PatchTokenizer(nn.Module):
         return x.reshape(b, t, self.num_patches, self.patch_dim)
 
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
-        b, t, n, d = tokens.shape
+        b, t, _, _ = tokens.shape
         p, c = self.p, self.channels
         x = tokens.reshape(b, t, self.hp, self.wp, p, p, c)
         x = x.permute(0, 1, 6, 2, 4, 3, 5)  # B, T, C, hp, p, wp, p

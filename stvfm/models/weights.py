@@ -8,12 +8,19 @@ plain local file to put in ``model.weights``; training never downloads anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stvfm.errors import DownloadError, WeightsError
-from stvfm.models.backbone import (BackboneSpec, fetch_target, get_backbone_spec, known_file_for, sha256_file,
-                                   verify_weights_file)
+from stvfm.models.backbone import (
+    BackboneSpec,
+    fetch_target,
+    get_backbone_spec,
+    known_file_for,
+    sha256_file,
+    verify_weights_file,
+)
 
 
 def _offline() -> bool:
@@ -99,4 +106,4 @@ def verify_file(path: str | Path, backbone: str | None = None, load: bool = True
     return out
 
 
-__all__ = ["fetch_weights", "verify_file", "sha256_file"]
+__all__ = ["fetch_weights", "sha256_file", "verify_file"]

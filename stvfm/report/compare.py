@@ -10,8 +10,9 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from stvfm.errors import ConfigError
 
@@ -84,7 +85,7 @@ def render(items: list[dict[str, Any]]) -> str:
         table.append([r["experiment"], r["profile"], r["dataset"],
                       *(_cell(r["scores"].get(m)) + ("*" if m == best else "") for m in methods)])
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.append("cells: test MAE / RMSE (original scale); * = lowest MAE of the row")
     return "\n".join(lines)

@@ -16,8 +16,9 @@ twice: what its published file holds (the dataset table, :mod:`stvfm.datasets.re
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from stvfm.datasets.registry import DATASETS
 

@@ -28,11 +28,19 @@ from typing import Any
 import numpy as np
 
 from stvfm.cluster.ray_address import init_ray, ray_env
-from stvfm.config import Params
+from stvfm.config import Params, check_dataset_name
 from stvfm.errors import DataError
-from stvfm.io import atomic_path, read_json
+from stvfm.io import atomic_path, clean_stale, read_json, target_lock
 from stvfm.paths import dataset_paths
-from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, is_local_version, read_config, read_weights
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    check_parts,
+    is_local_version,
+    read_config,
+    read_weights_bytes,
+    verify_digest,
+)
 
 log = logging.getLogger(__name__)
 FORECAST_DIR = "forecasts"
@@ -47,6 +55,15 @@ class ModelSource:
     version: str  # registered name/version, or a note that it is not registered
 
 
+def _verified(folder: Path, where: str, expect: dict[str, str] | None = None) -> tuple[dict[str, Any], bytes]:
+    """(config, weights bytes) of a version folder whose parts agree (digest, metadata, scaler, tensors): refused
+    here, in one line, before anything is shipped to the actors."""
+    config = read_config(folder / CONFIG_FILE, where)
+    weights = read_weights_bytes(folder / WEIGHTS_FILE, where)
+    check_parts(config, verify_digest(config, weights, where, expect), where)
+    return config, weights
+
+
 def model_source(params: Params, dataset: str, root: Path, model: str | None) -> ModelSource:
     """The version to score with: ``model`` (an MLflow model URI or a local model-version folder), by default the one
     the train stage exported to ``models/<ds>/version/`` (the registered version's tensors and config)."""
@@ -56,24 +73,19 @@ def model_source(params: Params, dataset: str, root: Path, model: str | None) ->
         if not is_local_version(folder):
             raise DataError(f"no model version in models/{dataset}/version (run the train stage first: "
                             f"`dvc repro train@{dataset}` or `stvfm train {dataset}`), or give --model")
-        config = read_config(folder / CONFIG_FILE, str(folder))
-        read_weights(folder / WEIGHTS_FILE, str(folder))
+        config, weights = _verified(folder, str(folder))
         tj = paths.model_dir / "train.json"
         reg = (read_json(tj).get("model") or {}) if tj.is_file() else {}
         version = f"{reg['registered_model']}/{reg['version']}" if reg.get("version") else "not registered"
-        return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), f"models/{dataset}/version", version)
+        return ModelSource(config, weights, f"models/{dataset}/version", version)
     if is_local_version(model):
-        folder, version = Path(model), "local folder"
-        config = read_config(folder / CONFIG_FILE, str(model))
-        read_weights(folder / WEIGHTS_FILE, str(model))  # refuse anything but safetensors before shipping it
-        return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), str(model), version)
-    from stvfm.serving.registry import fetch_version, registered_version  # MLflow: only for a model URI
+        return ModelSource(*_verified(Path(model), str(model)), str(model), "local folder")
+    from stvfm.serving.registry import fetch_version, registered_digest, registered_version  # MLflow: a model URI
 
     with tempfile.TemporaryDirectory(prefix="stvfm-model-") as tmp:
         folder = fetch_version(model, tmp)
-        config = read_config(folder / CONFIG_FILE, model)
-        read_weights(folder / WEIGHTS_FILE, model)
-        return ModelSource(config, (folder / WEIGHTS_FILE).read_bytes(), model, registered_version(model))
+        config, weights = _verified(folder, model, registered_digest(model))
+        return ModelSource(config, weights, model, registered_version(model))
 
 
 # ---------------------------------------------------------------------------------------------- the windows
@@ -147,12 +159,14 @@ class WindowScorer:
         self.t_ready = time.time()  # model loaded: when this actor can score (benchmarks separate start-up)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t_start = time.time()
         w = np.asarray(batch["data"], dtype=np.int64)
         idx = self.starts[w][:, None] + np.arange(self.L)[None, :]
         x = self.series[idx]  # (B, L, H, W, C)
         y = self.f.predict(x, self.origin_s[w], check=False)
         n = len(w)
-        return {"window": w, "forecast": y, "t_ready": np.full(n, self.t_ready), "t_done": np.full(n, time.time())}
+        return {"window": w, "forecast": y, "t_ready": np.full(n, self.t_ready), "t_start": np.full(n, t_start),
+                "t_done": np.full(n, time.time())}
 
 
 def _batches(n: int, batch_size: int) -> list[np.ndarray]:
@@ -195,14 +209,16 @@ def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurren
     pool = ray.data.ActorPoolStrategy(size=max(1, min(int(concurrency), n_batches)))
     out = ds.map_batches(WindowScorer, fn_constructor_kwargs=args, batch_size=batch_size, batch_format="numpy",
                          compute=pool, num_cpus=num_cpus, num_gpus=num_gpus or None)
-    wins, ys, ready, done = [], [], [], []
+    wins, ys, ready, done, busy = [], [], [], [], 0.0
     for b in out.iter_batches(batch_size=None, batch_format="numpy"):
         wins.append(b["window"])
         ys.append(b["forecast"])
         ready.append(b["t_ready"].min())
         done.append(b["t_done"].max())
-    if timings is not None:  # wall clock: first actor ready -> last batch scored
-        timings.update(first_ready=float(min(ready)), last_done=float(max(done)))
+        busy += float(np.sum(np.unique(np.stack([b["t_start"], b["t_done"]], 1), axis=0) @ np.array([-1.0, 1.0])))
+    if timings is not None:  # wall clock: first actor ready -> last batch scored; busy: seconds inside the model calls
+        timings.update(first_ready=float(min(ready)), last_done=float(max(done)), busy=busy,
+                       last_ready=float(max(ready)))
     w = np.concatenate(wins)
     y = np.concatenate(ys)
     if not np.array_equal(np.sort(w), np.arange(n)):
@@ -236,6 +252,15 @@ def write_forecasts(path: Path, y: np.ndarray, win: SplitWindows, attrs: dict[st
 def run_forecast(params: Params, dataset: str, root: str | Path = ".", *, split: str | None = None,
                  model: str | None = None, use_ray: bool | None = None, out: str | Path | None = None
                  ) -> dict[str, Any]:
+    check_dataset_name(dataset)  # it becomes a path
+    target = Path(out) if out else Path(root).resolve() / FORECAST_DIR / f"{dataset}.zarr"
+    with target_lock(target, f"the forecasts of '{dataset}'"):
+        clean_stale(target)  # temp folders a killed run left beside it (a live run's are behind the lock)
+        return _run_forecast(params, dataset, root, target, split=split, model=model, use_ray=use_ray)
+
+
+def _run_forecast(params: Params, dataset: str, root: str | Path, target: Path, *, split: str | None,
+                  model: str | None, use_ray: bool | None) -> dict[str, Any]:
     t_all = time.perf_counter()
     root = Path(root).resolve()
     fc = params.forecast
@@ -269,7 +294,6 @@ def run_forecast(params: Params, dataset: str, root: str | Path = ".", *, split:
     else:
         y = score_plain(args, n, fc.batch_size)
     score_s = time.perf_counter() - t
-    target = Path(out) if out else root / FORECAST_DIR / f"{dataset}.zarr"
     attrs = {"dataset": dataset, "split": split, "model": src.source, "model_version": src.version,
              "history": int(cfg["history"]), "horizon": int(cfg["horizon"]),
              "interval_minutes": int(cfg["interval_minutes"]), "time_identity": bool(cfg.get("time_identity")),

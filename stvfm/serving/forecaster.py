@@ -10,6 +10,8 @@ with exactly ``history`` it is 0 (like the first step of a series). ``stvfm pred
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,38 @@ import torch
 
 from stvfm.data.scaler import Scaler
 from stvfm.data.timefeatures import window_time_ids
-from stvfm.errors import DataError
+from stvfm.errors import DataError, StvfmError
 from stvfm.io import atomic_path
 from stvfm.serving.inputs import bad_input as _bad
-from stvfm.serving.inputs import parse_time, read_series, unix_seconds
-from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, build_network, is_local_version, read_config, read_weights
+from stvfm.serving.inputs import check_unix_seconds, parse_time, read_series, unix_seconds
+from stvfm.serving.version import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    build_network,
+    check_config,
+    check_parts,
+    is_local_version,
+    read_config,
+    read_weights_bytes,
+    verify_digest,
+)
+
+# inputs further than this from the training data (in the scaler's units: standard deviations, or half the train
+# range for minmax) are refused: the network's float32 arithmetic would turn them into inf/NaN, and no forecast of
+# them means anything
+MAX_SCALED = 1e4
+
+
+class Cancelled(StvfmError):
+    """The forecast passed its deadline and was stopped between two layers."""
+
+
+class NonFiniteForecast(DataError):
+    """The network produced NaN/inf for these inputs (the forecast is refused, never sent)."""
+
+
+class _Deadline(threading.local):
+    at: float | None = None
 
 
 class Forecaster:
@@ -37,14 +66,31 @@ class Forecaster:
         self.time_identity, self.dataset, self.bf16 = bool(time_identity), str(dataset), bool(bf16)
         self.config = dict(config or {})
         self.device = torch.device("cpu")
+        self._deadline = _Deadline()
+        self._hooked = False
 
-    def to(self, device: str | torch.device) -> "Forecaster":
+    def _stop_at_deadline(self) -> None:
+        """Forward pre-hooks on every layer that raise :class:`Cancelled` once this thread's deadline has passed:
+        a late forecast is stopped within one layer, not left running after its request gave up."""
+        deadline = self._deadline
+
+        def hook(module, args):
+            at = deadline.at
+            if at is not None and time.monotonic() > at:
+                raise Cancelled("the forecast passed its deadline and was stopped")
+
+        for m in self.model.modules():
+            m.register_forward_pre_hook(hook)
+        self._hooked = True
+
+    def to(self, device: str | torch.device) -> Forecaster:
         self.device = torch.device(device)
         self.model.to(self.device)
         return self
 
     @classmethod
-    def from_version(cls, config: dict[str, Any], state_dict: dict[str, Any], where: str = "model") -> "Forecaster":
+    def from_version(cls, config: dict[str, Any], state_dict: dict[str, Any], where: str = "model") -> Forecaster:
+        check_parts(config, state_dict, where)  # config, scaler and tensors agree (shapes, dtype, finite)
         try:
             scaler = Scaler.from_dict(config["scaler"])
         except (KeyError, TypeError, ValueError, DataError) as e:
@@ -83,16 +129,39 @@ class Forecaster:
         if neg:
             raise _bad(f"{neg} negative value(s) in the last {tail.shape[1]} steps (flows are counts >= 0; "
                        f"give the series on its original scale)", where=where)
+        z = np.abs(self.scaler.transform(tail.astype(np.float64), channel_axis=-1))
+        far = int((z > MAX_SCALED).sum())
+        if far:
+            raise _bad(f"{far} value(s) in the last {tail.shape[1]} steps lie beyond {MAX_SCALED:g} training standard "
+                       f"deviations (largest {float(np.abs(tail).max()):.3g}); is the series on its original scale?",
+                       where=where)
         if self.time_identity:
             if last_time is None:
                 raise _bad("this model uses time identities: give the time of each window's last step "
                            "('last_time', unix seconds; for files an .npz 'start' + 'freq_minutes', the Zarr "
                            "time axis, or --last-time)", where=where)
-            lt = np.asarray(last_time)
-            if lt.shape != (b,):
-                raise _bad(f"'last_time' must have shape ({b},) (one per window), got {lt.shape}", where=where)
-            if lt.dtype.kind in "iuf" and not np.isfinite(lt.astype(np.float64)).all():
+            self.check_last_time(last_time, b, where)
+
+    def check_last_time(self, last_time: Any, b: int, where: str | None = None) -> None:
+        """``last_time``: (b,) whole unix seconds in 1900..2200, each on the model's interval grid."""
+        lt = np.asarray(last_time)
+        if lt.shape != (b,):
+            raise _bad(f"'last_time' must have shape ({b},) (one per window), got {lt.shape}", where=where)
+        if lt.dtype.kind not in "iuf":
+            raise _bad(f"'last_time' must be unix seconds (integers), got dtype {lt.dtype}", where=where)
+        if lt.dtype.kind == "f":
+            if not np.isfinite(lt).all():
                 raise _bad("'last_time' has NaN/inf values", where=where)
+            if (lt != np.round(lt)).any():
+                raise _bad("'last_time' must be whole unix seconds, got a fraction", where=where)
+        for i in (int(np.argmin(lt)), int(np.argmax(lt))):
+            check_unix_seconds(int(lt[i]), f"'last_time'[{i}]", where)
+        step = 60 * self.interval_minutes
+        off = lt.astype(np.int64) % 86400 % step
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise _bad(f"'last_time'[{i}] = {int(lt[i])} is not on the model's {self.interval_minutes}-minute grid "
+                       f"(seconds since midnight must be a multiple of {step})", where=where)
 
     def time_ids(self, last_time: Any) -> torch.Tensor | None:
         if not self.time_identity:
@@ -102,11 +171,36 @@ class Forecaster:
     # ------------------------------------------------------------------ predict
     @torch.no_grad()
     def predict(self, flow: np.ndarray, last_time: Any = None, *, check: bool = True,
-                where: str | None = None) -> np.ndarray:
+                where: str | None = None, deadline: float | None = None, max_batch: int | None = None) -> np.ndarray:
         """(B, T, H, W, C) original scale (+ last_time (B,) when the model uses time identities) ->
-        (B, horizon, H, W, C) float32 original scale."""
+        (B, horizon, H, W, C) float32 original scale, all finite (else :class:`NonFiniteForecast`).
+
+        ``deadline`` (a ``time.monotonic()`` instant): past it the forecast stops within one layer and raises
+        :class:`Cancelled`. ``max_batch``: at most that many windows per forward pass (bounds the memory a call
+        takes, whatever B is)."""
+        b = len(flow)
+        if max_batch and b > max_batch:
+            lt = None if last_time is None else np.asarray(last_time)
+            if check:
+                self.check(flow, lt, where)
+            return np.concatenate([self.predict(flow[i:i + max_batch], None if lt is None else lt[i:i + max_batch],
+                                                check=False, deadline=deadline) for i in range(0, b, max_batch)])
         if check:
             self.check(flow, last_time, where)
+        if deadline is not None:
+            if not self._hooked:
+                self._stop_at_deadline()
+            self._deadline.at = float(deadline)
+        try:
+            y = self._forward(flow, last_time)
+        finally:
+            self._deadline.at = None
+        if not np.isfinite(y).all():
+            n = int((~np.isfinite(y)).sum())
+            raise NonFiniteForecast(f"the model produced {n} NaN/inf value(s) for these inputs; nothing is returned")
+        return y
+
+    def _forward(self, flow: np.ndarray, last_time: Any) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(np.asarray(flow)[:, -(self.history + 1):], dtype=np.float32))
         x = x.permute(0, 1, 4, 2, 3).to(self.device)  # (B, L, C, H, W)
         if x.shape[1] > self.history:
@@ -134,22 +228,26 @@ def check_series(arr: np.ndarray, f: Forecaster, path: str, last_time: Any = Non
     f.check(np.asarray(arr)[None], None if last_time is None else np.atleast_1d(last_time), where=path)
 
 
-def load_version(folder: str | Path, where: str | None = None):
-    """:class:`Forecaster` from a local model-version folder."""
+def load_version(folder: str | Path, where: str | None = None, expect: dict[str, str] | None = None):
+    """:class:`Forecaster` from a local model-version folder, its digest checked (and compared with ``expect``, the
+    digest the registry holds for it, when given)."""
     folder = Path(folder)
     where = where or str(folder)
     config = read_config(folder / CONFIG_FILE, where)
-    return Forecaster.from_version(config, read_weights(folder / WEIGHTS_FILE, where), where=where)
+    check_config(config, where)  # the most telling line first (a NaN scaler is named as such, not as a digest)
+    state = verify_digest(config, read_weights_bytes(folder / WEIGHTS_FILE, where), where, expect)
+    return Forecaster.from_version(config, state, where=where)
 
 
 def load_forecaster(source: str | Path):
     """A Forecaster from a local model-version folder or an MLflow model URI (tensors + JSON only)."""
     if is_local_version(source):
         return load_version(source)
-    from stvfm.serving.registry import fetch_version  # MLflow: only for a model URI
+    from stvfm.serving.registry import fetch_version, registered_digest  # MLflow: only for a model URI
 
     with tempfile.TemporaryDirectory(prefix="stvfm-model-") as tmp:
-        return load_version(fetch_version(str(source), tmp), where=str(source))
+        folder = fetch_version(str(source), tmp)
+        return load_version(folder, where=str(source), expect=registered_digest(str(source)))
 
 
 def predict_file(uri: str, inp: str | Path, out: str | Path, last_time: str | None = None) -> dict[str, Any]:
@@ -160,10 +258,10 @@ def predict_file(uri: str, inp: str | Path, out: str | Path, last_time: str | No
         raise _bad(f"the input has {s.interval_minutes}-minute steps, the model forecasts "
                    f"{f.interval_minutes}-minute steps (trained on '{f.dataset}')", where=where)
     lt = parse_time(last_time, "--last-time", where) if last_time is not None else s.last_time
-    y = forecast(f, s.flow, None if lt is None else unix_seconds(lt), where=where)
+    y = forecast(f, s.flow, None if lt is None else unix_seconds(lt, "the time of the last step", where),
+                 where=where)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, forecast=y.astype(np.float32), history_steps=np.int64(s.flow.shape[0]))
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, forecast=y.astype(np.float32), history_steps=np.int64(s.flow.shape[0]))
     return {"out": str(out), "shape": list(y.shape), "model": str(uri), "dataset": f.dataset,
             "last_time": None if lt is None else str(lt)}

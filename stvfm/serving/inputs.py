@@ -5,6 +5,7 @@ Shared by ``stvfm predict`` (:func:`stvfm.serving.forecaster.predict_file`) and 
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import zipfile
 import zlib
@@ -33,36 +34,63 @@ class Series:
 _NPZ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
 
 
+# the times a model version accepts: a sane calendar range, checked before any conversion can overflow
+TIME_MIN, TIME_MAX = np.datetime64("1900-01-01T00:00", "s"), np.datetime64("2200-01-01T00:00", "s")
+UNIX_MIN, UNIX_MAX = int(TIME_MIN.astype(np.int64)), int(TIME_MAX.astype(np.int64))
+MAX_FREQ_MINUTES = 366 * 24 * 60
+
+
+def check_unix_seconds(v: int, what: str, path: str | None = None) -> int:
+    """``v`` (an int) if it lies in 1900-01-01..2200-01-01, else one line naming ``what``."""
+    if not UNIX_MIN <= v <= UNIX_MAX:
+        shown = str(v) if len(str(v)) <= 24 else str(v)[:21] + "..."
+        raise bad_input(f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX} (unix seconds {UNIX_MIN}..{UNIX_MAX})",
+                        path=path)
+    return int(v)
+
+
 def parse_time(value: Any, what: str, path: str) -> np.datetime64:
-    """An ISO date/time string or unix seconds -> datetime64[s]; anything else is one clear error."""
+    """An ISO date/time string or whole unix seconds (a number or its text) in 1900..2200 -> datetime64[s]; anything
+    else (a fraction of a second, a time out of range, not a time) is one clear error."""
     v = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+    shown = repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "..."
     try:
-        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            if not np.isfinite(v):
-                raise ValueError(v)
-            return np.datetime64(int(round(float(v))), "s")
         if isinstance(v, bytes):
             v = v.decode()
+        if isinstance(v, str):
+            text = v.strip()
+            try:  # unix seconds given as text (numpy would read "1704495600" as a year)
+                v = int(text)
+            except ValueError:
+                with contextlib.suppress(ValueError):
+                    v = float(text)
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+            if isinstance(v, (float, np.floating)):
+                if not np.isfinite(v) or not float(v).is_integer():
+                    raise bad_input(f"{what} must be whole unix seconds, got {shown}", path=path)
+                if not UNIX_MIN <= float(v) <= UNIX_MAX:  # before int(): no overflow on the way
+                    raise bad_input(f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX} (unix seconds "
+                                    f"{UNIX_MIN}..{UNIX_MAX})", path=path)
+            return np.datetime64(check_unix_seconds(int(v), what, path), "s")
         if not isinstance(v, str) or not v.strip():
             raise ValueError(v)
-        try:  # unix seconds given as text (numpy would read "1704495600" as a year)
-            return parse_time(float(v), what, path)
-        except ValueError:
-            pass
         t = np.datetime64(v.strip(), "s")
         if np.isnat(t):
             raise ValueError(v)
-        return t
     except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
-        shown = repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "..."
         raise bad_input(f"{what} is not a date/time: {shown} (give an ISO time like 2024-01-31T08:30 "
-                   f"or unix seconds)", path=path) from None
+                        f"or unix seconds)", path=path) from None
+    if not TIME_MIN <= t <= TIME_MAX:
+        raise bad_input(f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX}", path=path)
+    return t
 
 
 def _freq(value: Any, path: str) -> int:
     a = np.asarray(value)
-    if a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a) or a <= 0 or int(a) != a:
-        raise bad_input(f"'freq_minutes' must be a positive integer scalar, got {value!r}", path=path)
+    if (a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a) or a <= 0 or int(a) != a
+            or a > MAX_FREQ_MINUTES):
+        raise bad_input(f"'freq_minutes' must be a positive integer scalar (at most a year), got {value!r}"[:200],
+                        path=path)
     return int(a)
 
 
@@ -148,5 +176,6 @@ def read_series(path: str | Path) -> Series:
     return s
 
 
-def unix_seconds(t: np.datetime64) -> int:
-    return int(np.datetime64(t, "s").astype(np.int64))
+def unix_seconds(t: np.datetime64, what: str = "the time of the last step", path: str | None = None) -> int:
+    """Unix seconds of ``t``, refused (one line) outside 1900..2200 (a Zarr time axis can hold any datetime64)."""
+    return check_unix_seconds(int(np.datetime64(t, "s").astype(np.int64)), what, path)

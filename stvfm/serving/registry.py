@@ -6,12 +6,14 @@ Runs, experiments and the store are :mod:`stvfm.tracking`'s; this module adds th
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from stvfm.tracking import clean_tag
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 VAL_TAG = "val_mae"
+DIGEST_PARTS = ("config", "weights")  # version tags config_sha256 / weights_sha256, written at registration
 MODEL_CODE = Path(__file__).resolve().parent / "mlflow_model.py"  # the pyfunc's "models from code" file
 
 
@@ -57,6 +60,7 @@ def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any]
 
     with tempfile.TemporaryDirectory(prefix="stvfm-version-") as tmp:
         write_version(tmp, config, dict(state_dict))
+        digest = json.loads((Path(tmp) / CONFIG_FILE).read_text())["digest"]
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(MODEL_CODE),
             artifacts={"config": str(Path(tmp) / CONFIG_FILE), "weights": str(Path(tmp) / WEIGHTS_FILE)},
@@ -69,6 +73,7 @@ def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any]
     version = str(info.registered_model_version)
     all_tags = {k: clean_tag(v) for k, v in (tags or {}).items()}
     all_tags[VAL_TAG] = repr(float(val_mae))
+    all_tags.update({f"{k}_sha256": digest[k] for k in DIGEST_PARTS})  # checked again whenever it is loaded
     for k, v in all_tags.items():
         client.set_model_version_tag(name, version, k, v)
     client.update_model_version(name, version, description=model_card(config, all_tags))
@@ -132,6 +137,36 @@ def fetch_version(uri: str, dst: str | Path) -> Path:
         if (cand / CONFIG_FILE).is_file() or (cand / WEIGHTS_FILE).is_file():
             return cand
     return local / "artifacts"
+
+
+def _model_version(uri: str):
+    """The registry's ModelVersion named by ``models:/name@alias`` or ``models:/name/N`` (None for other URIs)."""
+    import mlflow
+
+    body = uri[len("models:/"):].strip("/") if uri.startswith("models:/") else ""
+    client = mlflow.MlflowClient()
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    if body.count("/") == 1 and body.rsplit("/", 1)[1].isdigit():
+        return client.get_model_version(*body.rsplit("/", 1))
+    return None
+
+
+def registered_digest(uri: str) -> dict[str, str] | None:
+    """The sha256 digest the registry recorded for the version ``uri`` names at registration (tags
+    ``config_sha256``/``weights_sha256``), or None (not a registered-version URI, or registered without them)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = _model_version(uri)
+    except MlflowException as e:
+        raise DataError(f"cannot load model '{uri}': {str(e).splitlines()[0][:300]}") from None
+    if mv is None:
+        return None
+    tags = dict(mv.tags or {})
+    got = {k: tags[f"{k}_sha256"] for k in DIGEST_PARTS if f"{k}_sha256" in tags}
+    return got or None
 
 
 def registered_version(uri: str) -> str:

@@ -62,7 +62,9 @@ def run_ablation(dataset: str, params: Params, root: str | Path = ".", names: li
 
 
 def render_ablation(dataset: str, rows: list[dict[str, Any]], refs: dict[str, dict[str, dict]]) -> str:
-    f = lambda d: f"{d['mae']:.3f} / {d['rmse']:.3f}" if d else "–"  # noqa: E731
+    def f(d):
+        return f"{d['mae']:.3f} / {d['rmse']:.3f}" if d else "–"
+
     L = [f"# Ablation on real data: {dataset}", "",
          "Each row: the same training profile, best-validation checkpoint, test read once. MAE / RMSE on the original "
          "scale. `clock` = model.time_identity, `output` = model.output (beyond the paper).", "",

@@ -8,8 +8,9 @@ checkpoint as the train stage (``train.use_ray: false`` path); no MLflow, no fil
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader

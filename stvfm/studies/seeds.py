@@ -96,7 +96,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def render_seeds(dataset: str, rows: list[dict[str, Any]], refs: dict[str, dict[str, dict]]) -> str:
-    f = lambda d: f"{d['mae']:.3f} / {d['rmse']:.3f}"  # noqa: E731
+    def f(d):
+        return f"{d['mae']:.3f} / {d['rmse']:.3f}"
+
     name = {"stvfm": "ST-VFM", "stid": "STID (baseline recipe)"}
     L = [f"# Seed study on real data: {dataset}", "",
          "Each run: the profile's ST-VFM or the STID baseline's reference recipe (`baselines.stid`), one seed, "
@@ -122,4 +124,4 @@ def render_seeds(dataset: str, rows: list[dict[str, Any]], refs: dict[str, dict[
     return "\n".join(L)
 
 
-__all__ = ["run_seeds", "parse_job", "job_params", "summarise", "render_seeds", "MODELS", "SEEDS"]
+__all__ = ["MODELS", "SEEDS", "job_params", "parse_job", "render_seeds", "run_seeds", "summarise"]

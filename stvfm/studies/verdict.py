@@ -7,8 +7,9 @@ entry points print its line last, and the report repeats it. A model that loses 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from stvfm.config import Params
 from stvfm.io import read_json

@@ -5,9 +5,10 @@ Each Ray worker calls :func:`build_components` itself, so it reads only its spli
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -71,12 +71,11 @@ def predict_split(model, ds, scaler, batch_size: int, bf16: bool = False, keep: 
 
 
 def write_per_step_csv(path: Path, per_step: list[dict[str, float]]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["step", "mae", "rmse"])
-            w.writeheader()
-            for r in per_step:
-                w.writerow({k: r[k] for k in ("step", "mae", "rmse")})
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["step", "mae", "rmse"])
+        w.writeheader()
+        for r in per_step:
+            w.writerow({k: r[k] for k in ("step", "mae", "rmse")})
 
 
 def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track: bool = True) -> dict[str, Any]:

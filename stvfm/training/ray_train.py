@@ -13,8 +13,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from stvfm.cluster.ray_address import RAY_ENV_DEFAULTS, configured_address, free_port, init_ray, ray_env
 from stvfm.config import Params, params_from_dict

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -123,4 +124,4 @@ def train_plain(params: Params, dataset: str, root: str | Path, *, resume: str |
     return worker_body(params, dataset, root, resume_state=resume_state, on_epoch=hook)
 
 
-__all__ = ["worker_body", "train_plain", "export_state", "TrainOutcome", "PID_DIR_ENV"]
+__all__ = ["PID_DIR_ENV", "TrainOutcome", "export_state", "train_plain", "worker_body"]

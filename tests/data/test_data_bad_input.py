@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from data_helpers import leftovers, make_params, npz_dataset, series, write_raw
+
 from stvfm.data.stages import run_flow, run_grid, run_split
 from stvfm.errors import DataError
 
@@ -30,7 +30,7 @@ def _flow_with(kind):
     return f
 
 
-@pytest.mark.parametrize("kind,msg", [
+@pytest.mark.parametrize(("kind", "msg"), [
     ("nan", r"1 non-finite values \(NaN/inf\); first is NaN at time step 17, cell \(1, 0\), channel 1"),
     ("inf", r"first is inf at time step 3, cell \(0, 1\), channel 0"),
     ("negative", r"1 negative values \(min -4.0\); first at time step 9, cell \(2, 1\)"),

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import yaml
-
 from data_helpers import series, write_raw
+
 from stvfm.cli import main
 
 
@@ -22,7 +22,7 @@ def test_cli_grid_flow_split(tmp_path, capsys):
     assert out[2]["n_windows"] == {"train": 59, "val": 4, "test": 4} and out[2]["interval_minutes"] == 30
     assert main(["data", "split", "toy", *args, "--set", "data.history=30"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("stvfm data: error: dataset 'toy'") and "too short" in err and "\n" == err[-1]
+    assert err.startswith("stvfm data: error: dataset 'toy'") and "too short" in err and err[-1] == "\n"
 
 
 def test_pipeline_entry_point(tmp_path, monkeypatch, capsys):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-
 from data_helpers import make_params, series, write_raw
+
 from stvfm.data.readers import canonical, guess_kind, read_raw, rebuild_windows
 from stvfm.errors import DataError
 
@@ -107,7 +107,7 @@ def test_stssl_refuses_non_adjacent_files(tmp_path):
     full = series(T=80, H=2, W=2)
     np.savez(tmp_path / "val.npz", **stssl_windows(full, 9, 20))
     np.savez(tmp_path / "test.npz", **stssl_windows(full, 40, 20))  # 11-step gap between the files
-    with pytest.raises(DataError, match="do not overlap exactly|uncovered"):
+    with pytest.raises(DataError, match=r"do not overlap exactly|uncovered"):
         read_raw([tmp_path / "val.npz", tmp_path / "test.npz"], "stssl", dataset="d", grid=(2, 2), interval_minutes=60)
 
 
@@ -125,7 +125,7 @@ def test_rebuild_needs_adjacent_offsets():
 
 # ---------------------------------------------------------------- the real NYC samples, through the grid stage
 @pytest.mark.real
-@pytest.mark.parametrize("name,shape,freq,start", [
+@pytest.mark.parametrize(("name", "shape", "freq", "start"), [
     ("bikenyc1_tail", (1369, 16, 8, 2), 60, "2014-08-04T23:00"),
     ("bikenyc2_test", (960, 10, 20, 2), 30, "2016-08-10T00:00"),
     ("taxinyc2_test", (960, 10, 20, 2), 30, "2015-02-10T00:00"),

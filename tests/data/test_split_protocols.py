@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
 from data_helpers import make_params, npz_dataset, series, write_raw
+
 from stvfm.data.scaler import Scaler
 from stvfm.data.stages import run_flow, run_grid, run_split
 from stvfm.data.windows import WindowDataset

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -12,8 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from stvfm.data.gridding import GridSpec, grid_trips
-from stvfm.data.trips import (TRIP_SCHEMA, grid_trip_files, iter_trip_batches, name_period, read_trip_table,
-                              zone_centroids)
+from stvfm.data.trips import (
+    TRIP_SCHEMA,
+    grid_trip_files,
+    iter_trip_batches,
+    name_period,
+    read_trip_table,
+    zone_centroids,
+)
 from stvfm.errors import DataError
 
 # --------------------------------------------------------------------------------------------- Citi Bike files
@@ -219,7 +226,9 @@ def _taxi_zones(tmp: Path, *, id_field: str = "LocationID", prj: bool = True) ->
 
 
 def _tlc_ids(tmp: Path, name: str = "yellow_tripdata_2016-01.parquet") -> Path:
-    ts = lambda *v: pa.array(np.array(v, dtype="datetime64[us]"), pa.timestamp("us"))  # noqa: E731
+    def ts(*v):
+        return pa.array(np.array(v, dtype="datetime64[us]"), pa.timestamp("us"))
+
     t = pa.table({
         "VendorID": pa.array([1, 2, 1, 2, 1, 2], pa.int32()),
         "tpep_pickup_datetime": ts("2016-01-01T00:10", "2016-01-01T01:00", "2015-12-31T23:50", "2016-01-20T12:00",
@@ -298,7 +307,7 @@ def test_unreadable_and_malformed_inputs(tmp_path):
         read_trip_table([bad], "trips-citibike", start="2016-07-01", end="2016-08-01")
     empty = tmp_path / "201607-citibike-tripdata.zip"
     empty.write_bytes(_zip_bytes({"readme.txt": "nothing here"}))
-    with pytest.raises(DataError, match="holds no .csv"):
+    with pytest.raises(DataError, match=re.escape("holds no .csv")):
         read_trip_table([empty], "trips-citibike", start="2016-07-01", end="2016-08-01")
     no_lon = tmp_path / "trips.csv"
     no_lon.write_text(OLD_HEADER.replace(',"end station longitude"', "") + "\n")

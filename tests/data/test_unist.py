@@ -23,7 +23,7 @@ def unist_file(path, full, starts, *, stamps="pairs", first="2016-08-01T00:00", 
     ``stamps``: "index" (step index ``index0 + k``) or "pairs" ((weekday Mon=0, slot) of a ``slots``-a-day clock)."""
     out, ts = {}, {}
     t0 = np.datetime64(first, "m")
-    for split, a in zip(("train", "val", "test"), starts):
+    for split, a in zip(("train", "val", "test"), starts, strict=True):
         a = np.asarray(a)
         idx = a[:, None] + np.arange(T_SEQ)[None, :]
         X = full[idx]  # (N, T, H, W)
@@ -56,7 +56,7 @@ ADJACENT = (win(0, 30), win(41, 8), win(60, 9))  # the series cut first: adjacen
 
 
 @pytest.mark.parametrize("starts", [OVERLAP, ADJACENT], ids=["overlapping-splits", "adjacent-splits"])
-@pytest.mark.parametrize("form,minutes,slots,first", [
+@pytest.mark.parametrize(("form", "minutes", "slots", "first"), [
     ("index", 30, 48, None),  # Crowd / Cellular
     ("pairs", 30, 48, "2016-08-01T05:30"),  # 30-minute file, slots 0..47 (Traffic*, BikeNYC-1, TaxiNYC)
     ("pairs", 60, 24, "2016-07-03T22:00"),  # hourly, slots 0..23 (TDrive, BikeNYC-2)
@@ -78,7 +78,7 @@ def test_reads_as_unists_loader_does(tmp_path, starts, form, minutes, slots, fir
     minute_of_day = tid[:, 0] * minutes
     pub = ds.attrs["published_windows"]
     assert pub["window"] == T_SEQ
-    for split, a in zip(("train", "val", "test"), starts):
+    for split, a in zip(("train", "val", "test"), starts, strict=True):
         X = np.asarray(written[f"X_{split}"][0])
         t0 = np.asarray(pub["t0"][split])
         np.testing.assert_array_equal(t0, a)  # each window where the file put it ...
@@ -107,7 +107,7 @@ def test_index_origin_moves_to_a_wednesday(tmp_path):
 
 def test_read_raw_dispatches_and_ignores_the_tables_interval(tmp_path):
     p = tmp_path / "BikeNYC_short.json"
-    unist_file(p, counts(60), OVERLAP[:1] + (win(40, 5), win(45, 3)), minutes=30, slots=48)
+    unist_file(p, counts(60), (*OVERLAP[:1], win(40, 5), win(45, 3)), minutes=30, slots=48)
     ds = read_raw([p], "unist", dataset="bikenyc1", interval_minutes=60, start="2016-08-01").ds
     assert ds.attrs["interval_minutes"] == 30 and ds.attrs["source"] == "unist:BikeNYC_short.json"
 

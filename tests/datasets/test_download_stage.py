@@ -1,6 +1,7 @@
 """The download stage against a local HTTP server on 127.0.0.1: checksums, lock pinning, mirror, resume, offline."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import json
@@ -33,7 +34,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a):  # keep pytest output clean
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):  # the name http.server dispatches to
         self.server.requests.append((self.path, self.headers.get("Range")))
         path = Path(self.translate_path(self.path))
         if not path.is_file():
@@ -65,8 +66,7 @@ def server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     (root / FILE).write_bytes(PAYLOAD)
-    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
     httpd.requests, httpd.ranges, httpd.root, httpd.truncate = [], True, root, 0
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -153,7 +153,7 @@ def test_lock_pins_first_download_and_enforces_later(tmp_path, server, toy):
     for p in (tmp_path / "data" / "raw").iterdir():
         __import__("shutil").rmtree(p)
     before = lock_path(tmp_path).read_text()
-    with pytest.raises(DownloadError, match="checksum mismatch.*Toy_short.json|Toy_short.json.*checksum mismatch"):
+    with pytest.raises(DownloadError, match=r"checksum mismatch.*Toy_short\.json|Toy_short\.json.*checksum mismatch"):
         run_download("toy", params(), tmp_path)
     assert leftovers(tmp_path) == []
     assert lock_path(tmp_path).read_text() == before
@@ -407,7 +407,7 @@ def test_local_zarr_and_trips(tmp_path):
     assert mt["kind"] == "trips" and mt["bbox"] == [1, 2, 3, 4] and mt["interval_minutes"] == 15
 
 
-@pytest.mark.parametrize("path,match", [("nothere.npz", "not found.*local_sources.bad.path"),
+@pytest.mark.parametrize(("path", "match"), [("nothere.npz", "not found.*local_sources.bad.path"),
                                         ("x.txt", "must be an .npz")])
 def test_local_errors(tmp_path, path, match):
     (tmp_path / "x.txt").write_text("hi")

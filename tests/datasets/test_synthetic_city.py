@@ -139,7 +139,7 @@ def test_default_is_fast_and_bikenyc_shaped(tmp_path):
     assert info.steps == 60 * 24 and info.records > 400_000
 
 
-@pytest.mark.parametrize("key,value", [("trips_per_step", 0), ("burst_rate", 1.5), ("span_days", 0), ("hotspots", -1)])
+@pytest.mark.parametrize(("key", "value"), [("trips_per_step", 0), ("burst_rate", 1.5), ("span_days", 0), ("hotspots", -1)])
 def test_bad_synthetic_params(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"data.synthetic.{key}"):
         generate_trips(SYNTHETIC, SyntheticConfig(**{key: value}), tmp_path / "x.parquet")

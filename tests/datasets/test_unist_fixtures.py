@@ -88,8 +88,8 @@ def test_the_ten_fixture_files_download_to_report(tmp_path, mirror, monkeypatch,
     from stvfm.config import load_params
     from stvfm.data.stages import run_flow, run_grid, run_split
     from stvfm.datasets.download import run_download
-    from stvfm.training.evaluate import run_evaluate
     from stvfm.report.run import run_report
+    from stvfm.training.evaluate import run_evaluate
     from stvfm.training.stage import run_train
 
     committed = (project_root / "data" / "sources.lock.json").read_bytes()

@@ -79,7 +79,7 @@ def _cluster_spec(doc: dict) -> dict:
     return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
 
 
-@pytest.mark.parametrize("name,kind", [("k8s/raycluster.yaml", "RayCluster"), ("k8s/rayjob.yaml", "RayJob")])
+@pytest.mark.parametrize(("name", "kind"), [("k8s/raycluster.yaml", "RayCluster"), ("k8s/rayjob.yaml", "RayJob")])
 def test_kuberay_gpus_image_storage_auth(name, kind):
     doc = _one(_docs(name), kind)
     assert doc["apiVersion"] == "ray.io/v1" and doc["metadata"]["namespace"] == "stvfm"
@@ -173,11 +173,11 @@ def _walk(node, out: list) -> None:
 # ---------------------------------------------------------------- image
 def test_dockerfile_pins_ray_installs_package_runs_unprivileged():
     text = (INFRA / "Dockerfile").read_text()
-    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     assert lines[0] == "FROM rayproject/ray:2.60.0-py311-gpu"
-    assert any(l.startswith("RUN pip install --no-cache-dir .") for l in lines)
+    assert any(line.startswith("RUN pip install --no-cache-dir .") for line in lines)
     for pkg in ("stvfm", "pipelines", "tune", "pyproject.toml", "params.yaml"):
-        assert any(l.startswith("COPY") and pkg in l for l in lines), pkg
+        assert any(line.startswith("COPY") and pkg in line for line in lines), pkg
     assert lines[-2] == "USER ray"
     ignore = (INFRA / "Dockerfile.dockerignore").read_text().split()
     assert {".venv", "data", ".git", "mlruns"} <= set(ignore)

@@ -53,7 +53,7 @@ CASES = [pytest.param(*c, id=_case_id(c)) for c in FAST] + [
     pytest.param(*c, id=_case_id(c), marks=pytest.mark.slow) for c in FULL]  # slow: 30 more builds on meta
 
 
-@pytest.mark.parametrize("backbone,variant,grid", CASES)
+@pytest.mark.parametrize(("backbone", "variant", "grid"), CASES)
 def test_model_info_prints_the_output_shape_under_default_params(capsys, monkeypatch, backbone, variant, grid):
     rc, r = info(capsys, monkeypatch, "--variant", variant, "--backbone", backbone, "--grid", f"{grid[0]}x{grid[1]}",
                  "--channels", "2")
@@ -102,7 +102,7 @@ def test_interval_from_the_dataset_or_the_flag(capsys, monkeypatch):
     assert rc == 0 and r["interval_minutes"] == 15 and r["grid"] == [8, 8] and r["channels"] == spec.channels
 
 
-@pytest.mark.parametrize("argv,needle", [
+@pytest.mark.parametrize(("argv", "needle"), [
     (["--interval-minutes", "0"], "--interval-minutes: expected minutes between 1 and 1440, got 0"),
     (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
     (["--grid", "0x8"], "--grid: expected a positive height and width, got '0x8'"),

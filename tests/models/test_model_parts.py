@@ -21,7 +21,7 @@ from stvfm.models.tokenizer import PatchTokenizer
 from .conftest import TINY
 
 
-@pytest.mark.parametrize("grid,p", [((16, 8), 2), ((10, 20), 3), ((7, 5), 2), ((4, 4), 4), ((5, 3), 1)])
+@pytest.mark.parametrize(("grid", "p"), [((16, 8), 2), ((10, 20), 3), ((7, 5), 2), ((4, 4), 4), ((5, 3), 1)])
 def test_tokenizer_roundtrip_and_layout(grid, p):
     c = 2
     tok = PatchTokenizer(grid, c, p)
@@ -45,7 +45,7 @@ def test_tokenizer_pads_by_replication():
     assert tok.unpatchify(t).shape == (1, 1, 1, 3, 3)
 
 
-@pytest.mark.parametrize("grid,p", [((16, 8), 9), ((16, 8), 0), ((10, 20), 11)])
+@pytest.mark.parametrize(("grid", "p"), [((16, 8), 9), ((16, 8), 0), ((10, 20), 11)])
 def test_patch_size_that_cannot_tile_is_a_config_error(grid, p):
     with pytest.raises(ConfigError, match=r"model.patch_size.*set model.patch_size to 1\.\."):
         PatchTokenizer(grid, 1, p)

@@ -22,7 +22,7 @@ GRIDS = [(16, 20), (32, 32), (16, 8), (10, 20), (16, 12), (20, 10), (26, 26), (2
 def test_output_shapes_every_grid_and_variant(grid):
     for i, variant in enumerate(VARIANTS):
         c = 1 + (i + grid[0]) % 2  # both 1 and 2 channels across the grid
-        model, info = build_model(tiny_cfg(variant=variant), grid, c)
+        model, _ = build_model(tiny_cfg(variant=variant), grid, c)
         x = torch.randn(2, 6, c, *grid)
         out = model(x, torch.randn_like(x))
         assert out.st.shape == (2, 6, c, *grid) and out.st.dtype == torch.float32
@@ -166,7 +166,7 @@ def test_parameter_counts_and_vfm_blocks():
     assert total - trainable == frozen > 0
 
 
-@pytest.mark.parametrize("kw,err,match", [
+@pytest.mark.parametrize(("kw", "err", "match"), [
     (dict(backbone="resnet50"), ConfigError, r"model.backbone: unknown backbone 'resnet50'.*dinov2_vits14"),
     (dict(variant="fancy"), ConfigError, r"model.variant: 'fancy' is not one of"),
     (dict(arch="unet"), ConfigError, r"model.arch: 'unet'"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -60,7 +61,7 @@ def test_weights_only_load_refuses_pickled_code(tmp_path):
     import argparse  # any class is code to the unpickler; weights_only=True refuses it
 
     torch.save({"blocks.0.norm1.weight": torch.zeros(32), "x": argparse.Namespace(a=1)}, path)
-    with pytest.raises(WeightsError, match="evil.pth"):
+    with pytest.raises(WeightsError, match=re.escape("evil.pth")):
         build_model(tiny_cfg(weights=str(path)), (8, 6), 2)
 
 
@@ -134,7 +135,7 @@ def test_fetch_uses_cache_and_verifies(tmp_path, monkeypatch, ckpt):
     def failing(url, target, sha):
         raise OSError("network unreachable")
 
-    with pytest.raises(DownloadError, match="could not fetch test_tiny_dinov2 weights.*network unreachable"):
+    with pytest.raises(DownloadError, match=r"could not fetch test_tiny_dinov2 weights.*network unreachable"):
         fetch_weights(TINY, tmp_path / "other", url_fetcher=failing)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DownloadError, match="HF_HUB_OFFLINE=1"):

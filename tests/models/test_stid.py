@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def tids(batch: int, tod: int = 0, dow: int = 0, history: int = 6, horizon: int 
 
 
 @pytest.mark.parametrize("series", ["cell_channel", "cell"])
-@pytest.mark.parametrize("grid,channels", [((16, 8), 2), ((10, 20), 2), ((5, 3), 1)])
+@pytest.mark.parametrize(("grid", "channels"), [((16, 8), 2), ((10, 20), 2), ((5, 3), 1)])
 def test_stid_output_shape(grid, channels, series):
     m = STID(grid, channels, 6, 6, steps_per_day=48, input_dim=16, node_dim=8, tod_dim=4, dow_dim=4, num_layers=2,
              series=series)
@@ -106,7 +107,7 @@ def test_stid_rejects_wrong_input():
     m = STID((4, 4), 2)
     with pytest.raises(ValueError, match="grid"):
         m(torch.randn(1, 6, 2, 4, 5), time_ids=tids(1))
-    with pytest.raises(ValueError, match="model.stid.series"):
+    with pytest.raises(ValueError, match=re.escape("model.stid.series")):
         STID((4, 4), 2, series="node")
 
 
@@ -121,7 +122,7 @@ def test_factory_builds_stid_with_the_day_sized_clock():
     assert not hasattr(build_model(no_clock, (4, 5), 2)[0], "tod_emb")
     with pytest.raises(ConfigError, match="interval"):
         build_model(cfg, (4, 5), 2)
-    with pytest.raises(ConfigError, match="model.stid.series"):
+    with pytest.raises(ConfigError, match=re.escape("model.stid.series")):
         build_model(ModelConfig(arch="stid", stid=STIDConfig(series="x")), (4, 5), 2, interval_minutes=60)
 
 
@@ -149,7 +150,7 @@ def test_stid_dropout_is_the_reference_value_and_only_in_training():
     m0, _ = build_model(ModelConfig(arch="stid", stid=STIDConfig(dropout=0.0)), (4, 5), 2, interval_minutes=30)
     m0.train()
     assert torch.equal(m0(x, time_ids=t).st, m0(x, time_ids=t).st), "dropout 0: train passes must be identical"
-    with pytest.raises(ConfigError, match="model.stid.dropout"):
+    with pytest.raises(ConfigError, match=re.escape("model.stid.dropout")):
         build_model(ModelConfig(arch="stid", stid=STIDConfig(dropout=1.0)), (4, 5), 2, interval_minutes=30)
 
 

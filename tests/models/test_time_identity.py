@@ -2,6 +2,8 @@
 missing ids are a DataError, needs_time_ids, anchored starts as the paper's decoder, the paper profile keeps both off."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -126,10 +128,10 @@ def test_needs_time_ids_and_interval_required():
 
     meta = {"model_cfg": asdict(tiny_cfg(time_identity=True)), "grid": [8, 8], "channels": 1, "history": 6,
             "horizon": 6}
-    with pytest.raises(ConfigError, match="metadata .* has none .*retrain"):  # a checkpoint without its interval
+    with pytest.raises(ConfigError, match=r"metadata .* has none .*retrain"):  # a checkpoint without its interval
         build_model_from_meta(meta)
     assert build_model_from_meta({**meta, "interval_minutes": 30})[0].time_in.tod.num_embeddings == 48
-    with pytest.raises(ConfigError, match="model.output"):
+    with pytest.raises(ConfigError, match=re.escape("model.output")):
         build_model(tiny_cfg(output="nope"), (8, 8), 1)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,20 +114,6 @@ class Project:
             assert r.rc == 0, (st, r.err)
             if st == upto:
                 return
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Project:
-    root = tmp_path / "proj"
-    outside = tmp_path / "outside"
-    root.mkdir()
-    (outside / "keep").mkdir(parents=True)
-    (outside / "keep" / "precious.txt").write_text("must survive every bad input\n")
-    monkeypatch.delenv("STVFM_PARAMS", raising=False)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    proj = Project(root, outside)
-    proj.write_params()
-    return proj
 
 
 def assert_refused(r: Result, *needles: str) -> None:

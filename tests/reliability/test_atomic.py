@@ -25,10 +25,14 @@ def test_failed_write_keeps_the_old_output(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError):
+
+    def write_then_fail():
         with sio.atomic_path(target) as tmp:
             tmp.mkdir()
             raise RuntimeError("bad input")
+
+    with pytest.raises(RuntimeError, match="bad input"):
+        write_then_fail()
     assert (target / "old.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -13,9 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-import zarr
-
-from harness import BASE_PARAMS, Project, assert_refused, changed, project  # noqa: F401  (fixture)
+from harness import Project, assert_refused, changed
 
 
 def _refused_and_untouched(proj: Project, r_fn, *needles: str) -> None:
@@ -39,7 +37,7 @@ def test_bad_local_source_name_refused_at_params_load(project, bad):
     assert (project.outside / "keep" / "precious.txt").exists()
 
 
-@pytest.mark.parametrize("key,value", [("datasets", "[../grid/x]"), ("sweeps.datasets", "[a/b]")])
+@pytest.mark.parametrize(("key", "value"), [("datasets", "[../grid/x]"), ("sweeps.datasets", "[a/b]")])
 def test_bad_dataset_names_in_lists(project, key, value):
     _refused_and_untouched(project, lambda: project.stage("split", "synthetic", sets=(f"{key}={value}",)),
                            "params.yaml", key.split(".")[-1], "not a valid dataset name")
@@ -181,7 +179,7 @@ def test_dropped_share_warns_in_output_and_stats(project, caplog):
 
 
 # ------------------------------------------------------------------ 6. one line, never a traceback
-@pytest.mark.parametrize("store,stage", [("grid", "flow"), ("grid", "split")])
+@pytest.mark.parametrize(("store", "stage"), [("grid", "flow"), ("grid", "split")])
 def test_corrupt_chunk_in_a_store(project, store, stage):
     project.data_ready()
     chunk = next(p for p in sorted((project.root / f"data/{store}/synthetic.zarr").rglob("c/*/*/*/*")) if p.is_file())
@@ -230,7 +228,7 @@ def test_corrupt_local_copy_does_not_advise_a_download(project):
     assert "download" not in project.stage("grid", "broken").err
 
 
-@pytest.mark.parametrize("override,needles", [
+@pytest.mark.parametrize(("override", "needles"), [
     ("model.heads=[1", ("model.heads=[1", "not valid YAML")),
     ("train.lr=0", ("params.yaml", "train.lr", "> 0")),
     ("train.lr=-1e-3", ("train.lr",)),
@@ -294,7 +292,7 @@ def _npz(project: Project, name: str, **arrays) -> None:
 _GOOD = np.ones((30, 4, 4, 2), "f4")
 
 
-@pytest.mark.parametrize("case,arrays,needles", [
+@pytest.mark.parametrize(("case", "arrays", "needles"), [
     ("noflow", {"volume_x": _GOOD, "freq_minutes": np.int64(60)}, ("missing array 'flow'",)),
     ("rank", {"flow": _GOOD[..., 0], "freq_minutes": np.int64(60)}, ("rank 3", "expected rank 4")),
     ("nan", {"flow": np.where(np.arange(30)[:, None, None, None] == 5, np.nan, _GOOD).astype("f4"),

@@ -1,6 +1,7 @@
 """Issue 11, items 7 and 9: two runs at once, leftovers of killed runs, and Ray addresses that lead nowhere."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -12,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from harness import REPO, Project, assert_refused, changed, project  # noqa: F401  (fixture)
+from harness import REPO, assert_refused, changed
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -55,7 +55,7 @@ def test_two_downloads_of_one_dataset_at_once(project, tmp_path):
             time.sleep(0.01)
     finally:
         os.killpg(a.pid, signal.SIGCONT)
-    for p, log in zip((a, b), logs):
+    for p, log in zip((a, b), logs, strict=True):
         assert p.wait(timeout=300) == 0 and "Traceback" not in log.read_text(), log.read_text()[-2000:]
     assert sorted(q.name for q in raw.iterdir()) == ["big"]  # no temp folders, no .old
     assert sorted(q.name for q in (raw / "big").iterdir()) == ["big.npz", "manifest.json"]
@@ -145,10 +145,8 @@ def test_a_silent_cluster_ends_within_the_bound():
         conns = []
         srv.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 conns.append(srv.accept()[0])
-            except OSError:
-                pass
         for c in conns:
             c.close()
 

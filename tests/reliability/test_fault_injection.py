@@ -11,6 +11,7 @@ cleans up and completes with the same bytes as the reference run.
 which the final uninterrupted run checks)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -22,8 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness import REPO, Project, project  # noqa: F401  (fixture)
+from harness import REPO
 
 KILLS_PER_STAGE = 7  # mid-write kills that must land before the commit, x 3 stages = 21
 MAX_TRIES_PER_STAGE = 4 * KILLS_PER_STAGE  # a try whose freeze comes after the commit is "late" and retried
@@ -134,7 +134,17 @@ def _process_state(pid: int) -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="watches the stage's process state in /proc (Linux)")
-def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path):
+def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path, request):
+    started: list[subprocess.Popen] = []
+
+    def _reap() -> None:  # a failed check between the freeze and the kill must not leave a stopped stage behind
+        for proc in started:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    request.addfinalizer(_reap)
     project.data_ready()  # old outputs: span 7 days
     project.write_params(data={"synthetic": {"span_days": 9}})  # new raw data -> new grid -> new flow -> new split
     assert project.stage("download", "synthetic").rc == 0
@@ -167,15 +177,14 @@ def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path)
             mark = _commit_mark(project.root, stage)
             p = subprocess.Popen(_cmd(project.root, stage), cwd=project.root, env=_env(), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            started.append(p)
             while not (_temps(project.root, stage) - temps_before):  # the stage's write has begun
                 assert p.poll() is None, f"{stage} exited (rc {p.returncode}) before its temp folder was seen"
                 time.sleep(0.0005)
             t_write = time.monotonic()
             time.sleep(rng.uniform(0.0, 1.0) * window)  # a random point of the write window
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGSTOP)  # freeze the stage where it is, then look
-            except ProcessLookupError:
-                pass
             frozen_by = time.monotonic() + 5
             while (ps := _process_state(p.pid)) not in ("T", "t", "Z", None):  # stopped, or exited before
                 assert time.monotonic() < frozen_by, f"{stage} did not stop within 5 s (state {ps})"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.version_fixtures import ROOT, raw_window, tiny_versions  # noqa: E402,F401  (session fixture)
+from serving.version_fixtures import ROOT, raw_window
 
 
 def _tree_hash(root: Path) -> str:
@@ -50,7 +50,7 @@ def good(tiny_versions, tmp_path):
     return x, str(start), tmp_path
 
 
-@pytest.mark.parametrize("name, content, match", [
+@pytest.mark.parametrize(("name", "content", "match"), [
     ("empty.npz", b"", "cannot read .npz"),
     ("garbage.npz", b"\x00\x01not a zip at all" * 10, "cannot read .npz"),
     ("pickle.npz", b"\x80\x04\x95", "cannot read .npz"),
@@ -80,7 +80,7 @@ def test_non_numeric_flow(capsys, tiny_versions, tmp_path):
 
 
 def test_negative_values(capsys, tiny_versions, good):
-    x, start, d = good
+    x, _, d = good
     x = x.copy()
     x[-1, 3, 3, 0] = -5
     np.savez(d / "neg.npz", flow=x)
@@ -146,3 +146,43 @@ def test_cli_process_exit_code_and_one_line(tiny_versions, tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
     assert r.stderr.startswith("stvfm predict: error: file 'bad.npz': cannot read .npz")
     assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize(("last", "match"), [
+    ("4611686018427387904", "--last-time 4611686018427387904 is outside 1900-01-01T00:00:00..2200-01-01T00:00:00"),
+    ("-4611686018427387904", "is outside 1900-01-01"),  # issue 23: these were an IndexError traceback
+    ("1e300", "is outside 1900-01-01"),
+    ("1704495600.5", "--last-time must be whole unix seconds"),
+    ("1800-01-01T00:00", "is outside 1900-01-01"),
+    ("nan", "must be whole unix seconds"),
+])
+def test_last_time_out_of_range_or_fractional(capsys, tiny_versions, good, last, match):
+    x, _, d = good
+    np.savez(d / "bare.npz", flow=x)
+    _refused(capsys, tiny_versions.tid, d / "bare.npz", match, "--last-time", last)
+
+
+def test_last_time_off_the_model_grid_and_values_beyond_the_training_range(capsys, tiny_versions, good):
+    x, start, d = good
+    np.savez(d / "bare.npz", flow=x)
+    last = int(np.datetime64(start, "s").astype(np.int64)) + 7 * 3600
+    _refused(capsys, tiny_versions.tid, d / "bare.npz", "not on the model's 60-minute grid", "--last-time",
+             str(last + 1800))
+    huge = x.copy()
+    huge[-1] = 3e38
+    np.savez(d / "huge.npz", flow=huge)
+    _refused(capsys, tiny_versions.plain, d / "huge.npz", "lie beyond 10000 training standard deviations")
+    np.savez(d / "late.npz", flow=x, freq_minutes=60, start="2199-12-31T23:00")  # its last step: after 2200
+    _refused(capsys, tiny_versions.tid, d / "late.npz", "outside 1900-01-01")
+
+
+@pytest.mark.slow
+def test_huge_last_time_exits_2_with_one_line(tiny_versions, tmp_path):
+    """The issue's exact command: a process, exit code 2, one stderr line, no traceback."""
+    x, _ = raw_window(tiny_versions.root, steps=8)
+    np.savez(tmp_path / "in.npz", flow=x)
+    r = subprocess.run([sys.executable, "-m", "stvfm.cli", "predict", "--model", str(tiny_versions.tid), "--input",
+                        "in.npz", "--out", "o.npz", "--last-time", "4611686018427387904"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--last-time 4611686018427387904 is outside" in r.stderr and not (tmp_path / "o.npz").exists()

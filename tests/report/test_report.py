@@ -31,7 +31,7 @@ def write_fixture(root, name="synthetic", start="2024-01-01T00:00:00", T=240, in
                 for e in range(3)])
 
 
-@pytest.fixture()
+@pytest.fixture
 def params(project_root):
     return load_params(project_root / "params.yaml", ["sweeps.backbones=[dinov2_vits14,clip_vitb16,deit_vitb16]",
                                                       "sweeps.variants=[simple,token,temporal,adapter,full]"])
@@ -151,8 +151,8 @@ def test_summary_lists_every_dataset(tmp_path, params):
 
 
 def test_sweep_config_validation(params):
-    from stvfm.errors import ConfigError
     from stvfm.config import SweepConfig
+    from stvfm.errors import ConfigError
 
     cfg = SweepConfig.from_params(params.sweeps)
     assert cfg.overrides("variant", "token")["model.variant"] == "token"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from test_report import params, write_fixture  # noqa: F401 (fixture; tests/report is on sys.path)
 
 from stvfm.io import read_json, write_json
-
-from test_report import params, write_fixture  # noqa: F401 (fixture; tests/report is on sys.path)
 
 
 def _extend(root):

@@ -73,16 +73,12 @@ def test_forecast_default_is_the_train_stage_exported_version(tiny_versions, tmp
 
 
 def test_forecast_refuses_a_model_of_another_grid(tiny_versions, tmp_path):
-    import json
-    import shutil
-
     from stvfm.errors import DataError
+    from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, read_config, read_weights, write_version
 
-    bad = tmp_path / "v"
-    shutil.copytree(tiny_versions.plain, bad)
-    cfg = json.loads((bad / "config.json").read_text())
-    cfg["interval_minutes"] = 30
-    (bad / "config.json").write_text(json.dumps(cfg))
+    cfg = read_config(tiny_versions.plain / CONFIG_FILE, "x")
+    cfg["interval_minutes"] = 30  # a genuine version (digest and all) of a 30-minute model
+    bad = write_version(tmp_path / "v", cfg, read_weights(tiny_versions.plain / WEIGHTS_FILE, "x"))
     with pytest.raises(DataError, match="30-minute steps"):
         run_forecast(load_params(tiny_versions.root / "params.yaml"), "synthetic", tiny_versions.root,
                      model=str(bad), use_ray=False, out=tmp_path / "x.zarr")
@@ -106,3 +102,21 @@ def test_forecast_ray_data_two_actors_equals_plain_loop(tiny_versions, tmp_path)
     assert out["engine"] == b.attrs["engine"] == "ray-data" and out["windows"] == plain["windows"] > 4
     np.testing.assert_array_equal(a["forecast"].values, b["forecast"].values)
     np.testing.assert_array_equal(a["origin_time"].values, b["origin_time"].values)
+
+
+def test_forecast_removes_the_temp_folders_a_killed_run_left(tiny_versions, tmp_path):
+    """A run killed mid-write leaves `.<ds>.zarr.XXXXXXXX.tmp/` beside its output; the next run removes it (under the
+    output's lock, so no live run's folder is touched), and leaves other files alone."""
+    out = tmp_path / "forecasts" / "synthetic.zarr"
+    out.parent.mkdir()
+    stale = [out.parent / ".synthetic.zarr.k1ll3d00.tmp", out.parent / ".synthetic.zarr.old"]
+    for d in stale:
+        (d / "synthetic.zarr").mkdir(parents=True)
+        (d / "synthetic.zarr" / "zarr.json").write_text("{}")
+    keep = [out.parent / ".synthetic.zarr.x.abcdefgh.tmp", out.parent / "notes.txt"]  # another target's; a file
+    keep[0].mkdir()
+    keep[1].write_text("mine")
+    run_forecast(load_params(tiny_versions.root / "params.yaml"), "synthetic", tiny_versions.root,
+                 model=str(tiny_versions.plain), use_ray=False, out=out)
+    assert not any(d.exists() for d in stale) and all(p.exists() for p in keep)
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, *(p.name for p in keep)])

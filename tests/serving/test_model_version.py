@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 
@@ -83,7 +84,7 @@ def before_export(comp, windows):
 def test_version_files_are_tensors_and_json_and_round_trip(tiny_versions, tmp_path):
     folder = tiny_versions.plain
     assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
-    assert not (folder / WEIGHTS_FILE).read_bytes()[:2] in (b"\x80\x04", b"\x80\x05", b"PK")  # not pickle, not zip
+    assert (folder / WEIGHTS_FILE).read_bytes()[:2] not in (b"\x80\x04", b"\x80\x05", b"PK")  # not pickle, not zip
     cfg = read_config(folder / CONFIG_FILE, "x")
     assert cfg["format"] == FORMAT and cfg["grid"] == [16, 8] and cfg["channels"] == 2
     assert cfg["interval_minutes"] == 60 and cfg["time_identity"] is False and cfg["history"] == 6
@@ -123,15 +124,15 @@ def test_weights_that_are_not_safetensors_are_refused_unread(tiny_versions, tmp_
 
 
 def test_state_dict_must_fit_the_config(tiny_versions, tmp_path):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    bad = tmp_path / "v"
-    bad.mkdir()
-    (bad / CONFIG_FILE).write_bytes((tiny_versions.plain / CONFIG_FILE).read_bytes())
+    from stvfm.serving.version import write_version
+
     w = load_file(tiny_versions.plain / WEIGHTS_FILE)
     w.pop(next(iter(w)))
-    save_file(w, bad / WEIGHTS_FILE)
-    with pytest.raises(DataError, match="does not fit its config.json"):
+    # a version written that way (its digest agrees): the strict load into the rebuilt network refuses it
+    bad = write_version(tmp_path / "v", read_config(tiny_versions.plain / CONFIG_FILE, "x"), w)
+    with pytest.raises(DataError, match=re.escape("does not fit its config.json")):
         load_forecaster(bad)
 
 
@@ -174,6 +175,19 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     x, _ = raw_window(tiny_versions.root)
     assert isinstance(f, Forecaster) and np.array_equal(f.predict(x[None]), load_forecaster(tiny_versions.plain)
                                                          .predict(x[None]))
+    # the digest recorded at registration (issue 23): swapping the stored artifacts for another self-consistent
+    # version is refused when loaded through the registry
+    digest = read_config(next(p for p in files if p.name == CONFIG_FILE), "x")["digest"]
+    assert (mv.tags["config_sha256"], mv.tags["weights_sha256"]) == (digest["config"], digest["weights"])
+    stored = next((tmp_path / "art").rglob(CONFIG_FILE)).parent
+    kept = {n: (stored / n).read_bytes() for n in (CONFIG_FILE, WEIGHTS_FILE)}
+    for n in kept:
+        (stored / n).write_bytes((tiny_versions.tid / n).read_bytes())
+    with pytest.raises(DataError, match="recorded in the registry when it was registered"):
+        load_forecaster("models:/stvfm-synthetic/1")
+    for n, data in kept.items():
+        (stored / n).write_bytes(data)
+    assert np.array_equal(load_forecaster("models:/stvfm-synthetic/1").predict(x[None]), f.predict(x[None]))
 
     # a hostile registrant plants pickles: an old-style pytorch-flavour version, then a pyfunc with pickled "weights"
     marker = tmp_path / "pwned"

@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
+from .servers import free_port, running
 from .version_fixtures import ROOT, raw_window
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's own process group (it was started in a new session), then SIGKILL after 30 s."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path, monkeypatch):
@@ -41,7 +21,12 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     import requests
 
     from stvfm.serving import registry
-    from stvfm.serving.version import CONFIG_FILE, WEIGHTS_FILE, read_config, read_weights
+    from stvfm.serving.version import (
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        read_config,
+        read_weights,
+    )
 
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
@@ -60,6 +45,7 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     start = last - np.timedelta64(6 * 60, "m")
     np.savez(tmp_path / "in.npz", flow=x, freq_minutes=np.int64(60), start=np.str_(str(start)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": db, "HF_HUB_OFFLINE": "1",
+           "STVFM_SERVE_MAX_WINDOWS": "2",
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
     r = subprocess.run([sys.executable, "-m", "stvfm.cli", "predict", "--model", "models:/stvfm-synthetic@champion",
                         "--input", "in.npz", "--out", "fc.npz"], cwd=tmp_path, env=env, capture_output=True,
@@ -67,25 +53,10 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     assert r.returncode == 0, r.stderr
     ref = np.load(tmp_path / "fc.npz")["forecast"]
 
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                             "models:/stvfm-synthetic@champion", "--env-manager", "local", "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/ping", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "server not up in 300 s: " + (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(1)
-
+    with running([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/stvfm-synthetic@champion",
+                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], tmp_path, env, url) as proc:
         def post(inputs):
             return requests.post(f"{url}/invocations", data=json.dumps({"inputs": inputs}),
                                  headers={"Content-Type": "application/json"}, timeout=120)
@@ -111,7 +82,18 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
         for reason, resp in bad.items():
             assert 400 <= resp.status_code < 500, (reason, resp.status_code, resp.text[:500])
             assert reason in resp.json()["message"], (reason, resp.text[:1000])
-    finally:
-        _stop(proc)
-        log.close()
+        # the pyfunc's own refusals (issue 23): the limits from STVFM_SERVE_* and the reason alone, first and short
+        ours = {
+            "3 windows in one request; at most 2": post({"flow": np.repeat(x[None], 3, 0).tolist(),
+                                                         "last_time": [last_s] * 3}),
+            "'last_time'[0] 4611686018427387904 is outside": post({"flow": x[None].tolist(),
+                                                                   "last_time": [4611686018427387904]}),
+            "1 negative value(s)": bad["negative"],
+            "1792 value(s) in the last 7 steps lie beyond 10000 training standard deviations": post(
+                {"flow": np.full_like(x[None], 3e38).tolist(), "last_time": [last_s]}),
+        }
+        for reason, resp in ours.items():
+            msg = resp.json()["message"]
+            assert resp.status_code == 400 and msg.startswith(reason.split(" ")[0]) and reason in msg, (reason, msg)
+            assert len(resp.content) < 400 and "Failed to predict" not in msg, msg
     assert proc.returncode is not None

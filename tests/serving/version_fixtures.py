@@ -1,12 +1,11 @@
 """A tiny synthetic project (real download/grid/flow/split stages, 5 days) and model versions of a tiny random-init
 ST-VFM built on it — no training needed to test loading, serving and batch forecasting (they must agree with each
-other, not be accurate). Imported by tests/serving and tests/reliability."""
+other, not be accurate). Imported by tests/serving and tests/reliability; the session fixture ``tiny_versions``
+built from them lives in tests/conftest.py, where both folders see it."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +46,8 @@ def make_best(root: Path, *, time_identity: bool = False, seed: int = 0, output:
 
 
 def make_version(root: Path, name: str, **kw) -> Path:
-    from stvfm.serving.version import write_version
     from stvfm.paths import dataset_paths
+    from stvfm.serving.version import write_version
     from stvfm.training.stage import version_from_best
 
     config, state = version_from_best(make_best(root, **kw), dataset_paths("synthetic", root))
@@ -65,11 +64,3 @@ def raw_window(root: Path, steps: int = 8, end: int | None = None):
     end = T if end is None else end
     flow = ds["flow"].isel(time=slice(end - steps, end)).transpose("time", "y", "x", "channel").values
     return flow.astype(np.float32), ds["time"].values[end - 1].astype("datetime64[s]")
-
-
-@pytest.fixture(scope="session")
-def tiny_versions(tmp_path_factory):
-    """Project root + two local model versions: ``plain`` (no time identities) and ``tid`` (time identities)."""
-    root = build_project(tmp_path_factory.mktemp("serving") / "proj")
-    return SimpleNamespace(root=root, plain=make_version(root, "version-plain"),
-                           tid=make_version(root, "version-tid", time_identity=True))

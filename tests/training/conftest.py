@@ -58,4 +58,4 @@ def tiny_project(tiny_data, tmp_path, monkeypatch) -> Path:
 def tiny_params(root: Path, **overrides):
     from stvfm.config import load_params
 
-    return load_params(root / "params.yaml", {k: v for k, v in overrides.items()})
+    return load_params(root / "params.yaml", dict(overrides))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from stvfm.training.evaluate import run_evaluate
 from stvfm.serving.batch import run_forecast
+from stvfm.training.evaluate import run_evaluate
 from stvfm.training.stage import run_train
 
 from .conftest import tiny_params

@@ -14,7 +14,7 @@ from tune.apply import apply_best
 from tune.run import write_best
 
 
-@pytest.fixture()
+@pytest.fixture
 def files(tmp_path, project_root):
     params = tmp_path / "params.yaml"
     shutil.copy(project_root / "params.yaml", params)
@@ -39,8 +39,8 @@ def test_apply_writes_config_and_keeps_comments(files, capsys):
     assert "\n  lambda_flow: 0.0421\n" in after
     assert re.search(r"\n  prompt_layers: 3 +# null = dataset table", after)  # inline comments stay on their line
     # every comment line of the original survives
-    assert [l for l in before.splitlines() if l.strip().startswith("#")] == \
-           [l for l in after.splitlines() if l.strip().startswith("#")]
+    assert [line for line in before.splitlines() if line.strip().startswith("#")] == \
+           [line for line in after.splitlines() if line.strip().startswith("#")]
     assert main(["tune", "apply", str(best), "--params", str(params)]) == 0
     assert "already has the config" in capsys.readouterr().out
 
@@ -56,16 +56,16 @@ def test_dry_run_writes_nothing(files):
 def test_bad_best_files_fail_cleanly(files, tmp_path):
     params, best = files
     before = params.read_text()
-    with pytest.raises(ConfigError, match="not found; run `python -m tune.run"):
+    with pytest.raises(ConfigError, match=re.escape("not found; run `python -m tune.run")):
         apply_best(tmp_path / "nope.yaml", params)
     doc = yaml.safe_load(best.read_text())
     doc["config"]["model.lamda_flow"] = 0.1
     best.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ConfigError, match="key 'model.lamda_flow' is not in"):
+    with pytest.raises(ConfigError, match=re.escape("key 'model.lamda_flow' is not in")):
         apply_best(best, params)
     doc["config"] = {"model.prompt_layers": "three"}
     best.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ConfigError, match="invalid params.*model.prompt_layers: expected an integer"):
+    with pytest.raises(ConfigError, match=r"invalid params.*model\.prompt_layers: expected an integer"):
         apply_best(best, params)
     assert params.read_text() == before  # nothing half-applied
     assert main(["tune", "apply", str(tmp_path / "nope.yaml"), "--params", str(params)]) == 2

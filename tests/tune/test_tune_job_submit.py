@@ -14,6 +14,7 @@ measures the plumbing (jobs, nodes, retries, ASHA, MLflow), not the model.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -82,10 +83,8 @@ def _alive_nodes(api: str, env: dict) -> list[dict]:
 
 
 def _kill_group(p: subprocess.Popen, sig=signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(p.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_by_marker(marker: str) -> None:
@@ -98,10 +97,8 @@ def _kill_by_marker(marker: str) -> None:
         except OSError:
             continue
         if marker in cmd and int(d.name) != os.getpid():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(d.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 @pytest.mark.slow

@@ -14,13 +14,13 @@ from tune import run as tr
 from tune.settings import tune_settings
 
 
-@pytest.fixture()
+@pytest.fixture
 def proj(tmp_path, project_root):
     shutil.copy(project_root / "params.yaml", tmp_path / "params.yaml")
     return tmp_path
 
 
-@pytest.mark.parametrize("argv,message", [
+@pytest.mark.parametrize(("argv", "message"), [
     (["--dataset", "nyc-bikes"], "unknown dataset 'nyc-bikes'"),
     (["--dataset", "synthetic", "--profile", "gpu8"], "tune profile 'gpu8' is not defined"),
     (["--dataset", "synthetic", "--set", "tune.metric=val_mse"], "params.tune.metric: 'val_mse' is not reported"),
@@ -47,7 +47,7 @@ def test_concurrency_is_capped_to_what_fits(monkeypatch, project_root):
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
     assert tr.concurrency(s, local=True) == 4
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
-    with pytest.raises(ConfigError, match="one trial needs 2.0 CPU.*raise tune.local_num_cpus"):
+    with pytest.raises(ConfigError, match=r"one trial needs 2\.0 CPU.*raise tune\.local_num_cpus"):
         tr.concurrency(s, local=True)
     assert tr.concurrency(s, local=False) == 1  # a cluster may still autoscale
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -39,7 +40,7 @@ def test_paper_profile_has_the_three_vfms_on_gpus(raw):
 
 
 def test_unknown_profile_and_bad_settings_name_the_key(raw):
-    with pytest.raises(ConfigError, match="tune profile 'gpu8' is not defined.*paper"):
+    with pytest.raises(ConfigError, match=r"tune profile \'gpu8\' is not defined.*paper"):
         tune_settings(raw["tune"], profile="gpu8")
     bad = copy.deepcopy(raw["tune"])
     bad["metric"] = "val_mse"
@@ -94,7 +95,7 @@ def test_trial_params_applies_config_then_validates(raw):
     assert p.model.lambda_flow == 0.123457 and p.model.prompt_layers == 3
     assert p.train.epochs == s.epochs and p.train.num_workers == s.resources.num_workers
     assert p.train.cpus_per_worker == s.resources.cpus_per_worker and p.train.use_gpu is False
-    with pytest.raises(ConfigError, match="model.prompt_layers: expected an integer"):
+    with pytest.raises(ConfigError, match=re.escape("model.prompt_layers: expected an integer")):
         trial_params(raw, {"model.prompt_layers": "two"})
 
 

@@ -63,7 +63,7 @@ def test_retry_on_locked_db_only():
         return "ok"
 
     assert retry(flaky, "x", delay=0.001) == "ok" and len(calls) == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="other"):
         retry(lambda: (_ for _ in ()).throw(ValueError("other")), "x", delay=0.001)
 
 
