@@ -54,6 +54,30 @@ def test_train_stage_ends_with_the_validation_verdict(monkeypatch, project_root,
     assert seen["verdict"] is validation_verdict
 
 
+@pytest.mark.parametrize(("dataset", "profile"), [("synthetic", "default"), ("bikenyc2_test", "real"),
+                                                ("bikenyc1-trips", "real")])
+def test_each_dataset_gets_its_own_recipe(dataset, profile, monkeypatch, project_root, capsys):
+    """params.yaml's `profile: auto`: one DAG, each stage resolves the profile for its own dataset."""
+    import yaml
+
+    raw = yaml.safe_load((project_root / "params.yaml").read_text())
+    assert raw["profile"] == "auto"
+    epochs = raw["profiles"]["real"]["train.epochs"] if profile == "real" else raw["train"]["epochs"]
+    assert raw["profiles"]["real"]["train.epochs"] != raw["train"]["epochs"]
+    seen = {}
+
+    def fake(params, ds, root, **kw):
+        seen.update(profile=params.profile, reason=params.profile_reason, epochs=params.train.epochs)
+        return {"dataset": ds}
+
+    monkeypatch.setattr(importlib.import_module("stvfm.training.stage"), "run_train", fake)
+    from pipelines import train
+
+    assert train.main([dataset, "--params", str(project_root / "params.yaml")]) == 0
+    kind = "synthetic" if profile == "default" else "real"
+    assert seen == {"profile": profile, "reason": f"auto: {kind} data", "epochs": epochs}
+
+
 def test_stage_user_error_is_one_line(project_root, capsys):
     from pipelines import grid
 
