@@ -1,5 +1,6 @@
-"""Gridding benchmark: trip records -> (T, H, W, 2) in/out counts, ours (stvfm.data.gridding, streamed over Parquet
-row groups with np.bincount) vs a pandas reference (read_parquet + groupby(bin, row, col).size()) on the same records.
+"""Gridding benchmark: trip records -> (T, H, W, 2) in/out counts, ours (the grid stage's path:
+stvfm.data.trips.grid_trip_files, the trip reader streaming Parquet row groups into stvfm.data.gridding's np.bincount)
+vs a pandas reference (read_parquet + groupby(bin, row, col).size()) on the same records.
 
     python benchmarks/bench_grid.py [--records 10000000] [--grid 16 8] [--interval 60]
 
@@ -62,11 +63,11 @@ def _spec(grid, interval):
 
 
 def run_ours(path: str, grid, interval, out: str) -> dict:
-    from stvfm.data.gridding import grid_trips, iter_parquet
+    from stvfm.data.trips import grid_trip_files
 
     spec = _spec(grid, interval)
     t = time.perf_counter()
-    g = grid_trips(iter_parquet(path, batch_size=1 << 20), spec)
+    g = grid_trip_files([path], spec, batch_rows=1 << 20)
     dt = time.perf_counter() - t
     np.save(out, g.counts)
     return {"seconds": dt, "records": g.records, "dropped": g.dropped}

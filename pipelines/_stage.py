@@ -28,7 +28,8 @@ def stage_main(stage: str, run: Callable[[Params, Path, list[str]], Any], argv: 
     label = " ".join(str(a) for a in args if not isinstance(a, list))
     try:
         params_file = Path(ns.params) if ns.params else default_params_path()
-        params = load_params(params_file, ns.set)
+        dataset = args[0] if positionals and positionals[0] == "dataset" else None  # profile: auto -> its recipe
+        params = load_params(params_file, ns.set, dataset=dataset)
         out = run(params, params_file.resolve().parent, args)
     except StvfmError as e:
         print(f"{stage} {label}: error: {e}", file=sys.stderr)

@@ -1,20 +1,27 @@
-"""DVC stage `train`: `python -m pipelines.train <dataset>` -> stvfm.training.stage.run_train (params.yaml)."""
+"""DVC stage `train`: `python -m pipelines.train <dataset>` -> stvfm.training.stage.run_train (params.yaml).
+
+Its last output line is the verdict against HA and persistence on validation (stvfm.studies.verdict)."""
 from __future__ import annotations
 
+import json
 import sys
 
 from pipelines._stage import stage_main
 
+KEYS = ("dataset", "profile", "profile_reason", "engine", "epochs_run", "best_epoch", "val", "fit_s", "wall_s",
+        "resumed_from", "model")
+
 
 def main(argv: list[str] | None = None) -> int:
+    from stvfm.studies.verdict import validation_verdict
     from stvfm.training.stage import run_train
 
-    keys = ("dataset", "engine", "epochs_run", "best_epoch", "val", "fit_s", "wall_s", "resumed_from", "model")
     def run(p, root, a):
-        out = run_train(p, a[0], root)
-        return {k: out.get(k) for k in keys}
+        return run_train(p, a[0], root, verdict=validation_verdict)
 
-    return stage_main("train", run, argv, doc=__doc__)
+    return stage_main("train", run, argv, doc=__doc__,
+                      render=lambda out: "\n".join([json.dumps({k: out.get(k) for k in KEYS}, default=str),
+                                                     *([out["verdict"]["line"]] if out.get("verdict") else [])]))
 
 
 if __name__ == "__main__":

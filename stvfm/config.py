@@ -169,9 +169,13 @@ class Params:
     sweeps: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     # named profiles: ``profiles.<name>`` is a mapping of dotted keys -> values applied on top of this file when
-    # ``profile: <name>`` (``default`` = the file as written). CLI ``--set`` / ``dvc exp run -S`` apply after it.
+    # ``profile: <name>`` (``default`` = the file as written; ``auto`` = chosen per dataset, see
+    # :func:`auto_profile`). CLI ``--set`` / ``dvc exp run -S`` apply after it.
     profile: str = "default"
     profiles: dict[str, Any] = field(default_factory=dict)
+    # why ``profile`` is what it is ("auto: real data", "chosen: profile: paper"); set by :func:`load_params`,
+    # recorded in MLflow, train.json and the report. Not a params.yaml key.
+    profile_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,15 +284,18 @@ def load_raw(path: str | Path | None = None) -> dict[str, Any]:
     return raw
 
 
-def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = ()) -> Params:
-    """Load ``params.yaml`` (or ``path``), apply the chosen profile, then ``a.b=v`` overrides; validate; return
-    typed :class:`Params`."""
+def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = (), *,
+                dataset: str | None = None) -> Params:
+    """Load ``params.yaml`` (or ``path``), apply the chosen profile (``auto``: the one for ``dataset``, see
+    :func:`auto_profile`), then ``a.b=v`` overrides; validate; return typed :class:`Params`."""
     raw = load_raw(path)
+    if "profile_reason" in raw:
+        raise ConfigError("profile_reason: not a params key (it records why a profile was chosen); remove it")
     pairs = list(overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides))
     for k, v in pairs:  # an override may choose the profile (or edit one); the profile applies before the rest
         if k == "profile" or k.startswith("profiles."):
             set_dotted(raw, k, v)
-    apply_profile(raw)
+    apply_profile(raw, dataset)
     for k, v in pairs:
         set_dotted(raw, k, v)
     try:
@@ -299,18 +306,51 @@ def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mappi
         raise ConfigError(msg if msg.startswith(str(where)) else f"{where}: {msg}") from None
 
 
-def apply_profile(raw: dict[str, Any]) -> None:
-    """Apply ``profiles[raw['profile']]`` (dotted key -> value) to ``raw`` in place; ``default`` may be absent."""
+AUTO = "auto"  # profile: auto -> REAL_PROFILE for real data, "default" for synthetic data
+REAL_PROFILE = "real"  # the recipe that converged on the real NYC samples (params.yaml profiles.real)
+
+
+def is_synthetic(dataset: str, local_sources: Mapping[str, Any] | None = None) -> bool:
+    """``synthetic`` and ``synthetic-<name>`` (generated here); every other dataset is real data (the ten,
+    ``<name>-trips``, ``local_sources`` entries). The dataset table resolves the names; this rule needs only them."""
+    if dataset in (local_sources or {}):
+        return False
+    return dataset == "synthetic" or dataset.startswith("synthetic-")
+
+
+def auto_profile(dataset: str | None, raw: Mapping[str, Any]) -> tuple[str, str]:
+    """(profile, reason) of ``profile: auto`` for ``dataset``: ``real`` (``profiles.real``, the recipe measured to
+    converge on the real NYC samples) for real data, ``default`` (the file as written: the CPU demo budget of
+    ``make repro``) for synthetic data or when no dataset is named."""
+    if dataset is None:
+        return "default", "auto: no dataset named"
+    local = raw.get("local_sources") if isinstance(raw.get("local_sources"), Mapping) else {}
+    if is_synthetic(dataset, local):
+        return "default", "auto: synthetic data"
+    if REAL_PROFILE not in (raw.get("profiles") or {}):
+        return "default", f"auto: real data, but params has no profiles.{REAL_PROFILE}"
+    return REAL_PROFILE, "auto: real data"
+
+
+def apply_profile(raw: dict[str, Any], dataset: str | None = None) -> None:
+    """Apply ``profiles[raw['profile']]`` (dotted key -> value) to ``raw`` in place; ``default`` may be absent.
+    ``auto`` is resolved for ``dataset`` first (:func:`auto_profile`); ``raw['profile']`` becomes the profile applied
+    and ``raw['profile_reason']`` says why."""
     name = raw.get("profile", "default")
     profiles = raw.get("profiles") or {}
     if not isinstance(name, str):
         raise ConfigError(f"profile: expected a profile name, got {name!r}")
     if not isinstance(profiles, Mapping):
         raise ConfigError(f"profiles: expected a mapping of profile name -> {{dotted.key: value}}, got {profiles!r}")
+    if name == AUTO and AUTO not in profiles:
+        name, raw["profile_reason"] = auto_profile(dataset, raw)
+        raw["profile"] = name
+    else:
+        raw["profile_reason"] = f"chosen: profile: {name}"
     if name not in profiles:
         if name == "default":
             return
-        known = ", ".join(sorted({"default", *profiles}))
+        known = ", ".join(sorted({"default", AUTO, *profiles}))
         raise ConfigError(f"profile: '{name}' is not one of {known} (params key `profiles`)")
     body = profiles[name] or {}
     if not isinstance(body, Mapping):

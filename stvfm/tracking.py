@@ -152,19 +152,20 @@ def run_name(kind: str, *parts: Any) -> str:
 
 
 def run_tags(params: Params, dataset: str, kind: str, root: str | Path, **extra: Any) -> dict[str, str]:
-    """The one tag schema of every run: ``stvfm.kind|dataset|profile|git_commit`` + ``stvfm.<extra key>``."""
+    """The one tag schema of every run: ``stvfm.kind|dataset|profile|profile_reason|git_commit`` +
+    ``stvfm.<extra key>``."""
     tags = {"stvfm.kind": kind, "stvfm.dataset": dataset, "stvfm.profile": params.profile,
-            "stvfm.git_commit": git_commit(root)}
+            "stvfm.profile_reason": params.profile_reason or "-", "stvfm.git_commit": git_commit(root)}
     tags.update({f"stvfm.{k}": str(v) for k, v in extra.items() if v is not None})
     return tags
 
 
 def shaping_params(params: Params, dataset: str) -> dict[str, str]:
     """The params that shaped a training run on ``dataset``: data windows/split/scaler (the synthetic city's knobs
-    only for synthetic datasets), model.*, train.*, plus ``dataset`` and ``profile``."""
+    only for synthetic datasets), model.*, train.*, plus ``dataset``, ``profile`` and why (``profile_reason``)."""
     flat = flatten({k: dataclasses.asdict(getattr(params, k)) for k in SHAPING_SECTIONS})
     synthetic = dataset.startswith("synthetic")
-    out = {"dataset": dataset, "profile": params.profile}
+    out = {"dataset": dataset, "profile": params.profile, "profile_reason": params.profile_reason or "-"}
     for k, v in flat.items():
         if k in NOT_SHAPING or any(k.startswith(n + ".") for n in NOT_SHAPING):
             continue

@@ -101,7 +101,38 @@ def test_named_profiles_apply_before_overrides(tmp_path):
     q = load_params(p, ["profile=quick"])
     assert (q.profile, q.train.epochs, q.model.vfm_blocks) == ("quick", 1, 1)
     assert load_params(p, ["train.epochs=3", "profile=quick"]).train.epochs == 3  # --set wins over the profile
-    with pytest.raises(ConfigError, match="profile: 'nope' is not one of default, quick"):
+    with pytest.raises(ConfigError, match="profile: 'nope' is not one of auto, default, quick"):
         load_params(p, ["profile=nope"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_params(p, ["profiles.quick={model.nope: 1}", "profile=quick"])
+
+
+def test_auto_profile_chooses_per_dataset(tmp_path):
+    """`profile: auto`: the `real` recipe for real data (the ten, <name>-trips, local_sources), `default` for
+    synthetic data; an explicit profile (-S / --set) wins for every dataset; the reason is recorded."""
+    import pytest
+    import yaml
+
+    from stvfm.config import load_params
+    from stvfm.errors import ConfigError
+
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump({"profile": "auto", "train": {"epochs": 8}, "local_sources": {"mine": "x.npz"},
+                                 "profiles": {"real": {"train.epochs": 40}, "quick": {"train.epochs": 1}}}))
+    for ds in ("synthetic", "synthetic-crowd", None):
+        q = load_params(p, dataset=ds)
+        assert (q.profile, q.train.epochs) == ("default", 8)
+    assert load_params(p, dataset="synthetic").profile_reason == "auto: synthetic data"
+    for ds in ("bikenyc2", "bikenyc1-trips", "mine"):
+        q = load_params(p, dataset=ds)
+        assert (q.profile, q.train.epochs, q.profile_reason) == ("real", 40, "auto: real data")
+    for ds in ("synthetic", "mine"):  # chosen explicitly: the same recipe for every dataset
+        q = load_params(p, ["profile=quick"], dataset=ds)
+        assert (q.profile, q.train.epochs, q.profile_reason) == ("quick", 1, "chosen: profile: quick")
+    assert load_params(p, ["profile=default"], dataset="mine").train.epochs == 8
+    assert load_params(p, ["train.epochs=3"], dataset="mine").train.epochs == 3  # --set still wins over auto
+    q = load_params(p, dataset="synthetic")
+    assert q.to_dict()["profile"] == "default"  # resolved: a copy (with_overrides) does not re-resolve
+    p.write_text(yaml.safe_dump({"profile": "auto", "profile_reason": "x"}))
+    with pytest.raises(ConfigError, match="profile_reason: not a params key"):
+        load_params(p)

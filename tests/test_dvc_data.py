@@ -101,3 +101,43 @@ def test_dvc_repro_real_sample(tmp_path, real_data_dir):
     meta = json.loads((repo / "data/split/bikenyc1_tail/meta.json").read_text())
     assert meta["T"] == 1369 and meta["n_windows"] == {"train": 947, "val": 194, "test": 195}
     assert meta["start"] == "2014-08-04T23:00:00" and meta["interval_minutes"] == 60
+
+
+@pytest.mark.slow
+def test_dvc_repro_report_of_trip_records(tmp_path):
+    """`dvc repro report@bikenyc1-trips` with a Citi Bike archive in the mirror: download (mirror) -> grid (the trip
+    reader) -> flow -> split -> train -> evaluate -> baselines -> report, and a report that names the data for what
+    it is (trip records gridded here, no gap to the paper). A second `dvc repro` is a no-op."""
+    from trip_fixtures import citibike_year
+
+    from stvfm.datasets.registry import get_spec
+
+    ds = "bikenyc1-trips"
+    mirror = tmp_path / "mirror"
+    archive = citibike_year(mirror, ds, trips_per_hour=20.0)
+    dvc, repo, params, env = _setup(tmp_path, [ds])
+    params["data"]["mirror_dir"] = str(mirror)
+    params["profile"] = "smoke"  # an explicit profile: one short epoch (auto would pick `real` for trip records)
+    params["sweeps"]["datasets"] = []
+    params["baselines"]["methods"] = ["persistence", "ha", "stid"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    t = time.perf_counter()
+    r = _run([str(dvc), "repro", f"report@{ds}"], repo, env)
+    cold = time.perf_counter() - t
+    for stage in ("download", "grid", "flow", "split", "train", "evaluate", "baselines", "report"):
+        assert f"Running stage '{stage}@{ds}'" in r.stdout, r.stdout
+    spec = get_spec(ds)
+    manifest = json.loads((repo / f"data/raw/{ds}/manifest.json").read_text())
+    assert manifest["kind"] == "trips-citibike" and manifest["files"][0]["name"] == archive.name
+    meta = json.loads((repo / f"data/split/{ds}/meta.json").read_text())
+    assert meta["grid"] == list(spec.grid) and meta["channels"] == 2
+    assert meta["interval_minutes"] == spec.interval_minutes and meta["start"] == f"{spec.span[0]}T00:00:00"
+    train = json.loads((repo / f"models/{ds}/train.json").read_text())
+    assert train["profile"] == "smoke" and train["profile_reason"] == "chosen: profile: smoke"
+    md = (repo / f"reports/{ds}.md").read_text()
+    assert "NO GAP IS COMPUTED" in md and "raw trip records gridded by this project" in md
+    assert "| ST-VFM (full) |" in md and "gap MAE" not in md
+    assert "## The paper's Table 2 for BikeNYC-1 — for reference only" in md
+    r = _run([str(dvc), "repro", f"report@{ds}"], repo, env)
+    assert "Running stage" not in r.stdout, r.stdout
+    print(f"\ndvc repro report@{ds} (fixture archive {archive.stat().st_size >> 10} KiB): cold {cold:.1f} s")

@@ -29,10 +29,53 @@ def test_stage_calls_library_once(stage, lib, fn, args, monkeypatch, project_roo
     mod = importlib.import_module(f"pipelines.{stage}")
     assert mod.main([*args, "--params", str(project_root / "params.yaml"), "--set", "train.epochs=1"]) == 0
     assert len(calls) == 1, f"{stage} called {fn} {len(calls)} times"
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = json.loads(next(x for x in reversed(capsys.readouterr().out.strip().splitlines()) if x.startswith("{")))
     assert out["dataset"] == "synthetic"
     params = next(x for x in [*calls[0][0], *calls[0][1].values()] if hasattr(x, "train"))
     assert params.train.epochs == 1  # --set reaches the library
+
+
+def test_train_stage_ends_with_the_validation_verdict(monkeypatch, project_root, capsys):
+    """The train stage hands run_train the verdict of stvfm.studies and prints its line last."""
+    from stvfm.studies.verdict import validation_verdict
+
+    seen = {}
+
+    def fake(params, dataset, root, **kw):
+        seen.update(kw)
+        return {"dataset": dataset, "verdict": {"line": "WARNING: ST-VFM LOSES to HA (MAE) on validation"}}
+
+    monkeypatch.setattr(importlib.import_module("stvfm.training.stage"), "run_train", fake)
+    from pipelines import train
+
+    assert train.main(["synthetic", "--params", str(project_root / "params.yaml")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "WARNING: ST-VFM LOSES to HA (MAE) on validation" and json.loads(lines[-2])["dataset"]
+    assert seen["verdict"] is validation_verdict
+
+
+@pytest.mark.parametrize(("dataset", "profile"), [("synthetic", "default"), ("bikenyc2_test", "real"),
+                                                ("bikenyc1-trips", "real")])
+def test_each_dataset_gets_its_own_recipe(dataset, profile, monkeypatch, project_root, capsys):
+    """params.yaml's `profile: auto`: one DAG, each stage resolves the profile for its own dataset."""
+    import yaml
+
+    raw = yaml.safe_load((project_root / "params.yaml").read_text())
+    assert raw["profile"] == "auto"
+    epochs = raw["profiles"]["real"]["train.epochs"] if profile == "real" else raw["train"]["epochs"]
+    assert raw["profiles"]["real"]["train.epochs"] != raw["train"]["epochs"]
+    seen = {}
+
+    def fake(params, ds, root, **kw):
+        seen.update(profile=params.profile, reason=params.profile_reason, epochs=params.train.epochs)
+        return {"dataset": ds}
+
+    monkeypatch.setattr(importlib.import_module("stvfm.training.stage"), "run_train", fake)
+    from pipelines import train
+
+    assert train.main([dataset, "--params", str(project_root / "params.yaml")]) == 0
+    kind = "synthetic" if profile == "default" else "real"
+    assert seen == {"profile": profile, "reason": f"auto: {kind} data", "epochs": epochs}
 
 
 def test_stage_user_error_is_one_line(project_root, capsys):

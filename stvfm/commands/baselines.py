@@ -18,7 +18,7 @@ def run(args) -> int:
     from stvfm.baselines.run import run_baselines
     from stvfm.config import load_params
 
-    params = load_params(args.params, args.set)
+    params = load_params(args.params, args.set, dataset=args.dataset)
     out = run_baselines(args.dataset, params, args.root, methods=args.method, log_mlflow=not args.no_mlflow)
     width = max(len(k) for k in out)
     print(f"{'baseline'.ljust(width)}  {'MAE':>10}  {'RMSE':>10}")

@@ -30,7 +30,7 @@ def _runner(stage: str):
 def run(args) -> int:
     from stvfm.config import load_params
 
-    params = load_params(args.params, args.overrides)
+    params = load_params(args.params, args.overrides, dataset=args.dataset)
     for stage in (STAGES if args.stage == "all" else (args.stage,)):
         out = _runner(stage)(args.dataset, params, args.root)
         print(json.dumps({"stage": stage, **(out if isinstance(out, dict) else {"result": out})}, default=str))

@@ -18,6 +18,7 @@ def run(args) -> int:
     from stvfm.config import load_params
     from stvfm.training.evaluate import run_evaluate
 
-    out = run_evaluate(load_params(args.params, args.overrides), args.dataset, args.root, track=not args.no_track)
+    params = load_params(args.params, args.overrides, dataset=args.dataset)
+    out = run_evaluate(params, args.dataset, args.root, track=not args.no_track)
     print(json.dumps({k: out[k] for k in ("dataset", "mae", "rmse", "scale", "n_windows", "persistence")}, indent=2))
     return 0

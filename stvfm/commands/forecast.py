@@ -27,7 +27,7 @@ def run(args) -> int:
     from stvfm.config import load_params
     from stvfm.serving.batch import run_forecast
 
-    params = load_params(args.params, args.overrides)
+    params = load_params(args.params, args.overrides, dataset=args.dataset)
     if args.model and not Path(args.model).is_dir():
         from stvfm.tracking import use_store
 

@@ -20,11 +20,15 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from stvfm.config import load_params
+    from stvfm.studies.verdict import validation_verdict
     from stvfm.training.stage import run_train
 
     overrides = list(args.overrides) + (["train.use_ray=false"] if args.no_ray or args.resume else [])
-    params = load_params(args.params, overrides)
-    out = run_train(params, args.dataset, args.root, resume=args.resume, track=not args.no_track)
-    print(json.dumps({k: out.get(k) for k in ("dataset", "engine", "epochs_run", "best_epoch", "val", "fit_s", "wall_s",
-                                               "resumed_from", "model")}, default=str, indent=2))
+    params = load_params(args.params, overrides, dataset=args.dataset)
+    out = run_train(params, args.dataset, args.root, resume=args.resume, track=not args.no_track,
+                    verdict=validation_verdict)
+    print(json.dumps({k: out.get(k) for k in ("dataset", "profile", "profile_reason", "engine", "epochs_run",
+                                               "best_epoch", "val", "fit_s", "wall_s", "resumed_from", "model")},
+                     default=str, indent=2))
+    print(out["verdict"]["line"])  # the last line: does the model beat HA and persistence on validation?
     return 0

@@ -20,17 +20,13 @@ Formats (``kind`` in the raw ``manifest.json``, or guessed from the file suffix 
            check also proves they are adjacent. Nodes are reshaped row-major to (H, W) of the dataset table.
 ``unist``  UniST ``<Name>_short.json``, the format of the paper's ten datasets: read by :mod:`stvfm.data.unist`, which
            derives the interval from the file's timestamps and the grid and channel from its arrays.
-``trips``  trip records (Parquet, CSV or a .zip of CSVs), gridded by :mod:`stvfm.data.gridding` with the manifest's
-           ``bbox``, ``start``, ``end``, ``interval_minutes``, ``grid``. Column-name variants of Citi Bike (2013-2020
-           ``starttime``/``start station latitude``..., 2021+ ``started_at``/``start_lat``/``start_lng``...) and TLC
-           (``tpep_pickup_datetime``/``pickup_latitude``...) map to the canonical schema.
-``trips-citibike`` / ``trips-tlc``  the published NYC files, read by :mod:`stvfm.data.trips_nyc` (yearly archives,
-           every time format of the releases, TLC zone ids -> zone centroids from ``taxi_zones.zip``), then gridded
-           the same way.
+``trips`` / ``trips-citibike`` / ``trips-tlc``  trip records (Parquet, CSV, Citi Bike's zips of CSVs, TLC Parquet
+           with ``taxi_zones.zip``), read by :mod:`stvfm.data.trips` (every column spelling and time format of the
+           releases, TLC zone ids -> zone centroids) and gridded by :mod:`stvfm.data.gridding` with the manifest's
+           ``bbox``, ``start``, ``end``, ``interval_minutes``, ``grid``; the kind only words the messages.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,7 +36,8 @@ import xarray as xr
 
 from stvfm.data.canonical import canonical, parse_start
 from stvfm.data.gridding import CHANNELS as TRIP_CHANNELS
-from stvfm.data.gridding import TRIP_COLUMNS, GridSpec, grid_trips, iter_parquet
+from stvfm.data.gridding import GridSpec
+from stvfm.data.trips import grid_trip_files
 from stvfm.data.unist import read_unist
 from stvfm.errors import DataError
 
@@ -216,142 +213,6 @@ def read_stssl(paths: Sequence[Path], *, dataset: str | None, grid: tuple[int, i
                      source=f"stssl:{where}", note=f"rebuilt from {N} windows, offsets {xo.tolist()} + {yo.tolist()}")
 
 
-# ---------------------------------------------------------------- trip records
-# canonical column -> accepted spellings (case-insensitive), in order of preference
-TRIP_ALIASES: dict[str, tuple[str, ...]] = {
-    "start_time": ("start_time", "started_at", "starttime", "start time", "tpep_pickup_datetime", "lpep_pickup_datetime",
-                   "pickup_datetime"),
-    "end_time": ("end_time", "ended_at", "stoptime", "stop time", "tpep_dropoff_datetime", "lpep_dropoff_datetime",
-                 "dropoff_datetime"),
-    "start_lat": ("start_lat", "start station latitude", "pickup_latitude", "start_latitude"),
-    "start_lon": ("start_lon", "start_lng", "start station longitude", "pickup_longitude", "start_longitude"),
-    "end_lat": ("end_lat", "end station latitude", "dropoff_latitude", "end_latitude"),
-    "end_lon": ("end_lon", "end_lng", "end station longitude", "dropoff_longitude", "end_longitude"),
-}
-_TIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"]
-
-
-def map_trip_columns(names: Sequence[str], *, dataset: str | None = None, path: str | None = None) -> dict[str, str]:
-    """Canonical column -> the file's column, for the Citi Bike / TLC / canonical spellings."""
-    lower = {n.strip().lower(): n for n in names}
-    out = {}
-    for canon, aliases in TRIP_ALIASES.items():
-        hit = next((lower[a] for a in aliases if a in lower), None)
-        if hit is None:
-            raise DataError(f"trip records have no column for '{canon}' (accepted: {', '.join(aliases)}); columns are "
-                            f"{list(names)}. Newer TLC files carry zone ids instead of coordinates and cannot be gridded",
-                            dataset=dataset, path=path)
-        out[canon] = hit
-    return out
-
-
-def _iter_csv(f, name: str, *, dataset: str | None, path: str):
-    """Stream one CSV (a path or a binary file object) as canonical-column batches."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    if isinstance(f, (str, Path)):
-        with open(f, "rb") as fh:
-            header = fh.readline()
-    else:
-        header = f.readline()
-        f.seek(0)
-    names = [n.strip().strip('"') for n in header.decode("utf-8-sig").strip().split(",")]
-    mapping = map_trip_columns(names, dataset=dataset, path=f"{path}:{name}" if name != Path(path).name else path)
-    types = {mapping[c]: pa.timestamp("ns") for c in ("start_time", "end_time")}
-    types.update({mapping[c]: pa.float64() for c in TRIP_COLUMNS[2:]})
-    reader = pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=16 << 20),
-                           convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(mapping.values()),
-                                                               timestamp_parsers=_TIME_FORMATS))
-    for rb in reader:
-        yield {canon: rb.column(src) for canon, src in mapping.items()}
-
-
-def iter_trip_batches(path: Path, *, dataset: str | None = None, batch_size: int = 1 << 20):
-    """Canonical-column batches from a trip file, streamed: Parquet (row group by row group), CSV, or a .zip of CSVs
-    (Citi Bike's archives; members in name order, nested .zip members are opened too)."""
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-
-            names = pq.ParquetFile(path).schema_arrow.names
-            yield from iter_parquet(path, batch_size, map_trip_columns(names, dataset=dataset, path=str(path)))
-        elif name.endswith(".csv"):
-            yield from _iter_csv(path, path.name, dataset=dataset, path=str(path))
-        elif name.endswith(".zip"):
-            yield from _iter_zip(path, dataset=dataset)
-        else:
-            raise DataError(f"unknown trip file type '{path.suffix}'; use .parquet, .csv or a .zip of CSVs",
-                            dataset=dataset, path=str(path))
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError("file not found", dataset=dataset, path=str(path)) from None
-    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for truncated or corrupt files
-        raise DataError(f"cannot read trip records (truncated or corrupt?): {type(e).__name__}: {e}",
-                        dataset=dataset, path=str(path)) from None
-
-
-def _iter_zip(path: Path, *, dataset: str | None):
-    import io
-    import zipfile
-
-    def walk(zf: zipfile.ZipFile, prefix: str):
-        for info in sorted(zf.infolist(), key=lambda i: i.filename):
-            base = info.filename.rsplit("/", 1)[-1]
-            if info.is_dir() or base.startswith(("._", ".")) or "__MACOSX" in info.filename:
-                continue
-            if base.lower().endswith(".csv"):
-                with zf.open(info) as f:
-                    yield from _iter_csv(io.BufferedReader(f), prefix + info.filename, dataset=dataset, path=str(path))
-            elif base.lower().endswith(".zip"):
-                with zf.open(info) as f, zipfile.ZipFile(io.BytesIO(f.read())) as inner:
-                    yield from walk(inner, prefix + info.filename + "/")
-
-    with zipfile.ZipFile(path) as zf:
-        yield from walk(zf, "")
-
-
-def read_trips(paths: Sequence[Path], *, dataset: str | None, spec: GridSpec, batch_size: int = 1 << 20,
-               kind: str = "trips", zones_zip: Path | None = None,
-               channel_names: Sequence[str] | None = None) -> ReadResult:
-    """Grid trip records. ``trips``: canonical (or Citi Bike/TLC-named) Parquet/CSV/zip, read here; ``trips-citibike`` /
-    ``trips-tlc``: the published NYC files, read by :mod:`stvfm.data.trips_nyc` (archives, time formats, TLC zone ids ->
-    zone centroids from ``taxi_zones.zip``, span pre-filter)."""
-    def batches():
-        if kind in ("trips-citibike", "trips-tlc"):
-            from stvfm.data import trips_nyc
-
-            end = spec.start + np.timedelta64(spec.steps * spec.interval_ns, "ns")
-            yield from trips_nyc.iter_trip_batches(paths, kind, start=spec.start, end=end, zones_zip=zones_zip,
-                                                   batch_rows=batch_size, dataset=dataset)
-            return
-        for p in paths:
-            yield from iter_trip_batches(p, dataset=dataset, batch_size=batch_size)
-
-    g = grid_trips(batches(), spec)
-    if g.records == 0:
-        raise DataError("no trip records in the input (empty file?)", dataset=dataset, path=str(paths[0]))
-    if not any(g.counted.values()):
-        end = spec.start + np.timedelta64(spec.steps * spec.interval_ns, "ns")
-        raise DataError(f"all {g.records} trip records fall outside the grid: 0 endpoints inside bbox "
-                        f"{[float(v) for v in spec.bbox]} (lat_min, lon_min, lat_max, lon_max) and span "
-                        f"{np.datetime_as_string(spec.start, unit='s')}..{np.datetime_as_string(end, unit='s')} "
-                        f"(dropped: {dict(g.dropped)}); fix bbox/start/end (manifest.json or the local_sources entry)",
-                        dataset=dataset, path=str(paths[0]))
-    ds = canonical(g.counts, spec.start, spec.interval_minutes, TRIP_CHANNELS,
-                   source="trips:" + ",".join(p.name for p in paths), bbox=[float(v) for v in spec.bbox])
-    if channel_names is not None and list(channel_names) != list(TRIP_CHANNELS):
-        # 1-channel datasets built from trips (e.g. synthetic stand-ins of Cellular/Traffic*) keep the named channel(s)
-        unknown = [c for c in channel_names if c not in TRIP_CHANNELS]
-        if unknown:
-            raise DataError(f"trip records give channels {list(TRIP_CHANNELS)}, not {unknown}", dataset=dataset,
-                            path=str(paths[0]))
-        ds = ds.sel(channel=list(channel_names))
-    return ReadResult(ds, records=dict(g.counted), dropped=dict(g.dropped))
-
-
 # ---------------------------------------------------------------- dispatch
 def guess_kind(path: Path) -> str:
     name = path.name.lower()
@@ -380,6 +241,22 @@ def _stssl_order(p: Path) -> int:
     return order.get(p.stem.lower(), 3)
 
 
+def _read_trips(files: Sequence[Path], kind: str, spec: GridSpec, *, dataset: str | None, zones_zip: Path | None,
+                channel_names: Sequence[str] | None, batch_size: int) -> ReadResult:
+    """Trip records -> counts (:func:`stvfm.data.trips.grid_trip_files`) -> the canonical form."""
+    g = grid_trip_files(files, spec, kind=kind, dataset=dataset, zones_zip=zones_zip, batch_rows=batch_size)
+    ds = canonical(g.counts, spec.start, spec.interval_minutes, TRIP_CHANNELS,
+                   source="trips:" + ",".join(p.name for p in files), bbox=[float(v) for v in spec.bbox])
+    if channel_names is not None and list(channel_names) != list(TRIP_CHANNELS):
+        # 1-channel datasets built from trips (e.g. synthetic stand-ins of Cellular/Traffic*) keep the named channel(s)
+        unknown = [c for c in channel_names if c not in TRIP_CHANNELS]
+        if unknown:
+            raise DataError(f"trip records give channels {list(TRIP_CHANNELS)}, not {unknown}", dataset=dataset,
+                            path=str(files[0]))
+        ds = ds.sel(channel=list(channel_names))
+    return ReadResult(ds, records=dict(g.counted), dropped=dict(g.dropped))
+
+
 def read_raw(files: Sequence[Path], kind: str, *, dataset: str | None, interval_minutes: int | None = None,
              grid: tuple[int, int] | None = None, start: Any = None, end: Any = None, bbox: Sequence[float] | None = None,
              channel_names: Sequence[str] | None = None, batch_size: int = 1 << 20,
@@ -400,8 +277,8 @@ def read_raw(files: Sequence[Path], kind: str, *, dataset: str | None, interval_
             gspec = GridSpec.from_span(bbox, grid, start, end, int(interval_minutes))
         except ValueError as e:
             raise DataError(f"bad gridding spec: {e}", dataset=dataset, path=str(files[0])) from None
-        return read_trips(files, dataset=dataset, spec=gspec, batch_size=batch_size, kind=kind, zones_zip=zones_zip,
-                          channel_names=channel_names)
+        return _read_trips(files, kind, gspec, dataset=dataset, zones_zip=zones_zip, channel_names=channel_names,
+                           batch_size=batch_size)
     if kind == "stssl":
         if grid is None or interval_minutes is None:
             raise DataError("ST-SSL windows need the grid (H, W) and interval of the dataset", dataset=dataset)

@@ -13,8 +13,10 @@ from typing import Any
 from stvfm import paper
 from stvfm.config import Params, SweepConfig
 from stvfm.datasets.registry import DATASETS, get_spec
+from stvfm.errors import DataError
 from stvfm.io import read_json
 from stvfm.paths import dataset_paths
+from stvfm.report.relation import Relation, relation
 
 # our result name -> the paper's Table 2 method
 PAPER_METHOD = {"persistence": None, "ha": "HA", "arima": "ARIMA", "stid": "STID", "full": "ST-VFM"}
@@ -34,39 +36,18 @@ def data_span(meta: dict) -> dict[str, Any]:
             "days": round(int(meta["T"]) * step.total_seconds() / 86400, 1)}
 
 
-def comparability(spec, span: dict[str, Any]) -> tuple[str, str | None, str]:
-    """(level, paper dataset, sentence). level: comparable | sample | indicative | not-comparable | none."""
-    if spec.kind == "paper":
-        ps = DATASETS[spec.name].span
-        full = span["start"][:10] == ps[0] and span["end"][:10] == ps[1]
-        return ("comparable" if full else "sample", spec.name,
-                f"the paper's dataset {spec.title}; " + ("its full span." if full else
-                                                         f"our data covers {span['start'][:10]}..{span['end'][:10]}, "
-                                                         f"the paper's span is {ps[0]}..{ps[1]}."))
-    like = spec.like
-    if spec.kind == "synthetic":
-        return ("not-comparable", like, f"SYNTHETIC data (a generated city shaped like {DATASETS[like].title if like else '-'}); "
-                "the paper's numbers are shown for orientation only and are NOT comparable.")
-    if not like:
-        return "none", None, "a local dataset with no paper counterpart (set `like:` in local_sources to name one)."
-    base = DATASETS[like]
-    a, b = span["start"][:10], span["end"][:10]
-    inside = base.span[0] <= a and b <= base.span[1]
-    if inside:
-        return ("sample", like, f"a SAMPLE of the paper's {base.title} data ({a}..{b}, {span['days']} days, inside the "
-                f"paper's span {base.span[0]}..{base.span[1]}); our 70/15/15 split of the sample gives a different, "
-                "shorter test period than the paper's, so the gaps are indicative, not a reproduction.")
-    return ("indicative", like, f"real data in the layout of the paper's {base.title} but from another period ({a}..{b}; "
-            f"the paper's span is {base.span[0]}..{base.span[1]}); the gaps are indicative only.")
-
-
 def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
     root = Path(root)
     paths = dataset_paths(dataset, root, params.data.root)
     spec = get_spec(dataset, params.local_sources)
+    if not paths.split_meta.is_file():
+        raise DataError(f"no split outputs to report on: run `dvc repro report@{dataset}` (or the data stages, "
+                        f"`stvfm data all {dataset}`) first", dataset=dataset, path=str(paths.split_meta))
     meta = read_json(paths.split_meta)
     span = data_span(meta)
-    level, paper_ds, sentence = comparability(spec, span)
+    rel: Relation = relation(spec, span, meta)
+    paper_ds = rel.paper_dataset
+    compare = paper_ds if rel.comparable else None  # paper rows side by side only for the paper's file and protocol
     test = _maybe(paths.metrics_dir / "test.json")
     baselines = _maybe(paths.metrics_dir / "baselines.json") or {}
     detail = (_maybe(paths.metrics_dir / "baselines_detail.json") or {}).get("baselines", {})
@@ -91,23 +72,25 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
                         "per_channel": test.get("per_channel"), **spread(test)}
     rows = []
     for m, r in ours.items():
-        p = paper.lookup("table2_main", paper_ds, method=PAPER_METHOD[m]) if paper_ds and PAPER_METHOD[m] else None
+        p = paper.lookup("table2_main", compare, method=PAPER_METHOD[m]) if compare and PAPER_METHOD[m] else None
         rows.append({"key": m, "label": LABEL[m], "paper": p, **r})
     variants = []
     for v, r in sweeps["variant"].items():
-        p = paper.lookup("table3_ablation", paper_ds, variant=v) if paper_ds else None
+        p = paper.lookup("table3_ablation", compare, variant=v) if compare else None
         variants.append({"key": v, "mae": r["mae"], "rmse": r["rmse"], "paper": p, "seconds": r.get("seconds"),
                          "pretrained": r.get("pretrained_backbone"), "backbone": (r.get("model") or {}).get("backbone")})
     backbones = []
     for b, r in sweeps["backbone"].items():
-        p = paper.lookup("appendix_table3_backbones", paper_ds, backbone=b) if paper_ds else None
+        p = paper.lookup("appendix_table3_backbones", compare, backbone=b) if compare else None
         backbones.append({"key": b, "mae": r["mae"], "rmse": r["rmse"], "paper": p, "seconds": r.get("seconds"),
                           "pretrained": r.get("pretrained_backbone"),
                           "vfm_blocks": (r.get("model") or {}).get("vfm_blocks")})
     table2 = [r for r in paper.read_rows("table2_main") if r["dataset"] == paper_ds] if paper_ds else []
     backbone_name = (test or {}).get("backbone") or (train.get("model") or {}).get("backbone") or params.model.backbone
     return {"dataset": dataset, "title": spec.title, "kind": spec.kind, "paper_dataset": paper_ds,
-            "paper_title": DATASETS[paper_ds].title if paper_ds else None, "level": level, "comparability": sentence,
+            "paper_title": DATASETS[paper_ds].title if paper_ds else None, "level": rel.level,
+            "comparable": rel.comparable, "relation": rel.label, "comparability": rel.sentence, "differs": rel.differs,
+            "disagreements": rel.disagreements, "protocol": meta.get("protocol") or "ratio",
             "span": span, "grid": meta.get("grid"), "channels": meta.get("channels"), "scale": 1e3 if meta.get("scale_1e3") else 1.0,
             "n_windows": meta.get("n_windows"), "test": test, "rows": rows, "variants": variants, "backbones": backbones,
             "table2": table2, "history": history, "stid_history": detail.get("stid", {}).get("history"),
@@ -117,7 +100,7 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
             "variant": (test or {}).get("variant"), "train": train,
             "channel_names": meta.get("channel_names") or [],
             "profile": (test or {}).get("profile") or train.get("profile"),
-            "training": training_profile(train, test)}
+            "training": training_profile(train, test), "verdict": train.get("verdict")}
 
 
 def spread(r: dict[str, Any]) -> dict[str, Any]:

@@ -11,17 +11,21 @@ from stvfm.plots import pyplot, save_figure
 
 
 
-def bars_vs_paper(rows: list[dict[str, Any]], out: Path, title: str, paper_label: str) -> Path:
-    """Grouped bars: our MAE/RMSE beside the paper's for every row that has them."""
+def bars_vs_paper(rows: list[dict[str, Any]], out: Path, title: str, paper_label: str | None) -> Path:
+    """Grouped bars: our MAE/RMSE beside the paper's for every row that has them; ours alone when ``paper_label`` is
+    None (data not comparable with the paper's)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("mae", "rmse")):
         labels = [r["label"] for r in rows]
         x = np.arange(len(rows))
         ours = [r[metric] for r in rows]
-        theirs = [(r["paper"] or {}).get(metric, np.nan) if r.get("paper") else np.nan for r in rows]
-        ax.bar(x - 0.2, ours, 0.4, label="ours")
-        ax.bar(x + 0.2, theirs, 0.4, label=paper_label)
+        if paper_label is None:
+            ax.bar(x, ours, 0.6, label="ours")
+        else:
+            theirs = [(r["paper"] or {}).get(metric, np.nan) if r.get("paper") else np.nan for r in rows]
+            ax.bar(x - 0.2, ours, 0.4, label="ours")
+            ax.bar(x + 0.2, theirs, 0.4, label=paper_label)
         ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(metric.upper())
         ax.legend(fontsize=7)

@@ -1,7 +1,9 @@
 """``reports/<ds>.md`` (+ ``reports/figures/<ds>/*.png``) and ``reports/summary.md``.
 
 Every number of ours comes from a stage output (see :mod:`stvfm.report.collect`); every paper number from
-``stvfm/paper/*.csv``. Relative gap = (ours − paper) / paper; positive means we are worse.
+``stvfm/paper/*.csv``. Relative gap = (ours − paper) / paper; positive means we are worse. Gaps and side-by-side
+paper columns appear only where the data is the paper's file under the paper's protocol
+(:mod:`stvfm.report.relation`); otherwise the report says what differs and lists the paper's rows for reference.
 """
 from __future__ import annotations
 
@@ -48,14 +50,38 @@ def _fs(r: dict[str, Any], key: str) -> str:
     return _f(r[key]) + (f" ± {_f(std)}" if std is not None else "")
 
 
-def _cmp_rows(items: list[dict[str, Any]], label_key: str = "label") -> list[list[str]]:
+def results_table(items: list[dict[str, Any]], first: str, paper_col: str | None,
+                  label_key: str = "label") -> str:
+    """Our MAE / RMSE per row; with ``paper_col`` (comparable data only) the paper's beside them and the gaps."""
+    head = [first, "ours MAE", "ours RMSE"]
+    if paper_col:
+        head += [f"{paper_col} MAE", f"{paper_col} RMSE", "gap MAE", "gap RMSE"]
     rows = []
     for r in items:
-        p = r.get("paper") or {}
         label = str(r.get(label_key, r["key"])) + (f" ({r['n_seeds']} seeds)" if r.get("n_seeds", 1) > 1 else "")
-        rows.append([label, _fs(r, "mae"), _fs(r, "rmse"), _p(p.get("mae")), _p(p.get("rmse")),
-                     _g(gap(r["mae"], p.get("mae"))), _g(gap(r["rmse"], p.get("rmse")))])
-    return rows
+        row = [label, _fs(r, "mae"), _fs(r, "rmse")]
+        if paper_col:
+            p = r.get("paper") or {}
+            row += [_p(p.get("mae")), _p(p.get("rmse")), _g(gap(r["mae"], p.get("mae"))), _g(gap(r["rmse"], p.get("rmse")))]
+        rows.append(row)
+    return _table(head, rows)
+
+
+def differs_table(d: dict[str, Any]) -> str | None:
+    """Facet by facet: our data against the paper's (source, interval, channels, grid, span, split)."""
+    rows = d.get("differs") or []
+    if not rows:
+        return None
+    return _table(["", "ours", f"the paper's file ({d.get('paper_title') or ''})", "the paper's Table 1",
+                   "ours = the file"],
+                  [[r["facet"], str(r["ours"]), str(r["file"]), str(r["table1"]), "yes" if r["same"] else "**no**"]
+                   for r in rows])
+
+
+def verdict_line(d: dict[str, Any]) -> str | None:
+    """The train stage's verdict against HA and persistence on validation (train.json ``verdict``)."""
+    v = d.get("verdict")
+    return f"**Validation verdict:** {v['line']}" if isinstance(v, dict) and v.get("line") else None
 
 
 def profile_line(d: dict[str, Any]) -> str | None:
@@ -64,7 +90,8 @@ def profile_line(d: dict[str, Any]) -> str | None:
     if not t:
         return None
     steps = t.get("steps_per_epoch")
-    return (f"**Training profile:** `{t.get('profile') or 'default'}` (params.yaml `profile`) — "
+    why = t.get("profile_reason")
+    return (f"**Training profile:** `{t.get('profile') or 'default'}` ({why or 'params.yaml `profile`'}) — "
             f"{t.get('epochs')} epochs × {steps if steps is not None else '?'} optimizer steps × batch "
             f"{t.get('batch_size')} (ran {t.get('epochs_run')}, best epoch {t.get('best_epoch')} of 1..{t.get('epochs_run')}), "
             f"lr {t.get('lr')} ({t.get('scheduler')}), {t.get('workers')} worker(s); backbone `{t.get('backbone')}`, "
@@ -98,9 +125,21 @@ def backbone_line(d: dict[str, Any]) -> str:
 
 def span_line(d: dict[str, Any]) -> str:
     s = d["span"]
+    split = next((r["ours"] for r in d.get("differs") or [] if r["facet"] == "split"), None) or d.get("protocol", "ratio")
     return (f"**Data used:** {s['start']} .. {s['end']} ({s['steps']} steps of {s['interval_minutes']} min, "
-            f"{s['days']} days; grid {d['grid'][0]}×{d['grid'][1]}, {d['channels']} channels; split 70/15/15 → "
-            f"test windows: {(d.get('n_windows') or {}).get('test', '?')}). Relation to the paper: {d['comparability']}")
+            f"{s['days']} days; grid {d['grid'][0]}×{d['grid'][1]}, {d['channels']} channels; split: {split} → "
+            f"test windows: {(d.get('n_windows') or {}).get('test', '?')})."
+            + ("" if _banner(d) else f" Relation to the paper: {d['comparability']}"))
+
+
+def _banner(d: dict[str, Any]) -> str | None:
+    """The line under the title when the data is not the paper's file under the paper's protocol."""
+    if d["level"] == "synthetic":
+        return (f"> **SYNTHETIC DATA — NOT COMPARABLE.** {d['comparability']} The paper rows listed at the end are those "
+                f"of {d.get('paper_title')}, the dataset whose shape the synthetic city copies.")
+    if not d.get("comparable") and d.get("paper_title"):
+        return f"> **NOT THE PAPER'S DATA UNDER THE PAPER'S PROTOCOL — NO GAP IS COMPUTED.** {d['comparability']}"
+    return None
 
 
 MAP_BASELINES = ("ha", "persistence")  # baselines whose forecast of one window is cheap to recompute here
@@ -166,46 +205,52 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
 
 def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
     ds, pt = d["dataset"], d.get("paper_title")
-    paper_col = f"paper ({pt})" if pt else "paper"
+    paper_col = (f"paper ({pt})" if pt else "paper") if d.get("comparable") else None
     L = [f"# {TITLE}: {d['title']} (`{ds}`)", ""]
-    if d["level"] == "not-comparable":
-        L += [f"> **SYNTHETIC DATA — NOT COMPARABLE.** The paper rows are those of {pt}, the dataset whose shape the "
-              "synthetic city copies; they are shown for orientation, not as a reproduction target.", ""]
+    if (banner := _banner(d)):
+        L += [banner, ""]
     L += [f"- {span_line(d)}", f"- {backbone_line(d)}"]
     if (pl := profile_line(d)):
         L.append(f"- {pl}")
+    if (vl := verdict_line(d)):
+        L.append(f"- {vl}")
     if d.get("test"):
         t = d["test"]
         L.append(f"- **ST-VFM run:** variant `{t.get('variant')}`, backbone `{t.get('backbone')}`, best epoch "
                  f"{t.get('best_epoch')}, {t.get('n_windows')} test windows; metrics on the original scale"
                  + (" ×10³ (as the paper)" if d["scale"] != 1.0 else "") + ".")
-    L += ["", "## Ours beside the paper (Table 2)", "",
-          "Gap = (ours − paper) / paper; positive = worse than the paper.", ""]
+    if (dt := differs_table(d)):
+        L += ["", f"## Our data against the paper's {pt}", "", dt]
+    if d.get("disagreements") and d["level"] in ("comparable", "paper-file"):  # other data: the table above says it
+        L += ["", "Where the paper's file and its Table 1 disagree (the file decides):", ""]
+        L += [f"- {x}" for x in d["disagreements"]]
+    if paper_col:
+        L += ["", "## Ours beside the paper (Table 2)", "",
+              "Gap = (ours − paper) / paper; positive = worse than the paper.", ""]
+    else:
+        L += ["", "## Our results (test split)", ""]
     if d["rows"]:
-        L.append(_table(["method", "ours MAE", "ours RMSE", f"{paper_col} MAE", f"{paper_col} RMSE", "gap MAE",
-                         "gap RMSE"], _cmp_rows(d["rows"])))
+        L.append(results_table(d["rows"], "method", paper_col))
     else:
         L.append("_No results yet: run the baselines, train and evaluate stages._")
     if (pc := per_channel_table(d)):
         L += ["", "Per channel (test split, original scale):", "", pc]
     if "bars" in figs:
-        L += ["", f"![ours vs paper]({figs['bars']})"]
+        L += ["", f"![{'ours vs paper' if paper_col else 'ours'}]({figs['bars']})"]
     s = d.get("baseline_settings") or {}
     if s:
         L += ["", "Baseline settings: "
               + "; ".join(f"**{k}** " + ", ".join(f"{a}={b}" for a, b in (v or {}).items() if a != "overrides")
                           for k, v in s.items()) + "."]
-    if d["table2"] and d["rows"]:
+    if d["table2"] and d["rows"] and paper_col:
         full = next((r for r in d["rows"] if r["key"] == "full"), None)
         if full:
             rank = 1 + sum(1 for r in d["table2"] if r["method"] != "ST-VFM" and r["mae"] < full["mae"])
             L += ["", f"By MAE our ST-VFM would rank {rank} of {len(d['table2'])} among the paper's Table 2 rows for "
-                      f"{pt} (ours replacing the paper's ST-VFM row)"
-                      + (" — for orientation only: synthetic data." if d["level"] == "not-comparable" else ".")]
+                      f"{pt} (ours replacing the paper's ST-VFM row)."]
     L += ["", "## Variants (Table 3 ablation)", ""]
     if d["variants"]:
-        L.append(_table(["variant", "ours MAE", "ours RMSE", f"{paper_col} MAE", f"{paper_col} RMSE", "gap MAE",
-                         "gap RMSE"], _cmp_rows(d["variants"], "key")))
+        L.append(results_table(d["variants"], "variant", paper_col, "key"))
         bb = {v.get("backbone") for v in d["variants"]}
         pre = {v.get("pretrained") for v in d["variants"]}
         L += ["", f"Sweep profile (cheap CPU profile from `params.yaml sweeps:`): backbone {', '.join(map(str, bb))}, "
@@ -215,8 +260,7 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
         L.append("_No variant sweep results (stage `sweep_variant`)._")
     L += ["", "## Backbones (appendix Table 3)", ""]
     if d["backbones"]:
-        L.append(_table(["backbone", "ours MAE", "ours RMSE", f"{paper_col} MAE", f"{paper_col} RMSE", "gap MAE",
-                         "gap RMSE"], _cmp_rows(d["backbones"], "key")))
+        L.append(results_table(d["backbones"], "backbone", paper_col, "key"))
         pre = {b.get("pretrained") for b in d["backbones"]}
         L += ["", f"Backbones pretrained: {', '.join('yes' if p else 'NO (random init)' for p in pre)}; VFM blocks used: "
                   f"{', '.join(str(b.get('vfm_blocks')) for b in d['backbones'])}. With random init and a few batches "
@@ -236,7 +280,9 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
         L += ["**Evaluate-stage plots** (`metrics/" + ds + "/plots/`): "
               + ", ".join(f"[{p}](../metrics/{ds}/plots/{p})" for p in d["eval_plots"]), ""]
     if d["table2"]:
-        L += ["## The paper's Table 2 for " + str(pt), "",
+        ref = "" if paper_col else (" — for reference only, not comparable with our numbers (differs: "
+                                    + ", ".join(r["facet"] for r in d.get("differs") or [] if not r["same"]) + ")")
+        L += ["## The paper's Table 2 for " + str(pt) + ref, "",
               _table(["method", "MAE", "RMSE"], [[r["method"], _p(r["mae"]), _p(r["rmse"])] for r in d["table2"]]), "",
               "Transcribed as printed (stvfm/paper/README.md lists the source's oddities, e.g. the MAU row for "
               "TDrive/BikeNYC).", ""]
@@ -256,9 +302,11 @@ def build_report(dataset: str, params: Params, root: str | Path = ".", *, maps: 
         tmp.mkdir(parents=True)
         rel = f"figures/{dataset}"
         if d["rows"]:
-            figures.bars_vs_paper(d["rows"], tmp / "bars.png", f"{dataset}: ours vs paper ({d.get('paper_title')})"
-                                  + (" — synthetic, not comparable" if d["level"] == "not-comparable" else ""),
-                                  f"paper {d.get('paper_title') or ''}")
+            if d.get("comparable"):
+                figures.bars_vs_paper(d["rows"], tmp / "bars.png", f"{dataset}: ours vs paper ({d.get('paper_title')})",
+                                      f"paper {d.get('paper_title') or ''}")
+            else:
+                figures.bars_vs_paper(d["rows"], tmp / "bars.png", f"{dataset}: test MAE / RMSE", None)
             figs["bars"] = f"{rel}/bars.png"
             figures.per_step({r["label"]: r.get("per_step") for r in d["rows"]}, tmp / "per_step.png", dataset)
             figs["per_step"] = f"{rel}/per_step.png"
@@ -282,21 +330,21 @@ def build_report(dataset: str, params: Params, root: str | Path = ".", *, maps: 
 def render_summary(items: list[dict[str, Any]]) -> str:
     L = [f"# {TITLE}: summary", "",
          "One row per dataset run. Ours = this project's DVC stage outputs; paper = Table 2 of the paper for the matching "
-         "dataset. Gap = (ours − paper) / paper on MAE. **Relation** says whether the comparison is meaningful.", ""]
+         "dataset. Gap = (ours − paper) / paper on MAE, computed only where the data is the paper's file under the "
+         "paper's protocol; **relation** says what the data is.", ""]
     rows = []
     for d in items:
         r = {x["key"]: x for x in d["rows"]}
         full = r.get("full")
         pf = (full or {}).get("paper") or {}
-        rel = {"comparable": "same data, full span", "sample": "sample of the paper's data",
-               "indicative": "same layout, other period", "not-comparable": "SYNTHETIC — not comparable",
-               "none": "no paper counterpart"}[d["level"]]
+        rel = d["relation"]
         cell = lambda k: f"{_f(r[k]['mae'])} / {_f(r[k]['rmse'])}" if k in r else "–"
         rows.append([f"[{d['dataset']}]({d['dataset']}.md)", d.get("paper_title") or "–", rel,
                      f"{d['span']['start'][:10]}..{d['span']['end'][:10]} ({d['span']['days']} d)",
                      "yes" if d.get("pretrained") else ("NO" if d.get("test") else "–"),
                      cell("persistence"), cell("ha"), cell("arima"), cell("stid"), cell("full"),
-                     f"{_p(pf.get('mae'))} / {_p(pf.get('rmse'))}", _g(gap(full["mae"], pf.get("mae"))) if full else "–"])
+                     f"{_p(pf.get('mae'))} / {_p(pf.get('rmse'))}" if pf else "–",
+                     _g(gap(full["mae"], pf.get("mae"))) if full and pf else "–"])
     L.append(_table(["dataset", "paper dataset", "relation", "data span", "pretrained VFM", "Persistence MAE/RMSE",
                      "HA", "ARIMA", "STID", "ST-VFM full", "paper ST-VFM", "gap MAE"], rows))
     L += ["", "Variant and backbone sweeps, learning curves and forecast maps are in each dataset's report.", ""]

@@ -28,6 +28,7 @@ def run_report(dataset: str, params: Params, root: str | Path = ".", log_mlflow:
         report = Path(d["report"])
         log_result(params, dataset, root, run_name="report", kind="report",
                    run_params={"paper_dataset": d.get("paper_dataset"), "relation": d["level"],
+                               "comparable": d.get("comparable"),
                                "pretrained_backbone": d.get("pretrained"), "data_start": d["span"]["start"],
                                "data_end": d["span"]["end"]},
                    metrics={f"{r['key']}_mae": r["mae"] for r in d["rows"]} | {f"{r['key']}_rmse": r["rmse"] for r in d["rows"]},

@@ -5,6 +5,9 @@ export ``models/<ds>/{best.pt,last.pt,history.json,train.json}`` and the deploya
 MLflow is driven from this (driver) process only: the store and experiment are created before any worker starts,
 and per-epoch metrics are logged from the final checkpoint's history, so every epoch appears exactly once even when
 a worker group was restarted and replayed epochs.
+
+The verdict against the simple references (HA, persistence on validation) is computed above this layer (the training
+loop knows no baselines): the entry points pass it in as ``verdict`` and print its line last.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -75,13 +78,20 @@ def training_setup(params: Params, paths) -> dict[str, Any]:
     steps = math.ceil(n_train / (t.num_workers if t.use_ray else 1) / per_worker) if n_train else None
     if steps is not None and t.max_batches_per_epoch is not None:
         steps = min(steps, t.max_batches_per_epoch)
-    return {"profile": params.profile, "epochs": t.epochs, "steps_per_epoch": steps, "batch_size": t.batch_size,
-            "lr": t.lr, "scheduler": t.scheduler, "workers": t.num_workers if t.use_ray else 1,
+    return {"profile": params.profile, "profile_reason": params.profile_reason, "epochs": t.epochs,
+            "steps_per_epoch": steps, "batch_size": t.batch_size, "lr": t.lr, "scheduler": t.scheduler,
+            "workers": t.num_workers if t.use_ray else 1,
             "backbone": params.model.backbone, "vfm_blocks": params.model.vfm_blocks, "variant": params.model.variant}
 
 
+# (params, dataset, root, the best epoch's validation metrics) -> {"line": str, "loses": bool, metrics ...}
+Verdict = Callable[[Params, str, Path, dict[str, float]], dict[str, Any]]
+
+
 def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: str | Path | None = None,
-              name: str | None = None, track: bool = True) -> dict[str, Any]:
+              name: str | None = None, track: bool = True, verdict: Verdict | None = None) -> dict[str, Any]:
+    """Train ``dataset``, export the model files and ``train.json`` (+ the ``verdict`` of the validation metrics when
+    given), record the run in MLflow; return what ``train.json`` holds."""
     root = Path(root).resolve()
     paths = dataset_paths(dataset, root, params.data.root)
     t0 = time.perf_counter()
@@ -104,7 +114,7 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
             from stvfm.io import read_json
 
             mlflow.log_params(mlflow_params(read_json(paths.split_meta)))
-    info: dict[str, Any] = {"dataset": dataset, "profile": params.profile,
+    info: dict[str, Any] = {"dataset": dataset, "profile": params.profile, "profile_reason": params.profile_reason,
                             "engine": "ray" if params.train.use_ray else "plain"}
     try:
         if params.train.use_ray:
@@ -134,12 +144,19 @@ def run_train(params: Params, dataset: str, root: str | Path = ".", *, resume: s
                     backbone=state.get("backbone", {}), arch=state.get("arch"))
         config, weights = version_from_best(best, paths)
         write_version(paths.model_version_dir, config, weights)  # the deployable version, also without MLflow
+        if verdict is not None:
+            info["verdict"] = verdict(params, dataset, root, dict(loop["best_metrics"]))
         if track:
             mlflow.set_tag("stvfm.pretrained_backbone", str(info["pretrained_backbone"]))
             mlflow.log_params({"backbone.pretrained": info["pretrained_backbone"],
                                "backbone.blocks_used": info["backbone"].get("blocks_used")})
             tracking.log_history(loop["history"])
             mlflow.log_metrics({"best_val_mae": loop["best_val"], "best_epoch": loop["best_epoch"]})
+            if info.get("verdict"):
+                v = info["verdict"]
+                mlflow.set_tags({"stvfm.verdict": v["line"], "stvfm.loses_to_reference": str(bool(v.get("loses")))})
+                mlflow.log_metrics({f"val_{m}_{k}": float(x[k]) for m, x in (v.get("references") or {}).items()
+                                    for k in ("mae", "rmse")})
             lc = learning_curves(loop["history"], paths.model_dir / "learning_curves.png", title=dataset)
             mlflow.log_artifact(str(lc), "plots")
             tags = {"dataset": dataset, "data_md5": tracking.dvc_data_hash(root, f"{params.data.root}/split/{dataset}"),

@@ -6,8 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stvfm.data.gridding import GridSpec, grid_arrays, grid_trips, iter_parquet
-from stvfm.data.readers import iter_trip_batches, map_trip_columns, read_raw
+from stvfm.data.gridding import GridSpec, grid_arrays, grid_trips
+from stvfm.data.readers import read_raw
+from stvfm.data.trips import iter_trip_batches, map_columns
 from stvfm.errors import DataError
 
 BBOX = (40.0, -74.0, 41.0, -73.0)  # 2x2 grid below: rows split at lat 40.5, cols at lon -73.5
@@ -81,7 +82,7 @@ def test_streaming_equals_in_memory(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table(rec), path, row_group_size=700)  # 8 row groups
     assert pq.ParquetFile(path).num_row_groups == 8
-    streamed = grid_trips(iter_parquet(path, batch_size=300), spec)
+    streamed = grid_trips(iter_trip_batches(path, batch_rows=300), spec)
     np.testing.assert_array_equal(streamed.counts, whole.counts)
     assert streamed.dropped == whole.dropped and streamed.records == 5000
     assert whole.counts.sum() == whole.counted["inflow"] + whole.counted["outflow"]
@@ -120,9 +121,9 @@ def test_citibike_csv_variants(tmp_path, text):
 
 
 def test_tlc_columns_map():
-    m = map_trip_columns(["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "pickup_longitude",
+    m = map_columns(["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "pickup_longitude",
                           "pickup_latitude", "dropoff_longitude", "dropoff_latitude"])
-    assert m["start_time"] == "tpep_pickup_datetime" and m["end_lon"] == "dropoff_longitude"
+    assert m.src["start_time"] == "tpep_pickup_datetime" and m.src["end_lon"] == "dropoff_longitude"
 
 
 def test_zone_only_tlc_refused(tmp_path):
@@ -149,7 +150,7 @@ def test_citibike_zip_of_monthly_csvs(tmp_path):
         z.writestr("8_August/201408-citibike-tripdata_1.csv", CITIBIKE_OLD)
         z.writestr("8_August/201408-citibike-tripdata_2.csv", CITIBIKE_NEW)
         z.writestr("__MACOSX/8_August/._201408-citibike-tripdata_1.csv", "junk")
-    for kind in ("trips", "trips-citibike"):  # our reader; the NYC-release reader (stvfm.data.trips_nyc)
+    for kind in ("trips", "trips-citibike"):  # one reader (stvfm.data.trips); the kind only words its messages
         res = read_raw([p], kind, dataset="cb", interval_minutes=60, grid=(2, 2), start="2014-08-01T00:00",
                        end="2014-08-01T03:00", bbox=BBOX)
         assert res.ds["flow"].values.sum() == 8 and res.records == {"inflow": 4, "outflow": 4}

@@ -13,7 +13,7 @@ from stvfm.training.stage import run_train
 from .conftest import tiny_params
 
 NOT_SHAPING = ("tune.", "sweeps.", "baselines.", "local_sources.", "profiles.", "report.", "tracking.", "datasets")
-SCHEMA = {"stvfm.kind", "stvfm.dataset", "stvfm.profile", "stvfm.git_commit"}
+SCHEMA = {"stvfm.kind", "stvfm.dataset", "stvfm.profile", "stvfm.profile_reason", "stvfm.git_commit"}
 
 
 def _best_epoch_from_log(text: str) -> tuple[int, list[int]]:

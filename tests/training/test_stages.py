@@ -47,6 +47,36 @@ def test_train_evaluate_plain_outputs(tiny_project):
     assert "learning_curves.png" in pngs and len([x for x in pngs if x.startswith("forecast_")]) == 2
 
 
+def test_train_verdict_against_ha_and_persistence(tiny_project):
+    """run_train(verdict=validation_verdict): the best epoch's validation MAE/RMSE against HA and persistence on the
+    same validation windows, in train.json; the line says plainly who wins."""
+    from stvfm.studies.verdict import validation_verdict
+    from stvfm.studies.quality import reference_scores
+
+    p = tiny_params(tiny_project, **{"train.use_ray": False})
+    info = run_train(p, "synthetic", tiny_project, track=False, verdict=validation_verdict)
+    v = read_json(tiny_project / "models" / "synthetic" / "train.json")["verdict"]
+    assert v == json.loads(json.dumps(info["verdict"]))
+    assert v["model"] == {"mae": info["val"]["val_mae"], "rmse": info["val"]["val_rmse"]}
+    assert v["references"] == reference_scores(p, "synthetic", tiny_project, split="val")
+    worse = [r for r, x in v["references"].items() for m in ("mae", "rmse") if v["model"][m] >= x[m]]
+    assert v["loses"] == bool(worse) and sorted(set(worse)) == v["lost_to"]
+    assert v["line"].startswith("WARNING: ST-VFM LOSES to" if worse else "ST-VFM beats HA and persistence")
+
+
+def test_verdict_line_names_what_the_model_loses_to():
+    from stvfm.studies.verdict import judge
+
+    refs = {"ha": {"mae": 1.44, "rmse": 4.8}, "persistence": {"mae": 1.6, "rmse": 5.0}}
+    win = judge({"mae": 1.11, "rmse": 3.16}, refs)
+    assert not win["loses"] and win["line"] == ("ST-VFM beats HA and persistence on validation (MAE 1.110 vs HA 1.440, "
+                                                "persistence 1.600; RMSE 3.160 vs HA 4.800, persistence 5.000)")
+    lose = judge({"mae": 2.09, "rmse": 4.9}, refs)
+    assert lose["loses"] and lose["lost_to"] == ["ha", "persistence"]
+    assert lose["line"].startswith("WARNING: ST-VFM LOSES to HA (MAE/RMSE), persistence (MAE) on validation")
+    assert judge({"mae": 1.44, "rmse": 3.0}, refs)["lost_to"] == ["ha"]  # a tie is not a win
+
+
 @pytest.mark.slow
 def test_same_seed_twice_same_test_metrics(tiny_project):
     p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1})

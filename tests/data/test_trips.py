@@ -1,4 +1,4 @@
-"""NYC trip-record readers (stvfm.data.trips_nyc) on tiny files written in the publishers' real formats."""
+"""The trip-record reader (stvfm.data.trips) on tiny files written in the publishers' real formats."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,7 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from stvfm.data.gridding import GridSpec, grid_trips
-from stvfm.data.trips_nyc import TRIP_SCHEMA, iter_trip_batches, name_period, read_trip_table, zone_centroids
+from stvfm.data.trips import (
+    TRIP_SCHEMA,
+    grid_trip_files,
+    iter_trip_batches,
+    name_period,
+    read_trip_table,
+    zone_centroids,
+)
 from stvfm.errors import DataError
 
 # --------------------------------------------------------------------------------------------- Citi Bike files
@@ -115,6 +122,26 @@ def test_only_the_needed_months_are_read(tmp_path):
     (tmp_path / "2015-citibike-tripdata.zip").write_bytes(b"not a zip")
     assert read_trip_table([tmp_path / "2015-citibike-tripdata.zip", z], "trips-citibike",
                            start="2016-10-01", end="2016-11-01").num_rows == 2
+
+
+def test_grid_trip_files_counts_the_records_of_the_span(tmp_path):
+    """Records with neither time in the span are not records of the grid; the rest are counted or dropped per
+    endpoint; a file whose records all miss the span, or that holds none, is refused with its name."""
+    z = _citibike_year(tmp_path)
+    spec = GridSpec.from_span((40.70, -74.00, 40.80, -73.90), (2, 2), "2016-10-01", "2016-11-01", 60)
+    g = grid_trip_files([z], spec, kind="trips-citibike", dataset="cb")
+    # the two October trips; the one ending on Nov 1 gives its outflow only
+    assert g.records == 2 and g.counted == {"inflow": 1, "outflow": 2} and g.dropped == {"inflow": 1, "outflow": 0}
+    assert g.counts.sum() == 3
+    csv = tmp_path / "trips.csv"  # no month in the name: read, and every record lies outside the span
+    csv.write_text(JULY)
+    with pytest.raises(DataError, match=r"dataset 'cb', file .*trips\.csv.*all 2 trip records read fall outside the "
+                                        r"span 2016-10-01T00:00:00\.\.2016-11-01T00:00:00"):
+        grid_trip_files([csv], spec, dataset="cb")
+    empty = tmp_path / "none.csv"
+    empty.write_text(OLD_HEADER + "\n")
+    with pytest.raises(DataError, match=r"none\.csv.*no trip records in the input"):
+        grid_trip_files([empty], spec, dataset="cb")
 
 
 def test_name_period():
