@@ -96,7 +96,7 @@ def run_pandas(path: str, grid, interval, out: str) -> dict:
         counts[idx[:, 0], idx[:, 1], idx[:, 2], c] = s.to_numpy()
     dt = time.perf_counter() - t
     np.save(out, counts)
-    return {"seconds": dt, "records": int(len(df))}
+    return {"seconds": dt, "records": len(df)}
 
 
 def _cpu() -> float:

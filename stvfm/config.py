@@ -9,10 +9,11 @@ import dataclasses
 import os
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Iterable, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -194,7 +195,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return None
         rest = [a for a in args if a is not type(None)]
-        return _coerce(value, rest[0], where) if len(rest) == 1 else _coerce(value, Union[tuple(rest)], where)
+        return _coerce(value, rest[0], where) if len(rest) == 1 else _coerce(value, Union[tuple(rest)], where)  # noqa: UP007 - built at run time from a tuple of types
     if origin in (Union, UnionType):  # X | Y: the member of the value's own kind (a list for a list ...)
         for a in args:
             base = get_origin(a) or a
@@ -481,7 +482,7 @@ class SweepConfig:
     torch_threads: int | None = 1  # measured: 1 thread is 2-5x faster than 2 contended ones on a busy 2-core box
 
     @classmethod
-    def from_params(cls, section: dict | None) -> "SweepConfig":
+    def from_params(cls, section: dict | None) -> SweepConfig:
         s = dict(section or {})
         allowed = {"datasets", "variants", "backbones", "profile", "backbone_profile", "torch_threads", "val_windows"}
         if set(s) - allowed:

@@ -33,8 +33,9 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -227,7 +228,10 @@ def write_experiment_summary(params: Params, dataset: str, root: str | Path) -> 
              "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
     for r in rows:
         m = r.data.metrics
-        f = lambda k: f"{m[k]:.4f}" if k in m else "–"
+
+        def f(k: str, m: dict = m) -> str:
+            return f"{m[k]:.4f}" if k in m else "–"
+
         lines.append(f"| {r.info.run_name} | {r.data.tags.get('stvfm.kind')} | {r.data.tags.get('stvfm.profile', '–')} "
                      f"| {f('test_mae')} | {f('test_rmse')} |")
     text = "\n".join(lines)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from stvfm.config import Params, flatten, load_params, params_from_dict, resolve_model_config
-from stvfm.datasets.registry import DATASETS, get_spec
+from stvfm.datasets.registry import get_spec
 from stvfm.errors import ConfigError
 
 
@@ -32,7 +32,7 @@ def test_unknown_key_names_section(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "raw, msg",
+    ("raw", "msg"),
     [
         ({"model": {"variant": "bogus"}}, "model.variant"),
         ({"data": {"split": [0.5, 0.5]}}, "data.split"),
@@ -50,7 +50,7 @@ def test_split_is_a_ratio_or_published(value):
     assert params_from_dict({"data": {"split": value}}).data.split == value
 
 
-@pytest.mark.parametrize("value, msg", [
+@pytest.mark.parametrize(("value", "msg"), [
     ("publish", r"data\.split: 'publish' is neither a list of three fractions .* nor 'published'"),
     (0.7, r"data\.split: expected a list or a string, got 0\.7"),
     ([0.7, "a", 0.15], r"data\.split\[1\]: expected a number, got 'a'"),

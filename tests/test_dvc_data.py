@@ -108,9 +108,9 @@ def test_dvc_repro_report_of_trip_records(tmp_path):
     """`dvc repro report@bikenyc1-trips` with a Citi Bike archive in the mirror: download (mirror) -> grid (the trip
     reader) -> flow -> split -> train -> evaluate -> baselines -> report, and a report that names the data for what
     it is (trip records gridded here, no gap to the paper). A second `dvc repro` is a no-op."""
-    from trip_fixtures import citibike_year
-
     from stvfm.datasets.registry import get_spec
+
+    from trip_fixtures import citibike_year
 
     ds = "bikenyc1-trips"
     mirror = tmp_path / "mirror"

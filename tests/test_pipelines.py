@@ -17,7 +17,7 @@ STAGES = [  # (pipelines module, library module, function, positional args)
 ]
 
 
-@pytest.mark.parametrize("stage, lib, fn, args", STAGES)
+@pytest.mark.parametrize(("stage", "lib", "fn", "args"), STAGES)
 def test_stage_calls_library_once(stage, lib, fn, args, monkeypatch, project_root, capsys):
     calls = []
 

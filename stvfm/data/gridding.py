@@ -17,8 +17,8 @@ Streaming: :func:`grid_trips` takes an iterator of column batches (the canonical
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class GridSpec:
             raise ValueError(f"grid {self.grid}, steps {self.steps} and interval {self.interval_minutes} must be >= 1")
 
     @classmethod
-    def from_span(cls, bbox, grid, start, end, interval_minutes: int) -> "GridSpec":
+    def from_span(cls, bbox, grid, start, end, interval_minutes: int) -> GridSpec:
         """``end`` is exclusive; ``T = ceil((end - start) / interval)``."""
         s = np.datetime64(start, "ns")
         e = np.datetime64(end, "ns")
@@ -159,8 +159,8 @@ def grid_trips(batches: Iterable[Mapping[str, object]], spec: GridSpec) -> GridC
     records = 0
     counted = {"inflow": 0, "outflow": 0}
     for b in batches:
-        get = (lambda k: b.column(k)) if hasattr(b, "column") else (lambda k: b[k])
-        cols = {k: (_as_ns if k.endswith("_time") else _as_f64)(get(k)) for k in TRIP_COLUMNS}
+        cols = {k: (_as_ns if k.endswith("_time") else _as_f64)(b.column(k) if hasattr(b, "column") else b[k])
+                for k in TRIP_COLUMNS}
         m = cols["start_time"].shape[0]
         records += m
         # work in cache-sized slices: the ~20 elementwise passes then stay in cache and reuse freed memory

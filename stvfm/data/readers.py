@@ -27,9 +27,10 @@ Formats (``kind`` in the raw ``manifest.json``, or guessed from the file suffix 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr

@@ -9,14 +9,12 @@ import numpy as np
 from stvfm.plots import pyplot, save_figure
 
 
-
-
 def bars_vs_paper(rows: list[dict[str, Any]], out: Path, title: str, paper_label: str | None) -> Path:
     """Grouped bars: our MAE/RMSE beside the paper's for every row that has them; ours alone when ``paper_label`` is
     None (data not comparable with the paper's)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("mae", "rmse")):
+    for ax, metric in zip(axes, ("mae", "rmse"), strict=True):
         labels = [r["label"] for r in rows]
         x = np.arange(len(rows))
         ours = [r[metric] for r in rows]

@@ -159,7 +159,9 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
         return {}
     t0 = int(t0s[len(t0s) // 2])
     h, o = data.history, data.horizon
-    to_tchw = lambda a: np.moveaxis(a, -1, 1)  # (T, H, W, C) -> (T, C, H, W)
+    def to_tchw(a: np.ndarray) -> np.ndarray:  # (T, H, W, C) -> (T, C, H, W)
+        return np.moveaxis(a, -1, 1)
+
     truth = to_tchw(data.series[t0 + h:t0 + h + o])
     preds: dict[str, np.ndarray] = {}
     best = paths.model_dir / "best.pt"
@@ -338,7 +340,9 @@ def render_summary(items: list[dict[str, Any]]) -> str:
         full = r.get("full")
         pf = (full or {}).get("paper") or {}
         rel = d["relation"]
-        cell = lambda k: f"{_f(r[k]['mae'])} / {_f(r[k]['rmse'])}" if k in r else "–"
+        def cell(k: str, r: dict = r) -> str:
+            return f"{_f(r[k]['mae'])} / {_f(r[k]['rmse'])}" if k in r else "–"
+
         rows.append([f"[{d['dataset']}]({d['dataset']}.md)", d.get("paper_title") or "–", rel,
                      f"{d['span']['start'][:10]}..{d['span']['end'][:10]} ({d['span']['days']} d)",
                      "yes" if d.get("pretrained") else ("NO" if d.get("test") else "–"),

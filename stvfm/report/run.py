@@ -10,7 +10,6 @@ from stvfm.errors import ConfigError
 from stvfm.report.markdown import build_report, build_summary
 from stvfm.tracking import log_result
 
-
 REPORT_KEYS = {"forecast_maps"}
 
 

@@ -5,10 +5,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from data_helpers import leftovers, make_params, npz_dataset, series, write_raw
 
 from stvfm.data.stages import run_flow, run_grid, run_split
 from stvfm.errors import DataError
+
+from data_helpers import leftovers, make_params, npz_dataset, series, write_raw
 
 
 def assert_no_grid_output(root, name):

@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 import yaml
-from data_helpers import series, write_raw
 
 from stvfm.cli import main
+
+from data_helpers import series, write_raw
 
 
 def test_cli_grid_flow_split(tmp_path, capsys):

@@ -20,7 +20,7 @@ def ts(s):
 
 
 def records(rows):
-    cols = list(zip(*rows))
+    cols = list(zip(*rows, strict=True))
     return {"start_time": np.array(cols[0], "datetime64[ns]"), "end_time": np.array(cols[1], "datetime64[ns]"),
             "start_lat": np.array(cols[2], float), "start_lon": np.array(cols[3], float),
             "end_lat": np.array(cols[4], float), "end_lon": np.array(cols[5], float)}
@@ -39,11 +39,14 @@ HAND = [
 
 def expected():
     e = np.zeros((3, 2, 2, 2), np.int64)  # (T, H, W, [in, out])
-    e[0, 1, 1, 0] += 1; e[0, 0, 0, 1] += 1
-    e[1, 0, 0, 0] += 1; e[0, 0, 0, 1] += 1
+    e[0, 1, 1, 0] += 1
+    e[0, 0, 0, 1] += 1
+    e[1, 0, 0, 0] += 1
+    e[0, 0, 0, 1] += 1
     e[2, 1, 0, 1] += 1
     e[0, 0, 1, 0] += 1
-    e[1, 0, 0, 0] += 1; e[1, 1, 1, 1] += 1
+    e[1, 0, 0, 0] += 1
+    e[1, 1, 1, 1] += 1
     return e
 
 
@@ -130,7 +133,7 @@ def test_zone_only_tlc_refused(tmp_path):
     p = tmp_path / "yellow.csv"
     p.write_text("tpep_pickup_datetime,tpep_dropoff_datetime,PULocationID,DOLocationID\n2020-01-01 00:00:00,"
                  "2020-01-01 00:10:00,1,2\n")
-    with pytest.raises(DataError, match="no column for 'start_lat'.*zone ids"):
+    with pytest.raises(DataError, match=r"no column for 'start_lat'.*zone ids"):
         list(iter_trip_batches(p, dataset="tlc"))
 
 

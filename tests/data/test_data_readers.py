@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from data_helpers import make_params, series, write_raw
 
 from stvfm.data.readers import canonical, guess_kind, read_raw, rebuild_windows
 from stvfm.errors import DataError
+
+from data_helpers import make_params, series, write_raw
 
 
 def test_npz_round_trip(tmp_path):

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from data_helpers import leftovers, npz_dataset, series
 
 from stvfm.data.flow import st_flow
 from stvfm.data.scaler import Scaler
@@ -17,6 +16,8 @@ from stvfm.data.stages import run_flow, run_grid, run_split
 from stvfm.data.windows import WindowDataset
 from stvfm.errors import DataError
 from stvfm.paths import dataset_paths
+
+from data_helpers import leftovers, npz_dataset, series
 
 
 def run_all(root, name, params):

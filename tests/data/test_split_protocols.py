@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from data_helpers import make_params, npz_dataset, series, write_raw
 
 from stvfm.data.scaler import Scaler
 from stvfm.data.stages import run_flow, run_grid, run_split
@@ -18,6 +17,8 @@ from stvfm.datasets.unist_fixtures import fixture_dict
 from stvfm.errors import DataError
 from stvfm.io import read_json
 from stvfm.paths import dataset_paths
+
+from data_helpers import make_params, npz_dataset, series, write_raw
 
 WINDOWS = {"train": 56, "val": 12, "test": 12}  # 80 windows cut 70/15/15
 

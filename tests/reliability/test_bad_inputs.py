@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+
 from harness import Project, assert_refused, changed
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from harness import REPO
 
 KILLS_PER_STAGE = 7  # mid-write kills that must land before the commit, x 3 stages = 21

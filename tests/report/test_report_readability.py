@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from test_report import params, write_fixture  # noqa: F401 (fixture; tests/report is on sys.path)
 
 from stvfm.io import read_json, write_json
+
+from report_fixtures import write_fixture
 
 
 def _extend(root):
@@ -27,7 +28,7 @@ def _extend(root):
                           "scheduler": "cosine", "workers": 2, "backbone": "vit_tiny", "vfm_blocks": 4}})
 
 
-def test_report_states_profile_channels_seeds_and_column_order(tmp_path, params):  # noqa: F811
+def test_report_states_profile_channels_seeds_and_column_order(tmp_path, params):
     from stvfm.report.markdown import build_report
 
     write_fixture(tmp_path)

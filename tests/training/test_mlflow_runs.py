@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from stvfm.training.evaluate import run_evaluate
 from stvfm.io import read_json
+from stvfm.training.evaluate import run_evaluate
 from stvfm.training.stage import run_train
 
 from .conftest import tiny_params
@@ -66,7 +66,7 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
                          "sweep-variant-simple", "report"}
     for name, r in runs.items():  # one tag schema; no un-prefixed project tags
         own = {k for k in r.data.tags if not k.startswith("mlflow.")}
-        assert SCHEMA <= own and all(k.startswith("stvfm.") for k in own), (name, own)
+        assert own >= SCHEMA and all(k.startswith("stvfm.") for k in own), (name, own)
         assert r.data.tags["stvfm.dataset"] == "synthetic" and r.data.tags["stvfm.profile"] == "default"
         assert r.data.params.get("profile") == "default", name
     kinds = {n: r.data.tags["stvfm.kind"] for n, r in runs.items()}

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from stvfm.errors import CheckpointError, DataError
-from stvfm.training.evaluate import run_evaluate
 from stvfm.io import read_json
 from stvfm.training.checkpoint import load_checkpoint
+from stvfm.training.evaluate import run_evaluate
 from stvfm.training.stage import run_train
 
 from .conftest import ROOT, tiny_params
@@ -50,8 +50,8 @@ def test_train_evaluate_plain_outputs(tiny_project):
 def test_train_verdict_against_ha_and_persistence(tiny_project):
     """run_train(verdict=validation_verdict): the best epoch's validation MAE/RMSE against HA and persistence on the
     same validation windows, in train.json; the line says plainly who wins."""
-    from stvfm.studies.verdict import validation_verdict
     from stvfm.studies.quality import reference_scores
+    from stvfm.studies.verdict import validation_verdict
 
     p = tiny_params(tiny_project, **{"train.use_ray": False})
     info = run_train(p, "synthetic", tiny_project, track=False, verdict=validation_verdict)
@@ -129,12 +129,12 @@ def test_forecaster_matches_model_on_a_test_window(tiny_project):
 
 def test_evaluate_without_or_with_corrupt_checkpoint(tiny_project):
     p = tiny_params(tiny_project)
-    with pytest.raises(CheckpointError, match="best.pt.*does not exist"):
+    with pytest.raises(CheckpointError, match=r"best\.pt.*does not exist"):
         run_evaluate(p, "synthetic", tiny_project, track=False)
     mdir = tiny_project / "models" / "synthetic"
     mdir.mkdir(parents=True)
     (mdir / "best.pt").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(CheckpointError, match="best.pt.*corrupt or truncated"):
+    with pytest.raises(CheckpointError, match=r"best\.pt.*corrupt or truncated"):
         run_evaluate(p, "synthetic", tiny_project, track=False)
     assert not (tiny_project / "metrics" / "synthetic" / "test.json").exists()
 
@@ -178,12 +178,12 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     np.savez(tiny_project / "in.npz", flow=flow[-8:])
     np.savez(tiny_project / "short.npz", flow=flow[-4:])
     cmd = [sys.executable, "-m", "stvfm.cli", "predict", "--model", "models:/stvfm-synthetic@champion", "--input"]
-    ok = subprocess.run(cmd + ["in.npz", "--out", "fc.npz"], cwd=tiny_project, capture_output=True, text=True,
+    ok = subprocess.run([*cmd, "in.npz", "--out", "fc.npz"], cwd=tiny_project, capture_output=True, text=True,
                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert ok.returncode == 0, ok.stderr
     fc = np.load(tiny_project / "fc.npz")["forecast"]
     assert fc.shape == (6, 16, 8, 2) and np.isfinite(fc).all()
     assert json.loads(ok.stdout.strip().splitlines()[-1])["shape"] == [6, 16, 8, 2]
-    bad = subprocess.run(cmd + ["short.npz", "--out", "x.npz"], cwd=tiny_project, capture_output=True, text=True,
+    bad = subprocess.run([*cmd, "short.npz", "--out", "x.npz"], cwd=tiny_project, capture_output=True, text=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2 and "needs at least 6 time steps" in bad.stderr and not (tiny_project / "x.npz").exists()
