@@ -12,6 +12,7 @@ later the last actor was ready than the first). Goal: ratio (ray / plain, median
 Builds a small synthetic project in a temp dir with the real stages and a random-init model of the default size
 (params.yaml model section; throughput does not depend on the weights). Last stdout line: one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         src = model_source(params, "synthetic", root, str(root / "version"))
         win = split_windows(dataset_paths("synthetic", root), args.split, int(src.config["history"]))
         n = len(win.starts)
-        base = dict(config=src.config, weights=src.weights, series=win.series, starts=win.starts,
-                    origin_s=win.origin.astype("datetime64[s]").astype(np.int64))
+        base = dict(
+            config=src.config,
+            weights=src.weights,
+            series=win.series,
+            starts=win.starts,
+            origin_s=win.origin.astype("datetime64[s]").astype(np.int64),
+        )
         batches = _batches(n, args.batch_size)
 
         def plain_run(threads: int) -> tuple[float, float, np.ndarray]:
@@ -125,38 +131,71 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     timings: dict[str, float] = {}
                     t3 = time.time()
-                    y = score_ray(dict(base, torch_threads=1), n, args.batch_size, concurrency=args.actors,
-                                  num_cpus=1, num_gpus=0, timings=timings)
+                    y = score_ray(
+                        dict(base, torch_threads=1),
+                        n,
+                        args.batch_size,
+                        concurrency=args.actors,
+                        num_cpus=1,
+                        num_gpus=0,
+                        timings=timings,
+                    )
                     span = timings["last_done"] - timings["first_ready"]
-                    r.update(ray_wps=n / span, ray_actor_start_s=timings["first_ready"] - t3,
-                             ray_total_s=time.time() - t3, ray_busy_share=timings["busy"] / (args.actors * span),
-                             ray_start_skew_s=timings["last_ready"] - timings["first_ready"])
+                    r.update(
+                        ray_wps=n / span,
+                        ray_actor_start_s=timings["first_ready"] - t3,
+                        ray_total_s=time.time() - t3,
+                        ray_busy_share=timings["busy"] / (args.actors * span),
+                        ray_start_skew_s=timings["last_ready"] - timings["first_ready"],
+                    )
                 identical = identical and bool(np.array_equal(y, reference))
             r["ratio"] = r["ray_wps"] / r["plain_wps"]
             runs.append(r)
-            print(f"run {i + 1}/{args.runs} ({' then '.join(order)}): plain {r['plain_wps']:.1f}, Ray Data "
-                  f"{r['ray_wps']:.1f} windows/s, ratio {r['ratio']:.3f}, actors busy {r['ray_busy_share']:.2f}, "
-                  f"load {r['load']:.2f}", file=sys.stderr)
+            print(
+                f"run {i + 1}/{args.runs} ({' then '.join(order)}): plain {r['plain_wps']:.1f}, Ray Data "
+                f"{r['ray_wps']:.1f} windows/s, ratio {r['ratio']:.3f}, actors busy {r['ray_busy_share']:.2f}, "
+                f"load {r['load']:.2f}",
+                file=sys.stderr,
+            )
         import ray
+
         ray.shutdown()
         torch.set_num_threads(threads_before)
 
     col = {k: [r[k] for r in runs] for k in runs[0]}
-    res = {"windows": n, "split": args.split, "batch_size": args.batch_size, "batches": len(batches),
-           "grid": src.config["grid"], "backbone": src.config["model_cfg"]["backbone"],
-           "vfm_blocks": src.config["model_cfg"]["vfm_blocks"], "runs": args.runs, "plain_threads": plain_threads,
-           "actors": args.actors, "plain_windows_per_s_by_threads": {k: round(v[0], 1) for k, v in first.items()},
-           "plain_windows_per_s": spread(col["plain_wps"], 1), "ray_windows_per_s": spread(col["ray_wps"], 1),
-           "ratio_per_run": spread(col["ratio"]), "ratio": round(statistics.median(col["ratio"]), 3),
-           "ray_busy_share": spread(col["ray_busy_share"]), "ray_start_skew_s": spread(col["ray_start_skew_s"], 2),
-           "ray_actor_start_s": spread(col["ray_actor_start_s"], 2), "ray_total_s": spread(col["ray_total_s"], 2),
-           "plain_model_load_s": spread(col["plain_load_s"], 2), "identical": identical,
-           "ray_init_s": round(init_s, 2), "data_s": round(data_s, 1),
-           "load_start": [round(v, 2) for v in load_start], "load_end": [round(v, 2) for v in os.getloadavg()]}
-    print(f"plain loop ({plain_threads} thread(s)): median {res['plain_windows_per_s']['median']} windows/s;  Ray Data "
-          f"({args.actors} actors): median {res['ray_windows_per_s']['median']} windows/s;  ratio median "
-          f"{res['ratio']} ({res['ratio_per_run']['min']}-{res['ratio_per_run']['max']} over {args.runs} alternating "
-          f"runs);  identical arrays: {identical}")
+    res = {
+        "windows": n,
+        "split": args.split,
+        "batch_size": args.batch_size,
+        "batches": len(batches),
+        "grid": src.config["grid"],
+        "backbone": src.config["model_cfg"]["backbone"],
+        "vfm_blocks": src.config["model_cfg"]["vfm_blocks"],
+        "runs": args.runs,
+        "plain_threads": plain_threads,
+        "actors": args.actors,
+        "plain_windows_per_s_by_threads": {k: round(v[0], 1) for k, v in first.items()},
+        "plain_windows_per_s": spread(col["plain_wps"], 1),
+        "ray_windows_per_s": spread(col["ray_wps"], 1),
+        "ratio_per_run": spread(col["ratio"]),
+        "ratio": round(statistics.median(col["ratio"]), 3),
+        "ray_busy_share": spread(col["ray_busy_share"]),
+        "ray_start_skew_s": spread(col["ray_start_skew_s"], 2),
+        "ray_actor_start_s": spread(col["ray_actor_start_s"], 2),
+        "ray_total_s": spread(col["ray_total_s"], 2),
+        "plain_model_load_s": spread(col["plain_load_s"], 2),
+        "identical": identical,
+        "ray_init_s": round(init_s, 2),
+        "data_s": round(data_s, 1),
+        "load_start": [round(v, 2) for v in load_start],
+        "load_end": [round(v, 2) for v in os.getloadavg()],
+    }
+    print(
+        f"plain loop ({plain_threads} thread(s)): median {res['plain_windows_per_s']['median']} windows/s;  Ray Data "
+        f"({args.actors} actors): median {res['ray_windows_per_s']['median']} windows/s;  ratio median "
+        f"{res['ratio']} ({res['ratio_per_run']['min']}-{res['ratio_per_run']['max']} over {args.runs} alternating "
+        f"runs);  identical arrays: {identical}"
+    )
     print(json.dumps(res))
     return 0 if identical else 1
 

@@ -10,6 +10,7 @@ the best of ``--repeat`` runs (the machine is shared), with CPU time beside wall
 file (10 row groups of 1M records) from the page cache.
 Last stdout line: one JSON object (records_per_s_ours, records_per_s_pandas, ratio, peak_rss_mb_*...).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,16 @@ def generate(path: Path, n: int, seed: int = 0, chunk: int = 1_000_000) -> None:
 
     rng = np.random.default_rng(seed)
     lat0, lon0, lat1, lon1 = BBOX
-    schema = pa.schema([("start_time", pa.timestamp("ns")), ("end_time", pa.timestamp("ns")), ("start_lat", pa.float64()),
-                        ("start_lon", pa.float64()), ("end_lat", pa.float64()), ("end_lon", pa.float64())])
+    schema = pa.schema(
+        [
+            ("start_time", pa.timestamp("ns")),
+            ("end_time", pa.timestamp("ns")),
+            ("start_lat", pa.float64()),
+            ("start_lon", pa.float64()),
+            ("end_lat", pa.float64()),
+            ("end_lon", pa.float64()),
+        ]
+    )
     span_ns = DAYS * 86400 * 10**9
     with pq.ParquetWriter(path, schema) as w:
         done = 0
@@ -86,11 +95,13 @@ def run_pandas(path: str, grid, interval, out: str) -> dict:
     counts = np.zeros((spec.steps, H, W, 2), dtype=np.int64)
     for c, (tc, la, lo) in enumerate([("end_time", "end_lat", "end_lon"), ("start_time", "start_lat", "start_lon")]):
         ok = (df[tc] >= start) & (df[tc] < end) & df[la].between(lat0, lat1) & df[lo].between(lon0, lon1)
-        d = pd.DataFrame({
-            "t": (df.loc[ok, tc] - start) // pd.Timedelta(minutes=interval),
-            "r": ((lat1 - df.loc[ok, la]) / (lat1 - lat0) * H).astype("int64").clip(upper=H - 1),
-            "c": ((df.loc[ok, lo] - lon0) / (lon1 - lon0) * W).astype("int64").clip(upper=W - 1),
-        })
+        d = pd.DataFrame(
+            {
+                "t": (df.loc[ok, tc] - start) // pd.Timedelta(minutes=interval),
+                "r": ((lat1 - df.loc[ok, la]) / (lat1 - lat0) * H).astype("int64").clip(upper=H - 1),
+                "c": ((df.loc[ok, lo] - lon0) / (lon1 - lon0) * W).astype("int64").clip(upper=W - 1),
+            }
+        )
         s = d.groupby(["t", "r", "c"]).size()
         idx = s.index.to_frame().to_numpy()
         counts[idx[:, 0], idx[:, 1], idx[:, 2], c] = s.to_numpy()
@@ -119,8 +130,22 @@ def child(args) -> None:
 
 
 def spawn(which: str, path: Path, args, out: Path, repeat: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", which, "--path", str(path), "--out", str(out), "--interval",
-           str(args.interval), "--repeat", str(repeat), "--grid", *map(str, args.grid)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        which,
+        "--path",
+        str(path),
+        "--out",
+        str(out),
+        "--interval",
+        str(args.interval),
+        "--repeat",
+        str(repeat),
+        "--grid",
+        *map(str, args.grid),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -150,18 +175,30 @@ def main() -> None:
         identical = bool(np.array_equal(np.load(d / "ours.npy"), np.load(d / "pandas.npy")))
     n = args.records
     res = {
-        "records": n, "grid": args.grid, "interval_minutes": args.interval, "generate_s": round(gen_s, 1),
-        "ours_s": round(ours["seconds"], 2), "pandas_s": round(ref["seconds"], 2),
-        "records_per_s_ours": round(n / ours["seconds"]), "records_per_s_pandas": round(n / ref["seconds"]),
+        "records": n,
+        "grid": args.grid,
+        "interval_minutes": args.interval,
+        "generate_s": round(gen_s, 1),
+        "ours_s": round(ours["seconds"], 2),
+        "pandas_s": round(ref["seconds"], 2),
+        "records_per_s_ours": round(n / ours["seconds"]),
+        "records_per_s_pandas": round(n / ref["seconds"]),
         "ratio": round(ref["seconds"] / ours["seconds"], 2),
-        "ours_cpu_s": round(ours["cpu_seconds"], 2), "pandas_cpu_s": round(ref["cpu_seconds"], 2),
+        "ours_cpu_s": round(ours["cpu_seconds"], 2),
+        "pandas_cpu_s": round(ref["cpu_seconds"], 2),
         "ratio_cpu": round(ref["cpu_seconds"] / ours["cpu_seconds"], 2),
-        "ours_runs_s": ours["all_seconds"], "pandas_runs_s": ref["all_seconds"],
-        "peak_rss_mb_ours": round(ours["peak_rss_mb"], 1), "peak_rss_mb_ours_quarter_records": round(ours_q["peak_rss_mb"], 1),
-        "peak_rss_mb_pandas": round(ref["peak_rss_mb"], 1), "dropped_ours": ours["dropped"], "identical": identical,
+        "ours_runs_s": ours["all_seconds"],
+        "pandas_runs_s": ref["all_seconds"],
+        "peak_rss_mb_ours": round(ours["peak_rss_mb"], 1),
+        "peak_rss_mb_ours_quarter_records": round(ours_q["peak_rss_mb"], 1),
+        "peak_rss_mb_pandas": round(ref["peak_rss_mb"], 1),
+        "dropped_ours": ours["dropped"],
+        "identical": identical,
     }
-    print(f"ours   {res['records_per_s_ours']:>12,} records/s  peak RSS {res['peak_rss_mb_ours']} MB "
-          f"({res['peak_rss_mb_ours_quarter_records']} MB at {n // 4:,} records)")
+    print(
+        f"ours   {res['records_per_s_ours']:>12,} records/s  peak RSS {res['peak_rss_mb_ours']} MB "
+        f"({res['peak_rss_mb_ours_quarter_records']} MB at {n // 4:,} records)"
+    )
     print(f"pandas {res['records_per_s_pandas']:>12,} records/s  peak RSS {res['peak_rss_mb_pandas']} MB")
     print(f"ratio {res['ratio']}x wall (best of runs), {res['ratio_cpu']}x CPU time; identical counts: {identical}")
     print(json.dumps(res))

@@ -15,6 +15,7 @@ per step on the 16×8 grid.
     python benchmarks/bench_model.py [--batch 8] [--batch-large 2] [--reps 3] [--blocks 4] [--backbone vit_tiny]
                                      [--bf16] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,7 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> tuple[float, float]:
         a @ b
         ts.append(time.perf_counter() - t0)
         cs.append(time.process_time() - c0)
-    return 2 * n ** 3 / min(ts) / 1e9, 2 * n ** 3 / min(cs) / 1e9
+    return 2 * n**3 / min(ts) / 1e9, 2 * n**3 / min(cs) / 1e9
 
 
 def time_grid(base: ModelConfig, grid, channels, batch, reps, warmup=2):
@@ -83,8 +84,7 @@ def time_grid(base: ModelConfig, grid, channels, batch, reps, warmup=2):
     x = torch.randn(batch, 6, channels, *grid)
     xf = torch.diff(torch.cat([x[:, :1], x], 1), dim=1)
     models = {}
-    for name, variant, fused in (("adapter", "adapter", True), ("full", "full", True),
-                                 ("full_unfused", "full", False)):
+    for name, variant, fused in (("adapter", "adapter", True), ("full", "full", True), ("full_unfused", "full", False)):
         torch.manual_seed(0)
         m, _ = build_model(dataclasses.replace(base, variant=variant), grid, channels)
         m.train()
@@ -131,39 +131,58 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     logging.getLogger("stvfm.models.backbone").setLevel(logging.ERROR)
 
-    base = ModelConfig(backbone=args.backbone, allow_random_init=True, vfm_blocks=args.blocks, prompt_layers=2,
-                       bf16=args.bf16)
+    base = ModelConfig(
+        backbone=args.backbone, allow_random_init=True, vfm_blocks=args.blocks, prompt_layers=2, bf16=args.bf16
+    )
     t_start = time.perf_counter()
     mm, mm_cpu = matmul_gflops()
-    print(f"threads {torch.get_num_threads()}  fp32 matmul 2048^3: {mm:.1f} GFLOP/s ({mm_cpu:.1f} per CPU-s)  "
-          f"(backbone {args.backbone}, {args.blocks} blocks, batch {args.batch}, bf16 {args.bf16})")
+    print(
+        f"threads {torch.get_num_threads()}  fp32 matmul 2048^3: {mm:.1f} GFLOP/s ({mm_cpu:.1f} per CPU-s)  "
+        f"(backbone {args.backbone}, {args.blocks} blocks, batch {args.batch}, bf16 {args.bf16})"
+    )
     grids = [(16, 8)] if args.quick else [(16, 8), (32, 32)]
     reps = 2 if args.quick else args.reps
-    out = {"device": "cpu", "threads": torch.get_num_threads(), "backbone": args.backbone, "vfm_blocks": args.blocks,
-           "batch": args.batch, "bf16": args.bf16, "matmul_gflops": round(mm, 1),
-           "matmul_gflops_per_cpu_s": round(mm_cpu, 1), "paper_ratio": round(PAPER_RATIO, 2),
-           "grids": {}}
-    print(f"{'grid':7s} {'B':>2s} {'adapter ms':>11s} {'full ms':>9s} {'ratio':>6s} {'full 2-call ms':>15s} "
-          f"{'cpu ratio':>9s} {'GF/step a|f':>14s} {'flop ratio':>10s} {'GFLOP/s a|f':>13s}")
+    out = {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "backbone": args.backbone,
+        "vfm_blocks": args.blocks,
+        "batch": args.batch,
+        "bf16": args.bf16,
+        "matmul_gflops": round(mm, 1),
+        "matmul_gflops_per_cpu_s": round(mm_cpu, 1),
+        "paper_ratio": round(PAPER_RATIO, 2),
+        "grids": {},
+    }
+    print(
+        f"{'grid':7s} {'B':>2s} {'adapter ms':>11s} {'full ms':>9s} {'ratio':>6s} {'full 2-call ms':>15s} "
+        f"{'cpu ratio':>9s} {'GF/step a|f':>14s} {'flop ratio':>10s} {'GFLOP/s a|f':>13s}"
+    )
     for grid in grids:
         batch = args.batch if grid == (16, 8) else args.batch_large
         ms, cpu_ms, flops, params = time_grid(base, grid, 2, batch, reps)
-        g = {"batch": batch, "adapter_ms": round(ms["adapter"], 1), "full_ms": round(ms["full"], 1),
-             "full_unfused_ms": round(ms["full_unfused"], 1),
-             "ratio": round(ms["full"] / ms["adapter"], 3),
-             "unfused_ratio": round(ms["full_unfused"] / ms["adapter"], 3),
-             "cpu_ms": {k: round(v, 1) for k, v in cpu_ms.items()},
-             "cpu_ratio": round(cpu_ms["full"] / cpu_ms["adapter"], 3),
-             "gflop_per_step": {k: round(v / 1e9, 2) for k, v in flops.items()},
-             "flop_ratio": round(flops["full"] / flops["adapter"], 3),
-             "achieved_gflops": {k: round(flops[k] / 1e6 / ms[k], 1) for k in flops},
-             "achieved_gflops_per_cpu_s": {k: round(flops[k] / 1e6 / cpu_ms[k], 1) for k in flops},
-             "params": {k: {"trainable": v[0], "total": v[1]} for k, v in params.items()}}
+        g = {
+            "batch": batch,
+            "adapter_ms": round(ms["adapter"], 1),
+            "full_ms": round(ms["full"], 1),
+            "full_unfused_ms": round(ms["full_unfused"], 1),
+            "ratio": round(ms["full"] / ms["adapter"], 3),
+            "unfused_ratio": round(ms["full_unfused"] / ms["adapter"], 3),
+            "cpu_ms": {k: round(v, 1) for k, v in cpu_ms.items()},
+            "cpu_ratio": round(cpu_ms["full"] / cpu_ms["adapter"], 3),
+            "gflop_per_step": {k: round(v / 1e9, 2) for k, v in flops.items()},
+            "flop_ratio": round(flops["full"] / flops["adapter"], 3),
+            "achieved_gflops": {k: round(flops[k] / 1e6 / ms[k], 1) for k in flops},
+            "achieved_gflops_per_cpu_s": {k: round(flops[k] / 1e6 / cpu_ms[k], 1) for k in flops},
+            "params": {k: {"trainable": v[0], "total": v[1]} for k, v in params.items()},
+        }
         out["grids"][f"{grid[0]}x{grid[1]}"] = g
-        print(f"{grid[0]}x{grid[1]:<4d} {batch:2d} {g['adapter_ms']:11.1f} {g['full_ms']:9.1f} {g['ratio']:6.2f} "
-              f"{g['full_unfused_ms']:15.1f} {g['cpu_ratio']:9.2f} "
-              f"{g['gflop_per_step']['adapter']:6.1f}|{g['gflop_per_step']['full']:<6.1f} "
-              f"{g['flop_ratio']:10.2f} {g['achieved_gflops']['adapter']:6.1f}|{g['achieved_gflops']['full']:<6.1f}")
+        print(
+            f"{grid[0]}x{grid[1]:<4d} {batch:2d} {g['adapter_ms']:11.1f} {g['full_ms']:9.1f} {g['ratio']:6.2f} "
+            f"{g['full_unfused_ms']:15.1f} {g['cpu_ratio']:9.2f} "
+            f"{g['gflop_per_step']['adapter']:6.1f}|{g['gflop_per_step']['full']:<6.1f} "
+            f"{g['flop_ratio']:10.2f} {g['achieved_gflops']['adapter']:6.1f}|{g['achieved_gflops']['full']:<6.1f}"
+        )
     out["ratio"] = out["grids"]["16x8"]["ratio"]
     out["params_paper_settings_16x8"] = param_table()
     print("trainable / total parameters, paper settings (all 12 blocks, D_T 64, 2 cross-prompt layers), 16x8, C=2:")

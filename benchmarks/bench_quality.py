@@ -7,6 +7,7 @@ RMSE and MAE, and the wall time of each method. Below 1 = ST-VFM wins.
 Reads the DAG's outputs (metrics/<ds>/test.json, baselines.json, baselines_detail.json, models/<ds>/train.json);
 trains nothing. Last stdout line: one JSON object, ``ratio`` = the worst (largest) of all the ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,12 @@ def sample_row(root: Path, ds: str, data_root: str = "data") -> dict:
     from stvfm.paths import dataset_paths
 
     p = dataset_paths(ds, root, data_root)
-    files = {"test": p.metrics_dir / "test.json", "baselines": p.metrics_dir / "baselines.json",
-             "detail": p.metrics_dir / "baselines_detail.json", "train": p.model_dir / "train.json"}
+    files = {
+        "test": p.metrics_dir / "test.json",
+        "baselines": p.metrics_dir / "baselines.json",
+        "detail": p.metrics_dir / "baselines_detail.json",
+        "train": p.model_dir / "train.json",
+    }
     for key, f in files.items():
         if key != "train" and not f.is_file():  # train.json (wall time) is a local DVC output: optional
             raise DataError("missing DAG output; run `make real` first", dataset=ds, path=str(f))
@@ -70,12 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         for m in ("stvfm", *BASELINES):
             if m in r:
                 print(f"{r['dataset']:<15} {m:<12} {r[m]['rmse']:8.3f} {r[m]['mae']:8.3f} {t(r[m]['seconds']):>7}")
-        print(f"{r['dataset']:<15} {'ratio':<12} {r['ratio_rmse']:8.3f} {r['ratio_mae']:8.3f}   "
-              f"(vs best: RMSE {r['best_rmse']}, MAE {r['best_mae']})")
+        print(
+            f"{r['dataset']:<15} {'ratio':<12} {r['ratio_rmse']:8.3f} {r['ratio_mae']:8.3f}   "
+            f"(vs best: RMSE {r['best_rmse']}, MAE {r['best_mae']})"
+        )
     worst = max(max(r["ratio_rmse"], r["ratio_mae"]) for r in rows)
-    print(json.dumps({"ratio": round(worst, 4), "per_sample": {r["dataset"]: {
-        "ratio_rmse": round(r["ratio_rmse"], 4), "ratio_mae": round(r["ratio_mae"], 4),
-        "stvfm_s": r["stvfm"]["seconds"]} for r in rows}}))
+    print(
+        json.dumps(
+            {
+                "ratio": round(worst, 4),
+                "per_sample": {
+                    r["dataset"]: {
+                        "ratio_rmse": round(r["ratio_rmse"], 4),
+                        "ratio_mae": round(r["ratio_mae"], 4),
+                        "stvfm_s": r["stvfm"]["seconds"],
+                    }
+                    for r in rows
+                },
+            }
+        )
+    )
     return 0
 
 

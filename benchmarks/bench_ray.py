@@ -7,6 +7,7 @@ Goal: ratio (ray / bare) >= 0.95.
 
 Builds a small synthetic project in a temp dir with the real stages. Last stdout line: one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,14 @@ def make_project(root: Path, args) -> None:
     raw = load_raw(ROOT / "params.yaml")
     raw["datasets"] = ["synthetic"]
     raw["data"]["synthetic"]["span_days"] = args.span_days
-    raw["train"].update(epochs=args.epochs, num_workers=1, cpus_per_worker=float(args.threads),
-                        max_batches_per_epoch=args.max_batches, patience=0, batch_size=args.batch_size)
+    raw["train"].update(
+        epochs=args.epochs,
+        num_workers=1,
+        cpus_per_worker=float(args.threads),
+        max_batches_per_epoch=args.max_batches,
+        patience=0,
+        batch_size=args.batch_size,
+    )
     if args.vfm_blocks:
         raw["model"]["vfm_blocks"] = args.vfm_blocks
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -64,9 +71,13 @@ def main() -> int:
     ap.add_argument("--span-days", type=int, default=8)
     ap.add_argument("--max-batches", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads of the bare loop = CPUs of the Ray worker (2 = every core of a 2-core box: "
-                         "Ray's own processes then steal cycles from the worker)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the bare loop = CPUs of the Ray worker (2 = every core of a 2-core box: "
+        "Ray's own processes then steal cycles from the worker)",
+    )
     ap.add_argument("--vfm-blocks", type=int, default=None, help="override model.vfm_blocks (default: params.yaml)")
     args = ap.parse_args()
     for k, v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}.items():
@@ -100,6 +111,7 @@ def main() -> int:
         result = trainer.fit()
         fit_s = time.perf_counter() - t_fit
         import ray
+
         ray.shutdown()
         ray_wall = time.perf_counter() - t
         state = ray_train.export_checkpoint(result.checkpoint, root / "models" / "synthetic")
@@ -113,21 +125,31 @@ def main() -> int:
         b2, m2 = throughput(hist_b2, spe)
         bare_sps, bare_med = max(b1, b2), max(m1, m2)
         out = {
-            "bench": "ray_train_overhead", "epochs": args.epochs, "samples_per_epoch": spe, "threads": args.threads,
-            "bare_samples_per_s": round(bare_sps, 2), "ray_samples_per_s": round(ray_sps, 2),
-            "ratio": round(ray_sps / bare_sps, 3), "goal": 0.95,
-            "bare_median_samples_per_s": round(bare_med, 2), "ray_median_samples_per_s": round(ray_med, 2),
+            "bench": "ray_train_overhead",
+            "epochs": args.epochs,
+            "samples_per_epoch": spe,
+            "threads": args.threads,
+            "bare_samples_per_s": round(bare_sps, 2),
+            "ray_samples_per_s": round(ray_sps, 2),
+            "ratio": round(ray_sps / bare_sps, 3),
+            "goal": 0.95,
+            "bare_median_samples_per_s": round(bare_med, 2),
+            "ray_median_samples_per_s": round(ray_med, 2),
             "ratio_median": round(ray_med / bare_med, 3),
-            "ray_init_s": round(init_s, 2), "ray_fit_s": round(fit_s, 2),
+            "ray_init_s": round(init_s, 2),
+            "ray_fit_s": round(fit_s, 2),
             "ray_fit_overhead_s": round(fit_s - ray_epochs_s, 2),
             "ray_startup_s": round(init_s + fit_s - ray_epochs_s, 2),
-            "bare_wall_s": round(bare_wall, 2), "ray_wall_s": round(ray_wall, 2),
+            "bare_wall_s": round(bare_wall, 2),
+            "ray_wall_s": round(ray_wall, 2),
             "bare_epoch_s": [round(x, 2) for x in epoch_walls(hist_b)],
             "bare2_epoch_s": [round(x, 2) for x in epoch_walls(hist_b2)],
             "ray_epoch_s": [round(x, 2) for x in epoch_walls(hist_r)],
         }
-    print(f"bare loop {out['bare_samples_per_s']} samples/s | Ray Train (1 worker) {out['ray_samples_per_s']} samples/s"
-          f" | ratio {out['ratio']} | Ray start-up {out['ray_startup_s']} s (init {out['ray_init_s']} s)")
+    print(
+        f"bare loop {out['bare_samples_per_s']} samples/s | Ray Train (1 worker) {out['ray_samples_per_s']} samples/s"
+        f" | ratio {out['ratio']} | Ray start-up {out['ray_startup_s']} s (init {out['ray_init_s']} s)"
+    )
     print(json.dumps(out))
     return 0
 

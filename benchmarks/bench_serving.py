@@ -14,6 +14,7 @@ Builds a small synthetic project in a temp dir with the real stages and a random
 ``--vfm-blocks`` VFM blocks (1: the smoke profile's; latency does not depend on the weights). The answers must equal
 the in-process forecast exactly (batch 1). Last stdout line: one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MB = 2 ** 20
+MB = 2**20
 
 
 def make_project(root: Path, span_days: int, vfm_blocks: int) -> None:
@@ -119,7 +120,7 @@ class Client:
 def interleaved(local, remote, flow, last, reps: int) -> tuple[list[float], list[float]]:
     a, b = [], []
     for i in range(reps):
-        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
             t = time.perf_counter()
             (local if side == 0 else remote)(flow, last)
             (a if side == 0 else b).append(time.perf_counter() - t)
@@ -172,7 +173,7 @@ def main() -> int:
         times = ds["time"].values.astype("datetime64[s]").astype(np.int64)
         L = f.history + 1
         ends = np.linspace(L, len(series), 32).astype(int)
-        flows = {b: np.stack([series[e - L:e] for e in ends[:b]]) for b in (1, 32)}
+        flows = {b: np.stack([series[e - L : e] for e in ends[:b]]) for b in (1, 32)}
         lasts = {b: times[ends[:b] - 1] for b in (1, 32)}
 
         def local(flow, last):
@@ -181,9 +182,26 @@ def main() -> int:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = start([sys.executable, "-m", "stvfm.cli", "serve", "--model", str(folder), "--port", str(port),
-                        "--root", str(root), "--set", f"serve.torch_threads={args.threads}"], env, root,
-                       root / "serve.log", url)
+        server = start(
+            [
+                sys.executable,
+                "-m",
+                "stvfm.cli",
+                "serve",
+                "--model",
+                str(folder),
+                "--port",
+                str(port),
+                "--root",
+                str(root),
+                "--set",
+                f"serve.torch_threads={args.threads}",
+            ],
+            env,
+            root,
+            root / "serve.log",
+            url,
+        )
         try:
             proc = psutil.Process(server.pid)
             remote = Client(url)
@@ -214,8 +232,11 @@ def main() -> int:
                     samples[b][0].extend(a)
                     samples[b][1].extend(s)
                     row[f"ratio_p50_b{b}"] = pct(s, 50) / pct(a, 50)
-                    print(f"round {r + 1} batch {b}: in-process p50 {pct(a, 50):.1f} ms, server p50 {pct(s, 50):.1f} "
-                          f"ms, ratio {row[f'ratio_p50_b{b}']:.3f} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+                    print(
+                        f"round {r + 1} batch {b}: in-process p50 {pct(a, 50):.1f} ms, server p50 {pct(s, 50):.1f} "
+                        f"ms, ratio {row[f'ratio_p50_b{b}']:.3f} (load {os.getloadavg()[0]:.1f})",
+                        file=sys.stderr,
+                    )
                 res_rounds.append(row)
 
             # 4 clients at once, batch 1
@@ -252,22 +273,39 @@ def main() -> int:
         "ratio_p50_b32": round(float(np.median([r["ratio_p50_b32"] for r in res_rounds])), 3),
         "ratio_p50_b1_rounds": [round(r["ratio_p50_b1"], 3) for r in res_rounds],
         "ratio_p50_b32_rounds": [round(r["ratio_p50_b32"], 3) for r in res_rounds],
-        **{f"{side}_{q}_ms_b{b}": round(pct(samples[b][i], int(q[1:])), 1)
-           for b in (1, 32) for i, side in enumerate(("inproc", "server")) for q in ("p50", "p99")},
+        **{
+            f"{side}_{q}_ms_b{b}": round(pct(samples[b][i], int(q[1:])), 1)
+            for b in (1, 32)
+            for i, side in enumerate(("inproc", "server"))
+            for q in ("p50", "p99")
+        },
         f"concurrent{args.clients}_b1_p50_ms": round(pct(lat, 50), 1) if lat else None,
         f"concurrent{args.clients}_b1_p99_ms": round(pct(lat, 99), 1) if lat else None,
         f"concurrent{args.clients}_errors": len(errors),
         f"concurrent{args.clients}_requests_per_s": round(len(lat) / conc_s, 1),
-        **{f"server_timing_p50_ms_b{b}": {k: round(float(np.median([t[k] for t in phases[b]])), 1)
-                                          for k in phases[b][0]} for b in (1, 32) if phases[b]},
-        "server_rss_mb_start": round(rss_start / MB), "server_rss_mb_peak": round(peak[0] / MB),
-        "server_rss_mb_end": round(rss_end / MB), "max_abs_diff_b1": float(same),
-        "threads": args.threads, "vfm_blocks": args.vfm_blocks, "rounds": args.rounds,
-        "reps": {"b1": args.reps_b1, "b32": args.reps_b32}, "load_avg_start": [round(v, 2) for v in load0],
-        "load_avg_end": [round(v, 2) for v in os.getloadavg()], **mlflow_res,
+        **{
+            f"server_timing_p50_ms_b{b}": {
+                k: round(float(np.median([t[k] for t in phases[b]])), 1) for k in phases[b][0]
+            }
+            for b in (1, 32)
+            if phases[b]
+        },
+        "server_rss_mb_start": round(rss_start / MB),
+        "server_rss_mb_peak": round(peak[0] / MB),
+        "server_rss_mb_end": round(rss_end / MB),
+        "max_abs_diff_b1": float(same),
+        "threads": args.threads,
+        "vfm_blocks": args.vfm_blocks,
+        "rounds": args.rounds,
+        "reps": {"b1": args.reps_b1, "b32": args.reps_b32},
+        "load_avg_start": [round(v, 2) for v in load0],
+        "load_avg_end": [round(v, 2) for v in os.getloadavg()],
+        **mlflow_res,
     }
-    print(f"server / in-process p50: batch 1 {res['ratio_p50_b1']}, batch 32 {res['ratio_p50_b32']} "
-          f"(goal <= 1.5); answers identical: {same == 0}")
+    print(
+        f"server / in-process p50: batch 1 {res['ratio_p50_b1']}, batch 32 {res['ratio_p50_b32']} "
+        f"(goal <= 1.5); answers identical: {same == 0}"
+    )
     print(json.dumps(res))
     return 0 if same == 0 and not errors else 1
 
@@ -284,15 +322,36 @@ def bench_mlflow(root: Path, folder: Path, f, flows, lasts, local, args, env) ->
     mlflow.set_tracking_uri(db)
     exp = mlflow.create_experiment("bench", artifact_location=(root / "art").as_uri())
     with mlflow.start_run(experiment_id=exp):
-        log_and_register_model(read_config(folder / CONFIG_FILE, "x"), read_weights(folder / WEIGHTS_FILE, "x"),
-                               "synthetic", 1.0)
+        log_and_register_model(
+            read_config(folder / CONFIG_FILE, "x"), read_weights(folder / WEIGHTS_FILE, "x"), "synthetic", 1.0
+        )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/stvfm-synthetic/1",
-                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                   {**env, "MLFLOW_TRACKING_URI": db,
-                    "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"},
-                   root, root / "mlflow-serve.log", url)
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/stvfm-synthetic/1",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        {
+            **env,
+            "MLFLOW_TRACKING_URI": db,
+            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        root,
+        root / "mlflow-serve.log",
+        url,
+    )
     try:
         remote = Client(url)
         for b in (1, 32):

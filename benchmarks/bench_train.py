@@ -31,6 +31,7 @@ bf16 only), small matmuls, 2 rounds of 1 step. The data stages run in a temporar
 project where ``stvfm data all <dataset> --set profile=real`` has run). Last stdout line: one JSON object (``ratio`` =
 ``fit_ratio_stvfm_stid``, null without ``--fit``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,12 +57,28 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 
 # top-level parts of ST-VFM (attribute names) and the row each is reported under
-PARTS = {"st_in": "token adapters", "flow_in": "token adapters", "vfm": "frozen VFM (+ adapters)",
-         "st_head": "D_VFM->D_T heads", "flow_head": "D_VFM->D_T heads", "cross": "cross-prompt",
-         "st_dec": "temporal decoders", "flow_dec": "temporal decoders", "output_path": "identity path (STID)",
-         "time_in": "clock", "time_dec": "clock"}
-MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear",
-              "aten::_scaled_dot_product_flash_attention_for_cpu")
+PARTS = {
+    "st_in": "token adapters",
+    "flow_in": "token adapters",
+    "vfm": "frozen VFM (+ adapters)",
+    "st_head": "D_VFM->D_T heads",
+    "flow_head": "D_VFM->D_T heads",
+    "cross": "cross-prompt",
+    "st_dec": "temporal decoders",
+    "flow_dec": "temporal decoders",
+    "output_path": "identity path (STID)",
+    "time_in": "clock",
+    "time_dec": "clock",
+}
+MATMUL_OPS = (
+    "aten::mm",
+    "aten::bmm",
+    "aten::addmm",
+    "aten::baddbmm",
+    "aten::matmul",
+    "aten::linear",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+)
 
 
 def log(msg: str) -> None:
@@ -104,7 +121,7 @@ def matmul_gflops(dtype: torch.dtype, sizes: tuple[int, ...], inputs: dict) -> f
         a, b = inputs[key]
         t = time.perf_counter()
         a @ b
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
 
 
@@ -138,8 +155,16 @@ def build_case(name: str, params, dataset: str, root: Path, batch_size: int) -> 
     loader = DataLoader(comp.datasets["train"], batch_size=batch_size, shuffle=False, drop_last=True)
     batch = next(iter(loader))
     cfg = dataclasses.replace(params.train, epochs=1000, warmup_epochs=0)  # the LR schedule never reaches 0 here
-    tr = LoopTrainer(comp.model, [batch], [batch], cfg, loss_fn=loss_fn_for(params, comp.scaler),
-                     inverse=comp.inverse, bf16=comp.bf16, meta=comp.meta)
+    tr = LoopTrainer(
+        comp.model,
+        [batch],
+        [batch],
+        cfg,
+        loss_fn=loss_fn_for(params, comp.scaler),
+        inverse=comp.inverse,
+        bf16=comp.bf16,
+        meta=comp.meta,
+    )
     comp.model.train()
     return Case(name, tr, _to(batch, "cpu"), comp.bf16)
 
@@ -185,6 +210,7 @@ def module_shares(case: Case, reps: int) -> dict[str, dict[str, float]]:
         def hook(module, args, kwargs, output) -> None:  # returns None: the output is left as it is
             if name not in seen:
                 seen[name] = (_detached(args), {k: _detached(v) for k, v in kwargs.items()})
+
         return hook
 
     hooks = [getattr(model, n).register_forward_hook(keep(n), with_kwargs=True) for n in names]
@@ -241,14 +267,25 @@ def op_profile(case: Case, steps: int = 3, top: int = 12) -> dict[str, Any]:
     ev = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
     total = sum(t for _, t, _ in ev) or 1.0
     ev.sort(key=lambda r: -r[1])
-    return {"matmul_share": round(sum(t for k, t, _ in ev if k in MATMUL_OPS) / total, 3),
-            "ops_per_step": int(sum(c for k, _, c in ev if k.startswith("aten::")) / steps),
-            "top": {k: {"share": round(t / total, 3), "calls_per_step": round(c / steps, 1)} for k, t, c in ev[:top]}}
+    return {
+        "matmul_share": round(sum(t for k, t, _ in ev if k in MATMUL_OPS) / total, 3),
+        "ops_per_step": int(sum(c for k, _, c in ev if k.startswith("aten::")) / steps),
+        "top": {k: {"share": round(t / total, 3), "calls_per_step": round(c / steps, 1)} for k, t, c in ev[:top]},
+    }
 
 
-AUDIT_OPS = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "baddbmm": "matmul",
-             "native_layer_norm": "layer_norm", "_softmax": "softmax", "gelu": "gelu", "relu": "relu",
-             "add": "add", "cat": "cat"}
+AUDIT_OPS = {
+    "mm": "matmul",
+    "addmm": "matmul",
+    "bmm": "matmul",
+    "baddbmm": "matmul",
+    "native_layer_norm": "layer_norm",
+    "_softmax": "softmax",
+    "gelu": "gelu",
+    "relu": "relu",
+    "add": "add",
+    "cat": "cat",
+}
 
 
 def dtype_audit(case: Case) -> dict[str, dict[str, list[str]]]:
@@ -273,6 +310,7 @@ def dtype_audit(case: Case) -> dict[str, dict[str, list[str]]]:
     def enter(name: str) -> Callable:
         def hook(module, args) -> None:
             where.append(name)
+
         return hook
 
     def leave(module, args, output) -> None:  # returns None: the output is left as it is
@@ -297,8 +335,9 @@ def spread(v: list[float], nd: int = 4) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------------- the fits
-def fit_ratio(dataset: str, root: Path, overrides: list[str], threads: int, epochs: int | None = None
-              ) -> dict[str, Any]:
+def fit_ratio(
+    dataset: str, root: Path, overrides: list[str], threads: int, epochs: int | None = None
+) -> dict[str, Any]:
     from stvfm.baselines.run import BaselinesConfig
     from stvfm.config import load_params, with_overrides
 
@@ -316,9 +355,16 @@ def fit_ratio(dataset: str, root: Path, overrides: list[str], threads: int, epoc
         load = os.getloadavg()[0]
         t, c = time.perf_counter(), time.process_time()
         r = fit_and_score(params, dataset, root, test=False, threads=threads)
-        res[name] = {"fit_s": round(time.perf_counter() - t, 1), "fit_cpu_s": round(time.process_time() - c, 1),
-                     "val": r["val"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
-                     "epoch_s": r["epoch_s"], "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+        res[name] = {
+            "fit_s": round(time.perf_counter() - t, 1),
+            "fit_cpu_s": round(time.process_time() - c, 1),
+            "val": r["val"],
+            "best_epoch": r["best_epoch"],
+            "epochs_run": r["epochs_run"],
+            "epoch_s": r["epoch_s"],
+            "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        }
         log(f"fit {name}: {res[name]}")
     res["ratio"] = round(res["stvfm"]["fit_s"] / res["stid"]["fit_s"], 3)
     res["cpu_ratio"] = round(res["stvfm"]["fit_cpu_s"] / max(res["stid"]["fit_cpu_s"], 1e-9), 3)
@@ -332,17 +378,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians over rounds)")
     ap.add_argument("--steps", type=int, default=3, help="train steps per case and round (median)")
     ap.add_argument("--dataset", default=None, help="default bikenyc2_test (synthetic with --quick)")
-    ap.add_argument("--root", type=Path, default=None,
-                    help="a project where the dataset's data stages ran (default: a temporary one)")
+    ap.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="a project where the dataset's data stages ran (default: a temporary one)",
+    )
     ap.add_argument("--paper-batch", type=int, default=16)
     ap.add_argument("--no-paper", action="store_true", help="skip the paper architecture (slow on CPU)")
     ap.add_argument("--fit", action="store_true", help="also time the converged real fit vs STID (~15 min)")
     ap.add_argument("--fit-threads", type=int, default=None, help="threads of each fit (default --threads)")
     ap.add_argument("--fit-epochs", type=int, default=None, help="cap both fits at this many epochs (smoke runs)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, seconds")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="params override for the real case and its fit (after profile=real; not the STID baseline), "
-                         "e.g. train.compile=true")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override for the real case and its fit (after profile=real; not the STID baseline), "
+        "e.g. train.compile=true",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("stvfm").setLevel(logging.ERROR)
@@ -375,7 +431,7 @@ def run(args: argparse.Namespace) -> int:
             if args.quick:
                 extra.append("model.vfm_blocks=1")
             pb = 1 if args.quick else args.paper_batch
-            for name, bf16 in (("paper_bf16", "true"), ("paper_fp32", "false"))[:1 if args.quick else 2]:
+            for name, bf16 in (("paper_bf16", "true"), ("paper_fp32", "false"))[: 1 if args.quick else 2]:
                 pp = load_params(root / "params.yaml", ["profile=paper", *extra, f"model.bf16={bf16}"])
                 cases.append(build_case(name, pp, dataset, root, pb))
         from stvfm.baselines.run import BaselinesConfig
@@ -401,28 +457,43 @@ def run(args: argparse.Namespace) -> int:
                     cs.append(time.process_time() - p)
                 c.times.append(statistics.median(ts))
                 c.cpu.append(statistics.median(cs))
-            log(f"round {r + 1}/{rounds}: peak bf16 {peaks['bf16'][-1]:.0f} fp32 {peaks['fp32'][-1]:.0f} GFLOP/s; "
+            log(
+                f"round {r + 1}/{rounds}: peak bf16 {peaks['bf16'][-1]:.0f} fp32 {peaks['fp32'][-1]:.0f} GFLOP/s; "
                 + ", ".join(f"{c.name} {1000 * c.times[-1]:.0f} ms" for c in cases)
-                + f"; load {os.getloadavg()[0]:.2f}")
+                + f"; load {os.getloadavg()[0]:.2f}"
+            )
         del mm
 
-        out: dict[str, Any] = {"device": "cpu", "threads": torch.get_num_threads(), "dataset": dataset,
-                               "quick": args.quick, "rounds": rounds, "steps_per_round": steps,
-                               "load_start": [round(v, 2) for v in load_start],
-                               "peak_bf16_gflops": round(statistics.median(peaks["bf16"]), 1),
-                               "peak_fp32_gflops": round(statistics.median(peaks["fp32"]), 1),
-                               "peak_bf16_gflops_spread": spread(peaks["bf16"], 1),
-                               "peak_fp32_gflops_spread": spread(peaks["fp32"], 1), "cases": {}}
+        out: dict[str, Any] = {
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "dataset": dataset,
+            "quick": args.quick,
+            "rounds": rounds,
+            "steps_per_round": steps,
+            "load_start": [round(v, 2) for v in load_start],
+            "peak_bf16_gflops": round(statistics.median(peaks["bf16"]), 1),
+            "peak_fp32_gflops": round(statistics.median(peaks["fp32"]), 1),
+            "peak_bf16_gflops_spread": spread(peaks["bf16"], 1),
+            "peak_fp32_gflops_spread": spread(peaks["fp32"], 1),
+            "cases": {},
+        }
         for c in cases:
             ach = [c.flops / t / 1e9 for t in c.times]
             mfu_bf16 = [a / p for a, p in zip(ach, peaks["bf16"], strict=True)]
             mfu_fp32 = [a / p for a, p in zip(ach, peaks["fp32"], strict=True)]
             m = c.trainer.model
             out["cases"][c.name] = {
-                "batch": int(c.batch[0].shape[0]), "bf16": c.bf16, "gflop_per_step": round(c.flops / 1e9, 2),
-                "step_s": spread(c.times), "step_cpu_s": spread(c.cpu), "achieved_gflops": spread(ach, 1),
-                "mfu_bf16": spread(mfu_bf16, 3), "mfu_fp32": spread(mfu_fp32, 3),
-                "params_trainable": sum(q.numel() for q in m.parameters() if q.requires_grad)}
+                "batch": int(c.batch[0].shape[0]),
+                "bf16": c.bf16,
+                "gflop_per_step": round(c.flops / 1e9, 2),
+                "step_s": spread(c.times),
+                "step_cpu_s": spread(c.cpu),
+                "achieved_gflops": spread(ach, 1),
+                "mfu_bf16": spread(mfu_bf16, 3),
+                "mfu_fp32": spread(mfu_fp32, 3),
+                "params_trainable": sum(q.numel() for q in m.parameters() if q.requires_grad),
+            }
             out[f"{c.name}_mfu_bf16"] = round(statistics.median(mfu_bf16), 3)
             out[f"{c.name}_step_s"] = round(statistics.median(c.times), 4)
         for c in cases:
@@ -440,32 +511,44 @@ def run(args: argparse.Namespace) -> int:
     out["ratio"] = out["fit_ratio_stvfm_stid"]
     out["wall_s"] = round(time.perf_counter() - t_start, 1)
 
-    print(f"threads {out['threads']}, load {out['load_start'][0]} -> {out['load_end'][0]}; matmul peak bf16 "
-          f"{out['peak_bf16_gflops']} GFLOP/s, fp32 {out['peak_fp32_gflops']} (median of {rounds} rounds)")
-    print(f"{'case':11s} {'B':>3s} {'GFLOP':>7s} {'step ms':>8s} {'min-max':>11s} {'GFLOP/s':>8s} {'of bf16':>7s} "
-          f"{'of fp32':>7s}")
+    print(
+        f"threads {out['threads']}, load {out['load_start'][0]} -> {out['load_end'][0]}; matmul peak bf16 "
+        f"{out['peak_bf16_gflops']} GFLOP/s, fp32 {out['peak_fp32_gflops']} (median of {rounds} rounds)"
+    )
+    print(
+        f"{'case':11s} {'B':>3s} {'GFLOP':>7s} {'step ms':>8s} {'min-max':>11s} {'GFLOP/s':>8s} {'of bf16':>7s} "
+        f"{'of fp32':>7s}"
+    )
     for k, v in out["cases"].items():
-        print(f"{k:11s} {v['batch']:3d} {v['gflop_per_step']:7.2f} {1000 * v['step_s']['median']:8.1f} "
-              f"{1000 * v['step_s']['min']:5.0f}-{1000 * v['step_s']['max']:<5.0f} "
-              f"{v['achieved_gflops']['median']:8.1f} "
-              f"{100 * v['mfu_bf16']['median']:6.1f}% {100 * v['mfu_fp32']['median']:6.1f}%")
+        print(
+            f"{k:11s} {v['batch']:3d} {v['gflop_per_step']:7.2f} {1000 * v['step_s']['median']:8.1f} "
+            f"{1000 * v['step_s']['min']:5.0f}-{1000 * v['step_s']['max']:<5.0f} "
+            f"{v['achieved_gflops']['median']:8.1f} "
+            f"{100 * v['mfu_bf16']['median']:6.1f}% {100 * v['mfu_fp32']['median']:6.1f}%"
+        )
     for k in ("real", "paper_bf16"):
         case = out["cases"].get(k, {})
         if "modules" in case:
             print(f"{k}: module (fwd+bwd alone)      ms   share  GFLOP  FLOP share  GFLOP/s")
             for n, r in case["modules"].items():
-                print(f"  {n:30s} {r['ms']:7.1f} {100 * r['share']:5.1f}% {r['gflop']:6.2f} "
-                      f"{100 * r['flop_share']:6.1f}% {r['gflops']:8.1f}")
+                print(
+                    f"  {n:30s} {r['ms']:7.1f} {100 * r['share']:5.1f}% {r['gflop']:6.2f} "
+                    f"{100 * r['flop_share']:6.1f}% {r['gflops']:8.1f}"
+                )
             print(f"{k}: dtypes in one forward (part: op dtype ...)")
             for part, ops in case["dtypes"].items():
                 print(f"  {part:12s} " + ", ".join(f"{op} {'/'.join(d)}" for op, d in ops.items()))
     ops = out["cases"]["real"]["ops"]
-    print(f"real: matmul ops {100 * ops['matmul_share']:.1f}% of operator time, {ops['ops_per_step']} aten ops a step; "
-          "top: " + ", ".join(f"{k} {100 * v['share']:.1f}%" for k, v in list(ops["top"].items())[:8]))
+    print(
+        f"real: matmul ops {100 * ops['matmul_share']:.1f}% of operator time, {ops['ops_per_step']} aten ops a step; "
+        "top: " + ", ".join(f"{k} {100 * v['share']:.1f}%" for k, v in list(ops["top"].items())[:8])
+    )
     if out["fit"]:
         f = out["fit"]
-        print(f"fit: ST-VFM {f['stvfm']['fit_s']} s (val {f['stvfm']['val']}), STID {f['stid']['fit_s']} s "
-              f"(val {f['stid']['val']}): ratio {f['ratio']}")
+        print(
+            f"fit: ST-VFM {f['stvfm']['fit_s']} s (val {f['stvfm']['val']}), STID {f['stid']['fit_s']} s "
+            f"(val {f['stid']['val']}): ratio {f['ratio']}"
+        )
     print(json.dumps(out, separators=(",", ":")))
     return 0
 

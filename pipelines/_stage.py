@@ -1,5 +1,6 @@
 """The one entry-point shape of every DVC stage: parse ``<args...> [--params F] [--set k=v ...]``, load the typed
 params, call the library, print the result (JSON for dicts) and turn a user error into one stderr line + exit 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,11 +15,19 @@ from stvfm.config import Params, default_params_path, load_params
 from stvfm.errors import StvfmError
 
 
-def stage_main(stage: str, run: Callable[[Params, Path, list[str]], Any], argv: Sequence[str] | None, *,
-               positionals: Sequence[str] = ("dataset",), doc: str = "",
-               render: Callable[[Any], str] | None = None) -> int:
+def stage_main(
+    stage: str,
+    run: Callable[[Params, Path, list[str]], Any],
+    argv: Sequence[str] | None,
+    *,
+    positionals: Sequence[str] = ("dataset",),
+    doc: str = "",
+    render: Callable[[Any], str] | None = None,
+) -> int:
     """``run(params, root, args)`` gets the positional arguments in order; ``root`` is the params file's folder."""
-    ap = argparse.ArgumentParser(prog=f"python -m pipelines.{stage}", description=doc.strip().splitlines()[0] if doc else None)
+    ap = argparse.ArgumentParser(
+        prog=f"python -m pipelines.{stage}", description=doc.strip().splitlines()[0] if doc else None
+    )
     for name in positionals:
         ap.add_argument(name.rstrip("*"), nargs="*" if name.endswith("*") else None)
     ap.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")

@@ -2,6 +2,7 @@
 
 Persistence, HA, ARIMA and STID (``baselines:`` in params.yaml) under the split stage's windows and the project's
 metrics; one MLflow run per baseline in the dataset's experiment."""
+
 from __future__ import annotations
 
 import sys
@@ -12,8 +13,13 @@ from pipelines._stage import stage_main
 def main(argv: list[str] | None = None) -> int:
     from stvfm.baselines.run import run_baselines
 
-    return stage_main("baselines", lambda p, root, a: run_baselines(a[0], p, root, methods=a[1] or None), argv,
-                      positionals=("dataset", "methods*"), doc=__doc__)
+    return stage_main(
+        "baselines",
+        lambda p, root, a: run_baselines(a[0], p, root, methods=a[1] or None),
+        argv,
+        positionals=("dataset", "methods*"),
+        doc=__doc__,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """DVC stage `flow`: `python -m pipelines.flow <dataset>` -> stvfm.data.stages.run_flow (params.yaml)."""
+
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,6 @@
 """DVC stage `forecast`: `python -m pipelines.forecast <dataset>` -> stvfm.serving.batch.run_forecast (params.yaml):
 every window of `forecast.split` scored on Ray Data -> forecasts/<dataset>.zarr."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """DVC stage `grid`: `python -m pipelines.grid <dataset>` -> stvfm.data.stages.run_grid (params.yaml)."""
+
 from __future__ import annotations
 
 import sys

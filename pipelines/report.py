@@ -4,6 +4,7 @@
     python -m pipelines.report --summary     -> reports/summary.md (every dataset in params.yaml `datasets`)
 
 Both are logged to MLflow as artifacts (the dataset's experiment; `<prefix>summary` for the summary)."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """DVC stage `split`: `python -m pipelines.split <dataset>` -> stvfm.data.stages.run_split (params.yaml)."""
+
 from __future__ import annotations
 
 import sys

@@ -2,6 +2,7 @@
 
 Trains one configuration with the cheap sweep profile of params.yaml `sweeps:` and writes
 metrics/<ds>/sweeps/<kind>-<value>.json (+ one MLflow run)."""
+
 from __future__ import annotations
 
 import sys
@@ -18,8 +19,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"sweep kind must be 'variant' or 'backbone', got '{a[1]}'")
         return run_sweep(a[0], a[1], a[2], p, root)
 
-    return stage_main("sweep", run, argv, positionals=("dataset", "kind", "value"), doc=__doc__,
-                      render=lambda r: f"MAE {r['mae']:.4f} RMSE {r['rmse']:.4f} ({r['seconds']:.1f} s)")
+    return stage_main(
+        "sweep",
+        run,
+        argv,
+        positionals=("dataset", "kind", "value"),
+        doc=__doc__,
+        render=lambda r: f"MAE {r['mae']:.4f} RMSE {r['rmse']:.4f} ({r['seconds']:.1f} s)",
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """DVC stage `train`: `python -m pipelines.train <dataset>` -> stvfm.training.stage.run_train (params.yaml).
 
 Its last output line is the verdict against HA and persistence on validation (stvfm.studies.verdict)."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,19 @@ import sys
 
 from pipelines._stage import stage_main
 
-KEYS = ("dataset", "profile", "profile_reason", "engine", "epochs_run", "best_epoch", "val", "fit_s", "wall_s",
-        "resumed_from", "model")
+KEYS = (
+    "dataset",
+    "profile",
+    "profile_reason",
+    "engine",
+    "epochs_run",
+    "best_epoch",
+    "val",
+    "fit_s",
+    "wall_s",
+    "resumed_from",
+    "model",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,9 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     def run(p, root, a):
         return run_train(p, a[0], root, verdict=validation_verdict)
 
-    return stage_main("train", run, argv, doc=__doc__,
-                      render=lambda out: "\n".join([json.dumps({k: out.get(k) for k in KEYS}, default=str),
-                                                     *([out["verdict"]["line"]] if out.get("verdict") else [])]))
+    return stage_main(
+        "train",
+        run,
+        argv,
+        doc=__doc__,
+        render=lambda out: "\n".join(
+            [
+                json.dumps({k: out.get(k) for k in KEYS}, default=str),
+                *([out["verdict"]["line"]] if out.get("verdict") else []),
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

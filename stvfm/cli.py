@@ -3,6 +3,7 @@
 
 Errors derived from :class:`stvfm.errors.StvfmError` are printed as one line (no traceback) and exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,15 +14,28 @@ import sys
 from stvfm.errors import StvfmError
 
 # module names under stvfm.commands, in help order
-COMMANDS = ["datasets", "fixtures", "data", "weights", "model_info", "train", "evaluate", "predict", "serve", "forecast",
-            "baselines", "report",
-            "compare",
-            "tune"]
+COMMANDS = [
+    "datasets",
+    "fixtures",
+    "data",
+    "weights",
+    "model_info",
+    "train",
+    "evaluate",
+    "predict",
+    "serve",
+    "forecast",
+    "baselines",
+    "report",
+    "compare",
+    "tune",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stvfm", description="ST-VFM: reprogram a frozen vision foundation model "
-                                     "for spatio-temporal forecasting")
+    parser = argparse.ArgumentParser(
+        prog="stvfm", description="ST-VFM: reprogram a frozen vision foundation model for spatio-temporal forecasting"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -38,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -3,6 +3,7 @@ and every stage re-reads it through :func:`load_params`. CLI flags ``--set a.b=v
 
 Unknown keys are errors (they are usually typos), and the message names the key and the section it was found in.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,6 +48,7 @@ class DataConfig:
 @dataclass
 class STIDConfig:
     """STID (Shao et al. 2022; ``model.arch: stid``), sizes as BasicTS's recipe: 32-d embeddings, 3 residual MLPs."""
+
     input_dim: int = 32  # embedding of a series' input window
     node_dim: int = 32  # spatial identity (one vector per series)
     tod_dim: int = 32  # time-of-day identity (table of steps-per-day rows, from the data interval)
@@ -78,7 +80,9 @@ class ModelConfig:
     lambda_flow: float = 0.5  # λ of Eq. 11
     dropout: float = 0.0
     bf16: bool = False  # torch.autocast bf16
-    time_identity: bool = False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
+    time_identity: bool = (
+        False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
+    )
     output: str = "plain"  # beyond the paper: plain (the paper) | last | anchored | identity (stvfm.models.output_path)
     stid: STIDConfig = field(default_factory=STIDConfig)  # used when arch == "stid"
 
@@ -120,6 +124,7 @@ class EvalConfig:
 @dataclass
 class ForecastConfig:
     """Batch forecasts (`stvfm forecast`, stage `forecast`): Ray Data map_batches, one model per actor."""
+
     split: str = "test"  # train | val | test: the windows scored
     batch_size: int = 64  # windows per model call
     concurrency: int = 2  # actors (each holds one model)
@@ -133,6 +138,7 @@ class ForecastConfig:
 class ServeConfig:
     """Online serving limits (`stvfm serve`; docs/serving.md). Each key can also be set by an env var
     ``STVFM_SERVE_<KEY>``, which the pyfunc under `mlflow models serve` reads too (it has no params.yaml)."""
+
     host: str = "127.0.0.1"  # `stvfm serve` binds here (0.0.0.0: every interface)
     port: int = 5001
     max_windows: int = 64  # windows (B) per request
@@ -201,8 +207,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             base = get_origin(a) or a
             if isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool)):
                 return _coerce(value, a, where)
-        kinds = {list: "a list", str: "a string", int: "an integer", float: "a number", bool: "true/false",
-                 dict: "a mapping"}
+        kinds = {
+            list: "a list",
+            str: "a string",
+            int: "an integer",
+            float: "a number",
+            bool: "true/false",
+            dict: "a mapping",
+        }
         want = " or ".join(kinds.get(get_origin(a) or a, str(a)) for a in args)
         raise ConfigError(f"{where}: expected {want}, got {value!r}")
     if tp is bool:
@@ -262,8 +274,10 @@ def parse_overrides(items: Iterable[str]) -> list[tuple[str, Any]]:
             value = yaml.safe_load(v)
         except yaml.YAMLError as e:
             reason = str(getattr(e, "problem", None) or "not valid YAML").strip()
-            raise ConfigError(f"override '{item}': the value of {k.strip()} is not valid YAML ({reason}); quote "
-                              "strings and close brackets, e.g. model.heads=4 or 'datasets=[a,b]'") from None
+            raise ConfigError(
+                f"override '{item}': the value of {k.strip()} is not valid YAML ({reason}); quote "
+                "strings and close brackets, e.g. model.heads=4 or 'datasets=[a,b]'"
+            ) from None
         out.append((k.strip(), value))
     return out
 
@@ -285,8 +299,9 @@ def load_raw(path: str | Path | None = None) -> dict[str, Any]:
     return raw
 
 
-def load_params(path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = (), *,
-                dataset: str | None = None) -> Params:
+def load_params(
+    path: str | Path | None = None, overrides: Iterable[str] | Mapping[str, Any] = (), *, dataset: str | None = None
+) -> Params:
     """Load ``params.yaml`` (or ``path``), apply the chosen profile (``auto``: the one for ``dataset``, see
     :func:`auto_profile`), then ``a.b=v`` overrides; validate; return typed :class:`Params`."""
     raw = load_raw(path)
@@ -396,8 +411,21 @@ def check_dataset_name(name: Any, where: str = "dataset") -> str:
 
 
 # keys a local_sources entry may have (registry.get_spec, download._copy_local, stages.load_canonical read them)
-LOCAL_SOURCE_KEYS = ("path", "like", "title", "kind", "prompt_layers", "scale_1e3", "grid", "interval_minutes",
-                     "channels", "channel_names", "start", "end", "bbox")
+LOCAL_SOURCE_KEYS = (
+    "path",
+    "like",
+    "title",
+    "kind",
+    "prompt_layers",
+    "scale_1e3",
+    "grid",
+    "interval_minutes",
+    "channels",
+    "channel_names",
+    "start",
+    "end",
+    "bbox",
+)
 
 
 def validate_names(p: Params) -> None:
@@ -408,19 +436,24 @@ def validate_names(p: Params) -> None:
         if isinstance(entry, Mapping):
             unknown = sorted(str(k) for k in entry if k not in LOCAL_SOURCE_KEYS)
             if unknown:
-                raise ConfigError(f"local_sources.{name}: unknown key(s) {', '.join(unknown)}; allowed: "
-                                  f"{', '.join(LOCAL_SOURCE_KEYS)}")
+                raise ConfigError(
+                    f"local_sources.{name}: unknown key(s) {', '.join(unknown)}; allowed: "
+                    f"{', '.join(LOCAL_SOURCE_KEYS)}"
+                )
         elif not isinstance(entry, str):
-            raise ConfigError(f"local_sources.{name}: expected a path or a mapping {{path, like, title, ...}}, "
-                              f"got {entry!r}")
+            raise ConfigError(
+                f"local_sources.{name}: expected a path or a mapping {{path, like, title, ...}}, got {entry!r}"
+            )
     sweep_ds = p.sweeps.get("datasets") if isinstance(p.sweeps, Mapping) else None
     if isinstance(sweep_ds, (list, tuple)):
         for i, name in enumerate(sweep_ds):
             check_dataset_name(name, f"sweeps.datasets[{i}]")
     root = Path(p.data.root)
     if root.is_absolute() or ".." in root.parts or not p.data.root.strip():
-        raise ConfigError(f"data.root: {p.data.root!r} must be a relative folder inside the project "
-                          "(DVC declares data/... as the stages' outputs)")
+        raise ConfigError(
+            f"data.root: {p.data.root!r} must be a relative folder inside the project "
+            "(DVC declares data/... as the stages' outputs)"
+        )
 
 
 # ------------------------------------------------------------------------------------------- value ranges
@@ -435,13 +468,15 @@ def validate_ranges(p: Params) -> None:
     if not p.model.lambda_flow >= 0:
         raise ConfigError(f"model.lambda_flow: must be >= 0 (λ of Eq. 11), got {p.model.lambda_flow}")
     if p.model.prompt_layers is not None and p.model.prompt_layers < 0:
-        raise ConfigError(f"model.prompt_layers: must be >= 0 (or null for the dataset's value), got "
-                          f"{p.model.prompt_layers}")
+        raise ConfigError(
+            f"model.prompt_layers: must be >= 0 (or null for the dataset's value), got {p.model.prompt_layers}"
+        )
     if p.model.arch == "stvfm":
         known = known_backbones()
         if p.model.backbone not in known:
-            raise ConfigError(f"model.backbone: unknown backbone '{p.model.backbone}'; choose one of "
-                              f"{', '.join(known)}")
+            raise ConfigError(
+                f"model.backbone: unknown backbone '{p.model.backbone}'; choose one of {', '.join(known)}"
+            )
 
 
 # the built-in backbones of stvfm.models.backbone.BACKBONES (a test checks they agree); that module imports torch,
@@ -462,10 +497,15 @@ LOSSES = ("mse", "mae")
 LOSS_SCALES = ("scaled", "original")
 
 
-
 # ---------------------------------------------------------------- sweeps (read by studies/sweep.py and report/collect.py)
-SWEEP_PROFILE = {"train.use_ray": False, "train.epochs": 1, "train.max_batches_per_epoch": 8, "train.batch_size": 16,
-                   "model.vfm_blocks": 2, "model.allow_random_init": True}
+SWEEP_PROFILE = {
+    "train.use_ray": False,
+    "train.epochs": 1,
+    "train.max_batches_per_epoch": 8,
+    "train.batch_size": 16,
+    "model.vfm_blocks": 2,
+    "model.allow_random_init": True,
+}
 SWEEP_BACKBONE_PROFILE = {"train.max_batches_per_epoch": 2, "model.vfm_blocks": 1}
 
 
@@ -486,8 +526,10 @@ class SweepConfig:
         s = dict(section or {})
         allowed = {"datasets", "variants", "backbones", "profile", "backbone_profile", "torch_threads", "val_windows"}
         if set(s) - allowed:
-            raise ConfigError(f"params.yaml sweeps: unknown key(s) {', '.join(sorted(set(s) - allowed))}; "
-                              f"allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"params.yaml sweeps: unknown key(s) {', '.join(sorted(set(s) - allowed))}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
         cfg = cls()
         if "datasets" in s:
             cfg.datasets = list(s["datasets"] or [])
@@ -497,10 +539,14 @@ class SweepConfig:
             cfg.backbones = list(s["backbones"] or [])
         bad = [v for v in cfg.variants if v not in VARIANTS]
         if bad:
-            raise ConfigError(f"params.yaml sweeps.variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+            raise ConfigError(
+                f"params.yaml sweeps.variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}"
+            )
         bad = [b for b in cfg.backbones if b not in known_backbones()]
         if bad:
-            raise ConfigError(f"params.yaml sweeps.backbones: unknown {', '.join(bad)}; choose from {', '.join(known_backbones())}")
+            raise ConfigError(
+                f"params.yaml sweeps.backbones: unknown {', '.join(bad)}; choose from {', '.join(known_backbones())}"
+            )
         for key in ("torch_threads", "val_windows"):
             if key in s:
                 v = s[key]
@@ -538,11 +584,14 @@ def validate(p: Params) -> None:
     s = p.data.split
     if isinstance(s, str):
         if s != "published":
-            raise ConfigError(f"data.split: {s!r} is neither a list of three fractions (train, val, test) nor "
-                              "'published' (the file's own train/val/test windows)")
+            raise ConfigError(
+                f"data.split: {s!r} is neither a list of three fractions (train, val, test) nor "
+                "'published' (the file's own train/val/test windows)"
+            )
     elif len(s) != 3 or any(x <= 0 for x in s) or abs(sum(s) - 1) > 1e-6:
-        raise ConfigError(f"data.split: expected three positive fractions summing to 1 (train, val, test) or "
-                          f"'published', got {s}")
+        raise ConfigError(
+            f"data.split: expected three positive fractions summing to 1 (train, val, test) or 'published', got {s}"
+        )
     if p.data.history < 1 or p.data.horizon < 1:
         raise ConfigError("data.history and data.horizon must be >= 1")
     if p.model.patch_size < 1:
@@ -591,8 +640,9 @@ def validate_train(t: TrainConfig) -> None:
     if not 0 < t.gamma <= 1:
         raise ConfigError(f"train.gamma: must be in (0, 1], got {t.gamma}")
     if t.scheduler == "multistep" and not t.milestones:
-        raise ConfigError("train.milestones: train.scheduler 'multistep' needs at least one milestone epoch, "
-                          "e.g. [1, 50, 80]")
+        raise ConfigError(
+            "train.milestones: train.scheduler 'multistep' needs at least one milestone epoch, e.g. [1, 50, 80]"
+        )
 
 
 def resolve_model_config(p: Params, spec) -> ModelConfig:

@@ -1,4 +1,5 @@
 """Errors that name what is wrong and where. Every user-facing failure raises one of these."""
+
 from __future__ import annotations
 
 

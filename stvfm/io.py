@@ -6,6 +6,7 @@
 * :func:`clean_stale` removes what a killed run left beside a target (its temp folders and ``.old``); stages call it
   at their start, under :func:`target_lock`, so a temp folder of a run still in progress is never touched.
 """
+
 from __future__ import annotations
 
 import contextlib

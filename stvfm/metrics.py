@@ -3,6 +3,7 @@
 Both implementations reduce in float64 so they agree to rounding. ``per_step`` splits the error by forecast step
 (axis 1 of ``(B, T, C, H, W)``).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,7 @@ class ErrorAccumulator:
         self.count = np.zeros(steps, np.float64)
 
     def update(self, y: torch.Tensor, y_hat: torch.Tensor) -> None:
-        d = (y.detach().double() - y_hat.detach().double())
+        d = y.detach().double() - y_hat.detach().double()
         dims = [i for i in range(d.dim()) if i != 1]
         self.abs += d.abs().sum(dim=dims).cpu().numpy()
         self.sq += (d * d).sum(dim=dims).cpu().numpy()
@@ -53,7 +54,7 @@ class ErrorAccumulator:
     def load_tensor(self, t: torch.Tensor) -> None:
         a = t.cpu().double().numpy()
         s = self.steps
-        self.abs, self.sq, self.count = a[:s].copy(), a[s:2 * s].copy(), a[2 * s:].copy()
+        self.abs, self.sq, self.count = a[:s].copy(), a[s : 2 * s].copy(), a[2 * s :].copy()
 
     @property
     def mae(self) -> float:
@@ -66,9 +67,14 @@ class ErrorAccumulator:
         return float(math.sqrt(self.sq.sum() / n)) if n else math.nan
 
     def per_step(self) -> list[dict[str, float]]:
-        return [{"step": i + 1, "mae": float(self.abs[i] / self.count[i]) if self.count[i] else math.nan,
-                 "rmse": float(math.sqrt(self.sq[i] / self.count[i])) if self.count[i] else math.nan}
-                for i in range(self.steps)]
+        return [
+            {
+                "step": i + 1,
+                "mae": float(self.abs[i] / self.count[i]) if self.count[i] else math.nan,
+                "rmse": float(math.sqrt(self.sq[i] / self.count[i])) if self.count[i] else math.nan,
+            }
+            for i in range(self.steps)
+        ]
 
 
 class ChannelErrors:
@@ -92,5 +98,12 @@ class ChannelErrors:
     def result(self, names=(), factor: float = 1.0) -> list[dict]:
         if self.abs is None or not self.n:
             return []
-        return [{"channel": c, "name": names[c] if c < len(names) else str(c), "mae": float(a / self.n) * factor,
-                 "rmse": float(math.sqrt(s / self.n)) * factor} for c, (a, s) in enumerate(zip(self.abs, self.sq, strict=True))]
+        return [
+            {
+                "channel": c,
+                "name": names[c] if c < len(names) else str(c),
+                "mae": float(a / self.n) * factor,
+                "rmse": float(math.sqrt(s / self.n)) * factor,
+            }
+            for c, (a, s) in enumerate(zip(self.abs, self.sq, strict=True))
+        ]

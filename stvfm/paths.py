@@ -1,15 +1,16 @@
 """Where each DVC stage writes, per dataset. One place, so stages, the library and tests agree.
 
-    data/raw/<ds>/                 download   (files as published, or trips.parquet for synthetic)
-    data/raw/<ds>/manifest.json               what was fetched/generated: reader kind, files, sha256
-    data/grid/<ds>.zarr            grid       xarray Dataset, var ``flow`` (time, y, x, channel) float32
-    data/grid/<ds>.stats.parquet              per-channel min/max/mean, missing steps, record counts
-    data/flow/<ds>.zarr            flow       var ``dflow`` (time, y, x, channel): dflow[t] = X[t] - X[t-1], dflow[0] = 0
-    data/split/<ds>/               split      windows.parquet, scaler.json, meta.json
-    models/<ds>/                   train      best.pt (best validation), last.pt, train.json, history.json,
-                                              version/ (config.json + weights.safetensors: the deployable model)
-    metrics/<ds>/                  evaluate   test.json, per_step.json/csv, plots
+data/raw/<ds>/                 download   (files as published, or trips.parquet for synthetic)
+data/raw/<ds>/manifest.json               what was fetched/generated: reader kind, files, sha256
+data/grid/<ds>.zarr            grid       xarray Dataset, var ``flow`` (time, y, x, channel) float32
+data/grid/<ds>.stats.parquet              per-channel min/max/mean, missing steps, record counts
+data/flow/<ds>.zarr            flow       var ``dflow`` (time, y, x, channel): dflow[t] = X[t] - X[t-1], dflow[0] = 0
+data/split/<ds>/               split      windows.parquet, scaler.json, meta.json
+models/<ds>/                   train      best.pt (best validation), last.pt, train.json, history.json,
+                                          version/ (config.json + weights.safetensors: the deployable model)
+metrics/<ds>/                  evaluate   test.json, per_step.json/csv, plots
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """PNG figures with matplotlib's Agg backend: learning curves and forecast-vs-truth maps. Written atomically."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ def pyplot():
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -54,19 +56,33 @@ def per_step_curve(per_step: Sequence[Mapping[str, float]], out: str | Path, tit
     return save_figure(fig, out, dpi=100)
 
 
-def forecast_map(truth: np.ndarray, pred: np.ndarray, out: str | Path, *, title: str = "",
-                 steps: Sequence[int] = (0, -1), channel: int = 0, channel_name: str = "") -> Path:
+def forecast_map(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    out: str | Path,
+    *,
+    title: str = "",
+    steps: Sequence[int] = (0, -1),
+    channel: int = 0,
+    channel_name: str = "",
+) -> Path:
     """truth/pred (T, C, H, W) on the original scale: rows = forecast steps, columns = truth, forecast, |error|."""
     plt = pyplot()
     steps = [s % truth.shape[0] for s in steps]
     fig, axes = plt.subplots(len(steps), 3, figsize=(8, 2.6 * len(steps)), squeeze=False)
-    vmin, vmax = float(min(truth[:, channel].min(), pred[:, channel].min())), float(max(truth[:, channel].max(),
-                                                                                        pred[:, channel].max()))
+    vmin, vmax = (
+        float(min(truth[:, channel].min(), pred[:, channel].min())),
+        float(max(truth[:, channel].max(), pred[:, channel].max())),
+    )
     for r, s in enumerate(steps):
         t, p = truth[s, channel], pred[s, channel]
-        for c, (img, name, kw) in enumerate([(t, "truth", dict(vmin=vmin, vmax=vmax)),
-                                             (p, "forecast", dict(vmin=vmin, vmax=vmax)),
-                                             (np.abs(t - p), "|error|", dict(cmap="magma"))]):
+        for c, (img, name, kw) in enumerate(
+            [
+                (t, "truth", dict(vmin=vmin, vmax=vmax)),
+                (p, "forecast", dict(vmin=vmin, vmax=vmax)),
+                (np.abs(t - p), "|error|", dict(cmap="magma")),
+            ]
+        ):
             im = axes[r, c].imshow(img, **kw)
             axes[r, c].set_title(f"{name}, step +{s + 1}", fontsize=9)
             axes[r, c].set_xticks([]), axes[r, c].set_yticks([])

@@ -23,6 +23,7 @@ Run conventions (every run the stages log; asserted by tests/training/test_mlflo
 - **key metrics** ``test_mae``/``test_rmse`` on every run that has them, and the experiment's description (shown
   on its page in the UI) is a table of those per run (:func:`write_experiment_summary`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,7 +58,7 @@ def tracking_uri(params: Params, root: str | Path) -> str:
 
 def _artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     return None  # a server decides (--artifacts-destination)
 
 
@@ -105,8 +106,13 @@ def git_commit(root: str | Path) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         sha = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -155,8 +161,13 @@ def run_name(kind: str, *parts: Any) -> str:
 def run_tags(params: Params, dataset: str, kind: str, root: str | Path, **extra: Any) -> dict[str, str]:
     """The one tag schema of every run: ``stvfm.kind|dataset|profile|profile_reason|git_commit`` +
     ``stvfm.<extra key>``."""
-    tags = {"stvfm.kind": kind, "stvfm.dataset": dataset, "stvfm.profile": params.profile,
-            "stvfm.profile_reason": params.profile_reason or "-", "stvfm.git_commit": git_commit(root)}
+    tags = {
+        "stvfm.kind": kind,
+        "stvfm.dataset": dataset,
+        "stvfm.profile": params.profile,
+        "stvfm.profile_reason": params.profile_reason or "-",
+        "stvfm.git_commit": git_commit(root),
+    }
     tags.update({f"stvfm.{k}": str(v) for k, v in extra.items() if v is not None})
     return tags
 
@@ -186,11 +197,17 @@ def log_params(params: Params, dataset: str | None = None) -> None:
     if dataset is None:
         items = [kv for kv in items if kv[0] != "dataset"]
     for i in range(0, len(items), 90):
-        mlflow.log_params(dict(items[i:i + 90]))
+        mlflow.log_params(dict(items[i : i + 90]))
 
 
-def timed_run(experiment_id: str, name: str, tags: Mapping[str, str], started_at: float, ended_at: float | None = None,
-              status: str = "FINISHED"):
+def timed_run(
+    experiment_id: str,
+    name: str,
+    tags: Mapping[str, str],
+    started_at: float,
+    ended_at: float | None = None,
+    status: str = "FINISHED",
+):
     """Create a run whose start time is ``started_at`` (unix s); returns ``(run_id, finish)``, where ``finish()`` ends
     it at ``ended_at`` (or now). MLflow's own start/end would be the time of logging, not of the work."""
 
@@ -201,6 +218,7 @@ def timed_run(experiment_id: str, name: str, tags: Mapping[str, str], started_at
 
     def finish(st: str = status) -> None:
         client.set_terminated(run.info.run_id, st, end_time=int((ended_at or time.time()) * 1000))
+
     return run.info.run_id, finish
 
 
@@ -221,26 +239,41 @@ def write_experiment_summary(params: Params, dataset: str, root: str | Path) -> 
         return None
     rows = sorted(latest.values(), key=lambda r: r.data.metrics.get("test_mae", math.inf))
     top = [r for r in rows if "test_mae" in r.data.metrics][:4]
-    lines = ["Test MAE / RMSE (best first): " + "; ".join(
-                 f"{r.info.run_name} {r.data.metrics['test_mae']:.3f} / {r.data.metrics.get('test_rmse', math.nan):.3f}"
-                 for r in top) + (" …" if len(rows) > len(top) else ""),
-             "", "Latest finished run per name, original scale, written by the report stage:", "",
-             "| run | kind | profile | test_mae | test_rmse |", "|---|---|---|---|---|"]
+    lines = [
+        "Test MAE / RMSE (best first): "
+        + "; ".join(
+            f"{r.info.run_name} {r.data.metrics['test_mae']:.3f} / {r.data.metrics.get('test_rmse', math.nan):.3f}"
+            for r in top
+        )
+        + (" …" if len(rows) > len(top) else ""),
+        "",
+        "Latest finished run per name, original scale, written by the report stage:",
+        "",
+        "| run | kind | profile | test_mae | test_rmse |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         m = r.data.metrics
 
         def f(k: str, m: dict = m) -> str:
             return f"{m[k]:.4f}" if k in m else "–"
 
-        lines.append(f"| {r.info.run_name} | {r.data.tags.get('stvfm.kind')} | {r.data.tags.get('stvfm.profile', '–')} "
-                     f"| {f('test_mae')} | {f('test_rmse')} |")
+        lines.append(
+            f"| {r.info.run_name} | {r.data.tags.get('stvfm.kind')} | {r.data.tags.get('stvfm.profile', '–')} "
+            f"| {f('test_mae')} | {f('test_rmse')} |"
+        )
     text = "\n".join(lines)
     client.set_experiment_tag(exp_id, "mlflow.note.content", text)
     return text
 
 
-def log_to_run(run_id: str, metrics: Mapping[str, float], *, per_step: Iterable[Mapping[str, Any]] = (),
-               artifacts: Iterable[tuple[str | Path, str]] = ()) -> None:
+def log_to_run(
+    run_id: str,
+    metrics: Mapping[str, float],
+    *,
+    per_step: Iterable[Mapping[str, Any]] = (),
+    artifacts: Iterable[tuple[str | Path, str]] = (),
+) -> None:
     """Add metrics (+ per-step test metrics as steps ``test_*_by_step``) and artifacts ``(path, folder)`` to an
     existing run through the client, so the run keeps its own start/end times."""
     import mlflow
@@ -249,8 +282,10 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], *, per_step: Iterable[
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
     for r in per_step:
-        batch += [Metric("test_mae_by_step", float(r["mae"]), now, int(r["step"])),
-                  Metric("test_rmse_by_step", float(r["rmse"]), now, int(r["step"]))]
+        batch += [
+            Metric("test_mae_by_step", float(r["mae"]), now, int(r["step"])),
+            Metric("test_rmse_by_step", float(r["rmse"]), now, int(r["step"])),
+        ]
     client = mlflow.MlflowClient()
     client.log_batch(run_id, metrics=batch)
     for path, folder in artifacts:
@@ -269,8 +304,11 @@ def log_history(history: Iterable[Mapping[str, float]]) -> int:
     n = 0
     for rec in history:
         ep = int(rec["epoch"])
-        m = {k: float(v) for k, v in rec.items()
-             if k not in ("epoch", "started_at") and isinstance(v, (int, float)) and math.isfinite(v)}
+        m = {
+            k: float(v)
+            for k, v in rec.items()
+            if k not in ("epoch", "started_at") and isinstance(v, (int, float)) and math.isfinite(v)
+        }
         mlflow.log_metrics(m, step=ep)
         n += 1
     return n
@@ -281,11 +319,22 @@ def enabled() -> bool:
     return os.environ.get("STVFM_NO_MLFLOW", "") not in ("1", "true", "yes")
 
 
-def log_result(params: Params, dataset: str, root: str | Path, *, run_name: str, kind: str,
-               run_params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
-               per_step: list[dict] | None = None, history: list[dict] | None = None,
-               artifacts: Iterable[str | Path] = (), tags: dict[str, str] | None = None,
-               started_at: float | None = None, ended_at: float | None = None) -> str | None:
+def log_result(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    *,
+    run_name: str,
+    kind: str,
+    run_params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    per_step: list[dict] | None = None,
+    history: list[dict] | None = None,
+    artifacts: Iterable[str | Path] = (),
+    tags: dict[str, str] | None = None,
+    started_at: float | None = None,
+    ended_at: float | None = None,
+) -> str | None:
     """One MLflow run: params, metrics (+ per-step test metrics as steps, + per-epoch history with 1-based epoch
     steps), artifacts. The run's start/end are ``started_at``/``ended_at`` (unix s; the wall clock of the fit it
     records), tags follow :func:`run_tags`. Returns the run id."""
@@ -297,23 +346,34 @@ def log_result(params: Params, dataset: str, root: str | Path, *, run_name: str,
     exp_id = setup(params, dataset, root)
     now = time.time()
     all_tags = run_tags(params, dataset, kind, root, **{k.removeprefix("stvfm."): v for k, v in (tags or {}).items()})
-    run_id, finish = timed_run(exp_id, run_name, all_tags, started_at if started_at is not None else now,
-                               ended_at if ended_at is not None else now)
+    run_id, finish = timed_run(
+        exp_id,
+        run_name,
+        all_tags,
+        started_at if started_at is not None else now,
+        ended_at if ended_at is not None else now,
+    )
     client = mlflow.MlflowClient()
     try:
-        items = [(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)[:6000])
-                 for k, v in {"dataset": dataset, "profile": params.profile, **(run_params or {})}.items()]
+        items = [
+            (k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)[:6000])
+            for k, v in {"dataset": dataset, "profile": params.profile, **(run_params or {})}.items()
+        ]
         batch_p = [Param(k, v) for k, v in items]
         ms = int(now * 1000)
         batch = [Metric(k, float(v), ms, 0) for k, v in (metrics or {}).items() if v is not None]
         for r in per_step or []:
-            batch += [Metric("test_mae_by_step", float(r["mae"]), ms, int(r["step"])),
-                      Metric("test_rmse_by_step", float(r["rmse"]), ms, int(r["step"]))]
+            batch += [
+                Metric("test_mae_by_step", float(r["mae"]), ms, int(r["step"])),
+                Metric("test_rmse_by_step", float(r["rmse"]), ms, int(r["step"])),
+            ]
         for h in history or []:
             e = int(h.get("epoch", 0))
-            batch += [Metric(k, float(h[k]), ms, e) for k in ("train_loss", "val_loss", "val_mae", "val_rmse") if k in h]
+            batch += [
+                Metric(k, float(h[k]), ms, e) for k in ("train_loss", "val_loss", "val_mae", "val_rmse") if k in h
+            ]
         for i in range(0, max(len(batch_p), len(batch)), 90):
-            client.log_batch(run_id, metrics=batch[i:i + 90], params=batch_p[i:i + 90])
+            client.log_batch(run_id, metrics=batch[i : i + 90], params=batch_p[i : i + 90])
         for a in artifacts:
             a = Path(a)
             if a.is_dir():

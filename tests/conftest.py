@@ -1,4 +1,5 @@
 """Suite-wide test settings: offline, quiet Ray, no usage stats; helpers to find the project and the real NYC samples."""
+
 from __future__ import annotations
 
 import os
@@ -36,5 +37,6 @@ def tiny_versions(tmp_path_factory):
     from serving.version_fixtures import build_project, make_version  # here, after the environment above is set
 
     root = build_project(tmp_path_factory.mktemp("serving") / "proj")
-    return SimpleNamespace(root=root, plain=make_version(root, "version-plain"),
-                           tid=make_version(root, "version-tid", time_identity=True))
+    return SimpleNamespace(
+        root=root, plain=make_version(root, "version-plain"), tid=make_version(root, "version-tid", time_identity=True)
+    )

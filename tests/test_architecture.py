@@ -1,5 +1,6 @@
 """The architecture as contracts (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md): the tree keeps them, and a
 planted violation — an upward import hidden in a function body, MLflow in the data layer — breaks them."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,25 +33,41 @@ def test_the_tree_keeps_every_contract():
     r = _lint(ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "0 broken" in r.stdout
-    for name in ("Layers:", "No import cycles", "know nothing of Ray, MLflow or DVC", "Only the Ray connection",
-                 "Only tracking, the model registry"):
+    for name in (
+        "Layers:",
+        "No import cycles",
+        "know nothing of Ray, MLflow or DVC",
+        "Only the Ray connection",
+        "Only tracking, the model registry",
+    ):
         assert name in r.stdout
 
 
-@pytest.mark.parametrize(("module", "planted", "broken"), [
-    # a lower layer reaching up, hidden in a function body (the checker reads every import statement)
-    ("stvfm/models/layers.py", "def _planted():\n    from stvfm.training import loop  # noqa\n",
-     "stvfm.models is not allowed to import stvfm.training"),
-    # a cycle between two packages: serving already imports models; models importing serving closes the loop
-    ("stvfm/models/factory.py", "def _planted():\n    from stvfm.serving import version  # noqa\n",
-     "stvfm.models is not allowed to import stvfm.serving"),
-    # the data layer learning about MLflow
-    ("stvfm/data/flow.py", "def _planted():\n    import mlflow  # noqa\n",
-     "stvfm.data is not allowed to import mlflow"),
-    # a module outside the named owners importing Ray
-    ("stvfm/training/loop.py", "def _planted():\n    import ray  # noqa\n",
-     "stvfm is not allowed to import ray"),
-])
+@pytest.mark.parametrize(
+    ("module", "planted", "broken"),
+    [
+        # a lower layer reaching up, hidden in a function body (the checker reads every import statement)
+        (
+            "stvfm/models/layers.py",
+            "def _planted():\n    from stvfm.training import loop  # noqa\n",
+            "stvfm.models is not allowed to import stvfm.training",
+        ),
+        # a cycle between two packages: serving already imports models; models importing serving closes the loop
+        (
+            "stvfm/models/factory.py",
+            "def _planted():\n    from stvfm.serving import version  # noqa\n",
+            "stvfm.models is not allowed to import stvfm.serving",
+        ),
+        # the data layer learning about MLflow
+        (
+            "stvfm/data/flow.py",
+            "def _planted():\n    import mlflow  # noqa\n",
+            "stvfm.data is not allowed to import mlflow",
+        ),
+        # a module outside the named owners importing Ray
+        ("stvfm/training/loop.py", "def _planted():\n    import ray  # noqa\n", "stvfm is not allowed to import ray"),
+    ],
+)
 def test_a_planted_violation_breaks_a_contract(tmp_path, module, planted, broken):
     root = _copy_tree(tmp_path)
     with open(root / module, "a") as fh:

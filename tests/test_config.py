@@ -50,12 +50,15 @@ def test_split_is_a_ratio_or_published(value):
     assert params_from_dict({"data": {"split": value}}).data.split == value
 
 
-@pytest.mark.parametrize(("value", "msg"), [
-    ("publish", r"data\.split: 'publish' is neither a list of three fractions .* nor 'published'"),
-    (0.7, r"data\.split: expected a list or a string, got 0\.7"),
-    ([0.7, "a", 0.15], r"data\.split\[1\]: expected a number, got 'a'"),
-    ([0.8, 0.3, 0.1], r"data\.split: expected three positive fractions summing to 1 .* or 'published'"),
-])
+@pytest.mark.parametrize(
+    ("value", "msg"),
+    [
+        ("publish", r"data\.split: 'publish' is neither a list of three fractions .* nor 'published'"),
+        (0.7, r"data\.split: expected a list or a string, got 0\.7"),
+        ([0.7, "a", 0.15], r"data\.split\[1\]: expected a number, got 'a'"),
+        ([0.8, 0.3, 0.1], r"data\.split: expected three positive fractions summing to 1 .* or 'published'"),
+    ],
+)
 def test_bad_split_is_one_line_exit_2(tmp_path, capsys, monkeypatch, value, msg):
     with pytest.raises(ConfigError, match=msg):
         params_from_dict({"data": {"split": value}})
@@ -95,8 +98,15 @@ def test_named_profiles_apply_before_overrides(tmp_path):
     from stvfm.errors import ConfigError
 
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({"profile": "default", "train": {"epochs": 8},
-                                 "profiles": {"quick": {"train.epochs": 1, "model.vfm_blocks": 1}}}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "default",
+                "train": {"epochs": 8},
+                "profiles": {"quick": {"train.epochs": 1, "model.vfm_blocks": 1}},
+            }
+        )
+    )
     assert load_params(p).train.epochs == 8
     q = load_params(p, ["profile=quick"])
     assert (q.profile, q.train.epochs, q.model.vfm_blocks) == ("quick", 1, 1)
@@ -117,8 +127,16 @@ def test_auto_profile_chooses_per_dataset(tmp_path):
     from stvfm.errors import ConfigError
 
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({"profile": "auto", "train": {"epochs": 8}, "local_sources": {"mine": "x.npz"},
-                                 "profiles": {"real": {"train.epochs": 40}, "quick": {"train.epochs": 1}}}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "auto",
+                "train": {"epochs": 8},
+                "local_sources": {"mine": "x.npz"},
+                "profiles": {"real": {"train.epochs": 40}, "quick": {"train.epochs": 1}},
+            }
+        )
+    )
     for ds in ("synthetic", "synthetic-crowd", None):
         q = load_params(p, dataset=ds)
         assert (q.profile, q.train.epochs) == ("default", 8)

@@ -1,5 +1,6 @@
 """`dvc repro` of the data stages (download -> grid -> flow -> split) on a tiny synthetic config, in a temporary copy of
 the repository; a second `dvc repro` must be a no-op."""
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,16 @@ def _setup(tmp_path: Path, datasets: list[str], local_sources: dict | None = Non
     if local_sources is not None:
         params["local_sources"] = local_sources
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "PYTHONPATH": str(repo), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(repo),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     _run(["git", "init", "-q"], repo, env)
     return dvc, repo, params, env
 
@@ -69,8 +77,13 @@ def test_dvc_repro_data_stages(tmp_path):
     assert meta["T"] == 96 and meta["bounds"] == {"train": [0, 67], "val": [67, 81], "test": [81, 96]}
     assert meta["n_windows"] == {"train": 56, "val": 3, "test": 4}
     assert meta["grid"] == [16, 8] and meta["channels"] == 2 and meta["interval_minutes"] == 60
-    for p in ("data/grid/synthetic.zarr", "data/grid/synthetic.stats.parquet", "data/flow/synthetic.zarr",
-              "data/split/synthetic/windows.parquet", "data/split/synthetic/scaler.json"):
+    for p in (
+        "data/grid/synthetic.zarr",
+        "data/grid/synthetic.stats.parquet",
+        "data/flow/synthetic.zarr",
+        "data/split/synthetic/windows.parquet",
+        "data/split/synthetic/scaler.json",
+    ):
         assert (repo / p).exists(), p
     assert (repo / "dvc.lock").exists()
 

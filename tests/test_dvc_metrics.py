@@ -1,5 +1,6 @@
 """Issue 13: `dvc metrics show` lists only numbers a user compares, one row per method and dataset, and fits in 120
 columns for the default DAG; every plot is a PNG (renders offline)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def test_only_numbers_files_are_metrics_and_plots_are_pngs(project_root):
 def test_metric_files_hold_numbers_only(tmp_path):
     from stvfm.baselines.run import write_scores
 
-    write_scores(tmp_path / "baselines", {"stid": {"mae": 1.5, "rmse": 2.5, "mae_std": 0.1, "seeds": [0, 1, 2]},
-                                          "ha": {"mae": 1.7, "rmse": 2.9}})
+    write_scores(
+        tmp_path / "baselines",
+        {"stid": {"mae": 1.5, "rmse": 2.5, "mae_std": 0.1, "seeds": [0, 1, 2]}, "ha": {"mae": 1.7, "rmse": 2.9}},
+    )
     stid = json.loads((tmp_path / "baselines" / "stid.json").read_text())
     assert stid == {"mae": 1.5, "rmse": 2.5, "mae_std": 0.1}
 
@@ -44,10 +47,18 @@ def test_dvc_metrics_show_fits_120_columns(tmp_path, project_root):
     (m / "baselines").mkdir(parents=True)
     (m / "stvfm.json").write_text(json.dumps({"mae": 2.2141234, "rmse": 3.8481234}))
     for k, v in {"persistence": 3.116, "ha": 1.671, "arima": 2.314, "stid": 1.4988}.items():
-        (m / "baselines" / f"{k}.json").write_text(json.dumps({"mae": v, "rmse": 2 * v, "mae_std": 0.01, "rmse_std": 0.02}))
+        (m / "baselines" / f"{k}.json").write_text(
+            json.dumps({"mae": v, "rmse": 2 * v, "mae_std": 0.01, "rmse_std": 0.02})
+        )
     env = {**os.environ, "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show"], cwd=tmp_path, capture_output=True, text=True,
-                         env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     lines = out.strip().splitlines()
     assert len(lines) == 6 and "metrics/synthetic/stvfm.json" in out and "baselines/stid.json" in out, out
     assert max(len(x) for x in lines) <= 120, out

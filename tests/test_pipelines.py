@@ -1,4 +1,5 @@
 """The DVC stage entry points are thin: one library call per invocation, JSON out, one stderr line + exit 2 on a user error."""
+
 from __future__ import annotations
 
 import importlib
@@ -54,8 +55,9 @@ def test_train_stage_ends_with_the_validation_verdict(monkeypatch, project_root,
     assert seen["verdict"] is validation_verdict
 
 
-@pytest.mark.parametrize(("dataset", "profile"), [("synthetic", "default"), ("bikenyc2_test", "real"),
-                                                ("bikenyc1-trips", "real")])
+@pytest.mark.parametrize(
+    ("dataset", "profile"), [("synthetic", "default"), ("bikenyc2_test", "real"), ("bikenyc1-trips", "real")]
+)
 def test_each_dataset_gets_its_own_recipe(dataset, profile, monkeypatch, project_root, capsys):
     """params.yaml's `profile: auto`: one DAG, each stage resolves the profile for its own dataset."""
     import yaml

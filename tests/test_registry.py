@@ -10,17 +10,29 @@ from stvfm.errors import ConfigError
 
 # Table 1 of the paper as printed (+ §4.1): grid, interval, ×1e3 flag, cross-prompt layers
 TABLE1 = {
-    "crowd": ((16, 20), 30, True, 2), "cellular": ((16, 20), 30, True, 2), "tdrive": ((32, 32), 60, False, 2),
-    "bikenyc1": ((16, 8), 60, False, 1), "bikenyc2": ((10, 20), 30, False, 1), "taxinyc1": ((16, 12), 30, False, 1),
-    "taxinyc2": ((20, 10), 30, False, 1), "trafficzz": ((26, 26), 5, False, 2), "traffictj": ((24, 30), 5, False, 2),
+    "crowd": ((16, 20), 30, True, 2),
+    "cellular": ((16, 20), 30, True, 2),
+    "tdrive": ((32, 32), 60, False, 2),
+    "bikenyc1": ((16, 8), 60, False, 1),
+    "bikenyc2": ((10, 20), 30, False, 1),
+    "taxinyc1": ((16, 12), 30, False, 1),
+    "taxinyc2": ((20, 10), 30, False, 1),
+    "trafficzz": ((26, 26), 5, False, 2),
+    "traffictj": ((24, 30), 5, False, 2),
     "trafficsh": ((28, 32), 5, False, 2),
 }
 # What the published UniST files hold (docs/data-sources.md, "What the files hold"): interval, grid, one channel,
 # timestamp form
 FILES = {
-    "crowd": (30, (16, 20), "index"), "cellular": (30, (16, 20), "index"), "tdrive": (60, (32, 32), "pairs"),
-    "bikenyc1": (30, (16, 8), "pairs"), "bikenyc2": (60, (10, 20), "pairs"), "taxinyc1": (30, (16, 12), "pairs"),
-    "taxinyc2": (30, (10, 20), "pairs"), "trafficzz": (30, (26, 26), "pairs"), "traffictj": (30, (24, 30), "pairs"),
+    "crowd": (30, (16, 20), "index"),
+    "cellular": (30, (16, 20), "index"),
+    "tdrive": (60, (32, 32), "pairs"),
+    "bikenyc1": (30, (16, 8), "pairs"),
+    "bikenyc2": (60, (10, 20), "pairs"),
+    "taxinyc1": (30, (16, 12), "pairs"),
+    "taxinyc2": (30, (10, 20), "pairs"),
+    "trafficzz": (30, (26, 26), "pairs"),
+    "traffictj": (30, (24, 30), "pairs"),
     "trafficsh": (30, (28, 32), "pairs"),
 }
 
@@ -38,8 +50,13 @@ def test_paper_row_is_kept_as_printed():
 def test_table_holds_what_the_files_hold():
     for name, (interval, grid, stamps) in FILES.items():
         s = DATASETS[name]
-        assert (s.interval_minutes, s.grid, s.channels, len(s.channel_names), s.stamps) == (interval, grid, 1, 1,
-                                                                                           stamps), name
+        assert (s.interval_minutes, s.grid, s.channels, len(s.channel_names), s.stamps) == (
+            interval,
+            grid,
+            1,
+            1,
+            stamps,
+        ), name
     td = DATASETS["tdrive"]  # T-Drive is Beijing taxis, hourly, to 2015-06-30
     assert (td.city, td.span) == ("Beijing", ("2015-02-01", "2015-06-30"))
     assert table1_differences(DATASETS["taxinyc2"]) == ["grid: file 10x20, Table 1 20x10"]

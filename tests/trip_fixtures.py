@@ -7,6 +7,7 @@ and a ``__MACOSX/`` entry. The trips are the synthetic city's (:mod:`stvfm.datas
 cycles, hotspots, bursts), placed on the dataset's grid box: the city's box is mapped linearly onto ``bbox`` so its
 cells land on the dataset's cells and the gridded series carries the city's signal.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,37 @@ from stvfm.config import SyntheticConfig
 from stvfm.datasets.registry import get_spec
 from stvfm.datasets.synthetic import generate_trips, synthetic_bbox
 
-HEADER_2016 = ("tripduration", "starttime", "stoptime", "start station id", "start station name",
-               "start station latitude", "start station longitude", "end station id", "end station name",
-               "end station latitude", "end station longitude", "bikeid", "usertype", "birth year", "gender")
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")
+HEADER_2016 = (
+    "tripduration",
+    "starttime",
+    "stoptime",
+    "start station id",
+    "start station name",
+    "start station latitude",
+    "start station longitude",
+    "end station id",
+    "end station name",
+    "end station latitude",
+    "end station longitude",
+    "bikeid",
+    "usertype",
+    "birth year",
+    "gender",
+)
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def _us_times(ns: np.ndarray) -> pa.Array:
@@ -40,8 +67,14 @@ def _us_times(ns: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(month, "/", day, "/", rest, "")
 
 
-def citibike_year(mirror: Path, dataset: str = "bikenyc1-trips", *, trips_per_hour: float = 30.0,
-                  seed: int = 0, span_days: int | None = None) -> Path:
+def citibike_year(
+    mirror: Path,
+    dataset: str = "bikenyc1-trips",
+    *,
+    trips_per_hour: float = 30.0,
+    seed: int = 0,
+    span_days: int | None = None,
+) -> Path:
     """Write the Citi Bike yearly archive the ``dataset`` (a ``bikenyc*-trips`` name) downloads, for its span, into
     ``mirror``; return its path."""
     spec = get_spec(dataset)
@@ -49,8 +82,11 @@ def citibike_year(mirror: Path, dataset: str = "bikenyc1-trips", *, trips_per_ho
     city = dataclasses.replace(spec, name="fixture", kind="synthetic")
     mirror.mkdir(parents=True, exist_ok=True)
     tmp = mirror / f".{dataset}-city.parquet"
-    generate_trips(city, SyntheticConfig(seed=seed, trips_per_step=trips_per_hour * spec.interval_minutes / 60,
-                                         span_days=span_days), tmp)
+    generate_trips(
+        city,
+        SyntheticConfig(seed=seed, trips_per_step=trips_per_hour * spec.interval_minutes / 60, span_days=span_days),
+        tmp,
+    )
     t = pq.read_table(tmp)
     tmp.unlink()
     lat0, lon0, lat1, lon1 = synthetic_bbox(spec.grid)
@@ -65,19 +101,25 @@ def citibike_year(mirror: Path, dataset: str = "bikenyc1-trips", *, trips_per_ho
     n = len(st)
     rng = np.random.default_rng(seed)
     sid, eid = rng.integers(72, 3500, n), rng.integers(72, 3500, n)
-    table = pa.table({
-        "tripduration": ((en - st) // np.timedelta64(1, "s")).astype(np.int64),
-        "starttime": _us_times(st), "stoptime": _us_times(en),
-        "start station id": sid, "start station name": pa.array([f"Station {i}" for i in sid]),
-        "start station latitude": place("start_lat", lat0, lat1, b0, b2),
-        "start station longitude": place("start_lon", lon0, lon1, b1, b3),
-        "end station id": eid, "end station name": pa.array([f"Station {i}" for i in eid]),
-        "end station latitude": place("end_lat", lat0, lat1, b0, b2),
-        "end station longitude": place("end_lon", lon0, lon1, b1, b3),
-        "bikeid": rng.integers(14529, 27000, n), "usertype": np.where(rng.random(n) < 0.9, "Subscriber", "Customer"),
-        "birth year": pa.array(np.where(rng.random(n) < 0.9, rng.integers(1950, 2000, n), -1)).cast(pa.string()),
-        "gender": rng.integers(0, 3, n),
-    })
+    table = pa.table(
+        {
+            "tripduration": ((en - st) // np.timedelta64(1, "s")).astype(np.int64),
+            "starttime": _us_times(st),
+            "stoptime": _us_times(en),
+            "start station id": sid,
+            "start station name": pa.array([f"Station {i}" for i in sid]),
+            "start station latitude": place("start_lat", lat0, lat1, b0, b2),
+            "start station longitude": place("start_lon", lon0, lon1, b1, b3),
+            "end station id": eid,
+            "end station name": pa.array([f"Station {i}" for i in eid]),
+            "end station latitude": place("end_lat", lat0, lat1, b0, b2),
+            "end station longitude": place("end_lon", lon0, lon1, b1, b3),
+            "bikeid": rng.integers(14529, 27000, n),
+            "usertype": np.where(rng.random(n) < 0.9, "Subscriber", "Customer"),
+            "birth year": pa.array(np.where(rng.random(n) < 0.9, rng.integers(1950, 2000, n), -1)).cast(pa.string()),
+            "gender": rng.integers(0, 3, n),
+        }
+    )
     table = table.set_column(13, "birth year", pc.if_else(pc.equal(table.column(13), "-1"), "", table.column(13)))
     month = st.astype("datetime64[M]")
     out = mirror / src.filename

@@ -4,6 +4,7 @@ Only the searched keys (``config``) and the profile's per-trial overrides (``set
 epochs/resources; comments and layout of params.yaml are kept (ruamel round-trip), and the result is validated
 before it replaces the file atomically. Then ``dvc repro`` (or ``stvfm train``) trains with it.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,10 @@ from stvfm.io import atomic_path
 def read_best(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
-        raise ConfigError(f"best config '{p}' not found; run `python -m tune.run --dataset <ds>` first "
-                          "(it writes tune/results/<ds>/best.yaml)")
+        raise ConfigError(
+            f"best config '{p}' not found; run `python -m tune.run --dataset <ds>` first "
+            "(it writes tune/results/<ds>/best.yaml)"
+        )
     try:
         doc = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
@@ -36,8 +39,9 @@ def updates_of(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {**dict(doc.get("set") or {}), **dict(doc["config"])}
 
 
-def apply_best(best_path: str | Path, params_path: str | Path = "params.yaml", *, dry_run: bool = False
-               ) -> dict[str, tuple[Any, Any]]:
+def apply_best(
+    best_path: str | Path, params_path: str | Path = "params.yaml", *, dry_run: bool = False
+) -> dict[str, tuple[Any, Any]]:
     """Apply ``best.yaml`` to ``params_path``; returns ``{key: (old, new)}`` of the keys that change."""
     from ruamel.yaml import YAML
 

@@ -3,6 +3,7 @@
 A profile (``tune.profiles.<name>``) overrides any key of the section; its ``set:`` mapping holds dotted params
 overrides applied to every trial (e.g. ``model.vfm_blocks: null`` for the paper's full-depth backbones).
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,8 +65,10 @@ def tune_settings(section: Mapping[str, Any], profile: str | None = None) -> Tun
     if name:
         profiles = raw.get("profiles") or {}
         if name not in profiles:
-            raise ConfigError(f"tune profile '{name}' is not defined; params.yaml tune.profiles has: "
-                              f"{', '.join(profiles) or '(none)'}")
+            raise ConfigError(
+                f"tune profile '{name}' is not defined; params.yaml tune.profiles has: "
+                f"{', '.join(profiles) or '(none)'}"
+            )
         over = dict(profiles[name] or {})
         if "profiles" in over or "profile" in over:
             raise ConfigError(f"params.yaml tune.profiles.{name}: a profile cannot contain 'profile' or 'profiles'")
@@ -85,7 +88,9 @@ def _validate(s: TuneSettings, where: str) -> None:
     if s.mode not in ("min", "max"):
         raise ConfigError(f"{where}.mode: expected 'min' or 'max', got {s.mode!r}")
     if s.metric not in METRICS:
-        raise ConfigError(f"{where}.metric: {s.metric!r} is not reported by the trainer; use one of {', '.join(METRICS)}")
+        raise ConfigError(
+            f"{where}.metric: {s.metric!r} is not reported by the trainer; use one of {', '.join(METRICS)}"
+        )
     for key in ("num_samples", "epochs", "grace_period"):
         if getattr(s, key) < 1:
             raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(s, key)}")
@@ -105,4 +110,6 @@ def _validate(s: TuneSettings, where: str) -> None:
     if r.use_gpu and r.gpus_per_worker <= 0:
         raise ConfigError(f"{where}.resources.gpus_per_worker: must be > 0 when use_gpu is true")
     if not s.space:
-        raise ConfigError(f"{where}.space: empty; add at least one dotted key, e.g. model.lambda_flow: {{loguniform: [0.01, 10]}}")
+        raise ConfigError(
+            f"{where}.space: empty; add at least one dotted key, e.g. model.lambda_flow: {{loguniform: [0.01, 10]}}"
+        )

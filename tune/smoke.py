@@ -8,6 +8,7 @@ sleep, env ``STVFM_SMOKE_EPOCH_S``, default 0.5 s) and report {epoch, train_loss
 checkpoint from rank 0, where the loss is a smooth function of λ, prompt layers, vfm_blocks and lr, so the best config
 is known: λ = 0.3, prompt_layers = 2, the most vfm_blocks, lr = 1e-3.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,14 @@ def _train_fn(cfg: dict[str, Any]) -> None:
     for epoch in range(start, cfg["epochs"]):
         time.sleep(float(os.environ.get("STVFM_SMOKE_EPOCH_S", "0.5")))
         loss = smoke_loss(cfg, epoch)
-        metrics = {"epoch": epoch, "train_loss": loss * 1.1, "val_loss": loss, "val_mae": loss * 0.8,
-                   "val_rmse": loss, "resumed_from": start if ck is not None else -1}
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss * 1.1,
+            "val_loss": loss,
+            "val_mae": loss * 0.8,
+            "val_rmse": loss,
+            "resumed_from": start if ck is not None else -1,
+        }
         if ctx.get_world_rank() == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 Path(tmp, "epoch").write_text(str(epoch))
@@ -60,21 +67,33 @@ def _train_fn(cfg: dict[str, Any]) -> None:
             Path(marks, f"{ctx.get_experiment_name()}.{node}.{ctx.get_world_rank()}").touch()
 
 
-def build_trainer(params, dataset: str, root: str | Path, *, name: str, callbacks: Sequence[Any] = (),
-                  storage_path: str | None = None):
+def build_trainer(
+    params, dataset: str, root: str | Path, *, name: str, callbacks: Sequence[Any] = (), storage_path: str | None = None
+):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     t, m = params.train, params.model
-    cfg = {"epochs": t.epochs, "lambda_flow": m.lambda_flow, "lr": t.lr, "prompt_layers": m.prompt_layers,
-           "vfm_blocks": m.vfm_blocks, "backbone": m.backbone}
+    cfg = {
+        "epochs": t.epochs,
+        "lambda_flow": m.lambda_flow,
+        "lr": t.lr,
+        "prompt_layers": m.prompt_layers,
+        "vfm_blocks": m.vfm_blocks,
+        "backbone": m.backbone,
+    }
     res = {"CPU": t.cpus_per_worker, **({"GPU": t.gpus_per_worker} if t.use_gpu else {})}
     return TorchTrainer(
-        _train_fn, train_loop_config=cfg,
+        _train_fn,
+        train_loop_config=cfg,
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=res),
-        run_config=RunConfig(name=name, storage_path=str(storage_path or Path(root) / t.storage_path),
-                             callbacks=list(callbacks), failure_config=FailureConfig(max_failures=t.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage_path or Path(root) / t.storage_path),
+            callbacks=list(callbacks),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+        ),
     )
 
 

@@ -4,6 +4,7 @@ Spec per key: ``{loguniform: [lo, hi]}``, ``{uniform: [lo, hi]}``, ``{randint: [
 ``{choice: [a, b, ...]}`` or a plain value (fixed). Trial configs are flat ``{"model.lambda_flow": 0.1, ...}``; applying
 one to the base params is :func:`trial_params`, which validates the result like params.yaml itself.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,10 @@ def _check_key(key: str, base: Mapping[str, Any]) -> None:
     node: Any = base
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            raise ConfigError(f"params.yaml tune.space.{key}: '{key}' is not a params key (e.g. model.lambda_flow, "
-                              f"model.prompt_layers, model.backbone, train.lr)")
+            raise ConfigError(
+                f"params.yaml tune.space.{key}: '{key}' is not a params key (e.g. model.lambda_flow, "
+                f"model.prompt_layers, model.backbone, train.lr)"
+            )
         node = node[part]
     if isinstance(node, Mapping) and node:
         raise ConfigError(f"params.yaml tune.space.{key}: '{key}' is a section; name a single value inside it")
@@ -32,7 +35,9 @@ def _parse(key: str, spec: Any) -> tuple[str, Any]:
     if not isinstance(spec, Mapping):
         return "fixed", spec
     if len(spec) != 1 or next(iter(spec)) not in KINDS:
-        raise ConfigError(f"params.yaml tune.space.{key}: expected one of {{{', '.join(KINDS)}}}: [...], got {dict(spec)}")
+        raise ConfigError(
+            f"params.yaml tune.space.{key}: expected one of {{{', '.join(KINDS)}}}: [...], got {dict(spec)}"
+        )
     kind, args = next(iter(spec.items()))
     if not isinstance(args, (list, tuple)) or not args:
         raise ConfigError(f"params.yaml tune.space.{key}.{kind}: expected a non-empty list, got {args!r}")

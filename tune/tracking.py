@@ -5,6 +5,7 @@ never race on the sqlite store; the DB and the experiment are created before the
 and each write is retried on ``database is locked`` (other processes may share the DB). With a tracking server
 (``MLFLOW_TRACKING_URI=http://...``) the same code logs over HTTP.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,17 +67,22 @@ class StudyTracker:
             loc = None
             if self.artifact_root is not None and not self.tracking_uri.startswith(("http://", "https://")):
                 loc = (Path(self.artifact_root) / "mlruns").resolve().as_uri()
-            self.experiment_id = retry(lambda: self.client.create_experiment(self.experiment, artifact_location=loc),
-                                       "create experiment")
+            self.experiment_id = retry(
+                lambda: self.client.create_experiment(self.experiment, artifact_location=loc), "create experiment"
+            )
         else:
             self.experiment_id = exp.experiment_id
-        run = retry(lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags={**tags, "kind": "study"}),
-                    "create parent run")
+        run = retry(
+            lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags={**tags, "kind": "study"}),
+            "create parent run",
+        )
         self.parent_run_id = run.info.run_id
         self._log(self.parent_run_id, params=params)
         return self.parent_run_id
 
-    def finish(self, metrics: Mapping[str, float], tags: Mapping[str, str], artifacts: list[Path], failed: bool) -> None:
+    def finish(
+        self, metrics: Mapping[str, float], tags: Mapping[str, str], artifacts: list[Path], failed: bool
+    ) -> None:
         rid = self.parent_run_id
         assert rid is not None
         self._log(rid, metrics=metrics)
@@ -91,8 +97,9 @@ class StudyTracker:
         if trial_id in self.children:  # a restarted trial keeps its run
             return self.children[trial_id]
         tags = {"mlflow.parentRunId": self.parent_run_id, "kind": "trial", "trial_id": trial_id}
-        run = retry(lambda: self.client.create_run(self.experiment_id, run_name=trial_name, tags=tags),
-                    "create child run")
+        run = retry(
+            lambda: self.client.create_run(self.experiment_id, run_name=trial_name, tags=tags), "create child run"
+        )
         self.children[trial_id] = run.info.run_id
         self._log(run.info.run_id, params=config)
         return run.info.run_id
@@ -117,14 +124,19 @@ class StudyTracker:
     def callback(self, max_t: int) -> MlflowTrialCallback:
         return MlflowTrialCallback(self, max_t)
 
-    def _log(self, run_id: str, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}, step: int = 0) -> None:
+    def _log(
+        self, run_id: str, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}, step: int = 0
+    ) -> None:
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
         ps = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
         ms = [Metric(str(k), float(v), now, step) for k, v in metrics.items()]
         for i in range(0, max(len(ps), 1), 100):  # log_batch takes at most 100 params per call
-            retry(partial(self.client.log_batch, run_id, metrics=ms if i == 0 else [], params=ps[i:i + 100]), "log batch")
+            retry(
+                partial(self.client.log_batch, run_id, metrics=ms if i == 0 else [], params=ps[i : i + 100]),
+                "log batch",
+            )
 
 
 class MlflowTrialCallback(tune.Callback):
@@ -145,8 +157,9 @@ class MlflowTrialCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         its = self.tracker.iterations.get(trial.trial_id, 0)
-        self.tracker.child_end(trial.trial_id, "FINISHED",
-                               {"stopped_early": str(its < self.max_t).lower(), "epochs_run": str(its)})
+        self.tracker.child_end(
+            trial.trial_id, "FINISHED", {"stopped_early": str(its < self.max_t).lower(), "epochs_run": str(its)}
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.tracker.child_end(trial.trial_id, "FAILED", {"error": "true"})

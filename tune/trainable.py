@@ -4,6 +4,7 @@ The trial applies its sampled config to the base params, builds the trainer with
 [TuneReportCallback()])`` and fits it; the trainer's rank-0 per-epoch report ({epoch, train_loss, val_loss, val_mae,
 val_rmse} + ``checkpoint_path``) becomes the trial's Tune result, which ASHA reads.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,8 +28,14 @@ def load_factory(spec: str) -> Callable[..., Any]:
         raise ConfigError(f"trainer factory '{spec}' cannot be imported: {e}") from e
 
 
-def make_trainable(base: Mapping[str, Any], extra: Mapping[str, Any], dataset: str, root: Path,
-                   storage_path: Path, factory: str = DEFAULT_TRAINER) -> Callable[[dict], None]:
+def make_trainable(
+    base: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    dataset: str,
+    root: Path,
+    storage_path: Path,
+    factory: str = DEFAULT_TRAINER,
+) -> Callable[[dict], None]:
     """A picklable closure over plain data (params tree, paths), run by Tune once per trial."""
     base = dict(base)
     extra = dict(extra)
@@ -47,8 +54,14 @@ def make_trainable(base: Mapping[str, Any], extra: Mapping[str, Any], dataset: s
         params = trial_params(base, config, extra)
         build = load_factory(factory)
         # same name on a Tune retry -> Train V2 picks up the run's last registered checkpoint
-        trainer = build(params, dataset, root, name=f"train_{tune.get_context().get_trial_name()}",
-                        callbacks=[TuneReportCallback()], storage_path=storage)
+        trainer = build(
+            params,
+            dataset,
+            root,
+            name=f"train_{tune.get_context().get_trial_name()}",
+            callbacks=[TuneReportCallback()],
+            storage_path=storage,
+        )
         trainer.fit()
 
     return train_trial

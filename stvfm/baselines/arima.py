@@ -17,6 +17,7 @@ Settings (``baselines.arima`` in params.yaml):
   train mean; a fit whose MA part is not invertible is replaced by an AR(p) fit of the same series. Counts are reported
   (``constant_series``, ``failed_fits``, ``ar_fallbacks``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,11 +43,14 @@ class ArimaSettings:
         cfg = dict(cfg or {})
         unknown = set(cfg) - {"order", "max_fit_steps", "method"}
         if unknown:
-            raise ConfigError(f"baselines.arima: unknown key(s) {', '.join(sorted(unknown))}; "
-                              "allowed: order, max_fit_steps, method")
+            raise ConfigError(
+                f"baselines.arima: unknown key(s) {', '.join(sorted(unknown))}; allowed: order, max_fit_steps, method"
+            )
         order = tuple(int(v) for v in cfg.get("order", (2, 0, 1)))
         if len(order) != 3 or min(order) < 0 or order[0] + order[2] == 0 or order[1] > 1:
-            raise ConfigError(f"baselines.arima.order: expected [p, d, q] with p+q >= 1 and d in (0, 1), got {list(order)}")
+            raise ConfigError(
+                f"baselines.arima.order: expected [p, d, q] with p+q >= 1 and d in (0, 1), got {list(order)}"
+            )
         method = str(cfg.get("method", "hannan_rissanen"))
         if method not in FIT_METHODS:
             raise ConfigError(f"baselines.arima.method: '{method}' is not one of {', '.join(FIT_METHODS)}")
@@ -62,7 +66,9 @@ def _fit_one(y: np.ndarray, order: tuple[int, int, int], method: str) -> tuple[n
     strict = method == "statespace"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = ARIMA(y, order=order, trend="n", enforce_stationarity=strict, enforce_invertibility=strict).fit(method=method)
+        res = ARIMA(y, order=order, trend="n", enforce_stationarity=strict, enforce_invertibility=strict).fit(
+            method=method
+        )
     return np.asarray(res.arparams, np.float64), np.asarray(res.maparams, np.float64)
 
 
@@ -97,7 +103,7 @@ class ArimaForecaster:
         p, d, q = settings.order
         a, b = train
         flat = series.reshape(series.shape[0], -1).astype(np.float64)
-        tr = flat[max(a, b - settings.max_fit_steps):b]
+        tr = flat[max(a, b - settings.max_fit_steps) : b]
         means = flat[a:b].mean(axis=0)
         S = flat.shape[1]
         ar, ma, use_mean = np.zeros((S, p)), np.zeros((S, q)), np.zeros(S, bool)

@@ -5,6 +5,7 @@ The statistical baselines (persistence, HA, ARIMA) need no scaling and no torch:
 windows the models are evaluated on — and are scored with the same MAE/RMSE (appendix Eqs. 4-5, ×1e3 when
 ``meta.scale_1e3``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,8 +48,11 @@ def load_series_split(paths: DatasetPaths) -> SeriesSplit:
 
     for p, stage in ((paths.split_meta, "split"), (paths.windows, "split"), (paths.grid_zarr, "grid")):
         if not p.exists():
-            raise DataError(f"missing {p.name}; run `dvc repro {stage}@{paths.name}` (or `stvfm data {stage} {paths.name}`) "
-                            "first", dataset=paths.name, path=str(p))
+            raise DataError(
+                f"missing {p.name}; run `dvc repro {stage}@{paths.name}` (or `stvfm data {stage} {paths.name}`) first",
+                dataset=paths.name,
+                path=str(p),
+            )
     meta = read_json(paths.split_meta)
     ds = xr.open_zarr(paths.grid_zarr, consolidated=False)
     if "flow" not in ds:
@@ -59,8 +63,17 @@ def load_series_split(paths: DatasetPaths) -> SeriesSplit:
     win = pd.read_parquet(paths.windows, columns=["split", "t0"])
     windows = {s: np.sort(win.loc[win["split"] == s, "t0"].to_numpy(np.int64)) for s in ("train", "val", "test")}
     bounds = {k: (int(v[0]), int(v[1])) for k, v in meta["bounds"].items()}
-    return SeriesSplit(paths.name, series, times, interval, bounds, windows, int(meta.get("history", 6)),
-                       int(meta.get("horizon", 6)), bool(meta.get("scale_1e3", False)))
+    return SeriesSplit(
+        paths.name,
+        series,
+        times,
+        interval,
+        bounds,
+        windows,
+        int(meta.get("history", 6)),
+        int(meta.get("horizon", 6)),
+        bool(meta.get("scale_1e3", False)),
+    )
 
 
 class ErrorAccumulator:
@@ -83,11 +96,11 @@ class ErrorAccumulator:
         err = (pred.astype(np.float64) - true.astype(np.float64)) * self.scale
         axes = tuple(i for i in range(err.ndim) if i != 1)
         self.abs += np.abs(err).sum(axis=axes)
-        self.sq += (err ** 2).sum(axis=axes)
+        self.sq += (err**2).sum(axis=axes)
         self.n += err.size / err.shape[1]
         # per channel (last axis: series are (T, H, W, C)) for the report's inflow/outflow figures
         caxes = tuple(range(err.ndim - 1))
-        ca, cs = np.abs(err).sum(axis=caxes), (err ** 2).sum(axis=caxes)
+        ca, cs = np.abs(err).sum(axis=caxes), (err**2).sum(axis=caxes)
         if getattr(self, "c_abs", None) is None:
             self.c_abs, self.c_sq, self.c_n = np.zeros_like(ca), np.zeros_like(cs), 0.0
         self.c_abs += ca
@@ -100,10 +113,14 @@ class ErrorAccumulator:
         return {
             "mae": float(self.abs.sum() / self.n.sum()),
             "rmse": float(np.sqrt(self.sq.sum() / self.n.sum())),
-            "per_step": [{"step": i + 1, "mae": float(a / n), "rmse": float(np.sqrt(s / n))}
-                         for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n, strict=True))],
-            "per_channel": [{"channel": c, "mae": float(a / self.c_n), "rmse": float(np.sqrt(s / self.c_n))}
-                            for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq, strict=True))],
+            "per_step": [
+                {"step": i + 1, "mae": float(a / n), "rmse": float(np.sqrt(s / n))}
+                for i, (a, s, n) in enumerate(zip(self.abs, self.sq, self.n, strict=True))
+            ],
+            "per_channel": [
+                {"channel": c, "mae": float(a / self.c_n), "rmse": float(np.sqrt(s / self.c_n))}
+                for c, (a, s) in enumerate(zip(self.c_abs, self.c_sq, strict=True))
+            ],
         }
 
 
@@ -123,7 +140,7 @@ def score(data: SeriesSplit, forecast: Forecaster, split: str = "test", chunk: i
         raise DataError(f"split '{split}' has no windows", dataset=data.name)
     acc = ErrorAccumulator(data.horizon, data.scale)
     for i in range(0, len(t0), chunk):
-        part = t0[i:i + chunk]
+        part = t0[i : i + chunk]
         acc.add(forecast(data.series, part), targets(data.series, part, data.history, data.horizon))
     out = acc.result()
     out["n_windows"] = len(t0)

@@ -7,6 +7,7 @@ in-process through :func:`stvfm.training.run.train_plain`, or with ``train.use_r
 wrapper :func:`stvfm.training.ray_train.fit` — the same code as the train stage. Time identities come with every
 window (``WindowDataset[i]["time_ids"]``), so STID's clock works on both paths.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,18 +45,30 @@ def _train_in_process(params: Params, dataset: str, root: Path, val_windows: int
     seed_everything(cfg.seed)
     comp = build_components(params, dataset, root)
     train, val = comp.datasets["train"], _subset(comp.datasets["val"], val_windows)
-    tl = DataLoader(train, batch_size=cfg.batch_size,
-                    sampler=DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed))
+    tl = DataLoader(
+        train,
+        batch_size=cfg.batch_size,
+        sampler=DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed),
+    )
     vl = DataLoader(val, batch_size=params.eval.batch_size, shuffle=False)
-    trainer = LoopTrainer(comp.model, tl, vl, cfg, loss_fn=loss_fn_for(params, comp.scaler),
-                          inverse=comp.inverse, bf16=comp.bf16, meta=comp.meta)
+    trainer = LoopTrainer(
+        comp.model,
+        tl,
+        vl,
+        cfg,
+        loss_fn=loss_fn_for(params, comp.scaler),
+        inverse=comp.inverse,
+        bf16=comp.bf16,
+        meta=comp.meta,
+    )
     t = time.perf_counter()
     trainer.fit()
     return trainer.state_dict(), {"ray": False, "train_seconds": time.perf_counter() - t}
 
 
-def _train_state(params: Params, dataset: str, root: Path, name: str,
-                 val_windows: int | None = None) -> tuple[dict, dict]:
+def _train_state(
+    params: Params, dataset: str, root: Path, name: str, val_windows: int | None = None
+) -> tuple[dict, dict]:
     if params.train.use_ray:
         import tempfile
 
@@ -85,14 +98,25 @@ def score_state(params: Params, dataset: str, root: Path, best: dict, split: str
             out = model(batch["x"], batch["x_flow"], time_ids=batch.get("time_ids"))
         acc.update(comp.inverse(batch["y"].float()), comp.inverse(out.st.float()))
     scale = 1e3 if comp.meta.get("scale_1e3") else 1.0
-    return {"mae": acc.mae * scale, "rmse": acc.rmse * scale,
-            "per_step": [{"step": r["step"], "mae": r["mae"] * scale, "rmse": r["rmse"] * scale}
-                         for r in acc.per_step()],
-            "n_windows": len(comp.datasets[split]), "scale": scale, "backbone": comp.meta.get("backbone", {})}
+    return {
+        "mae": acc.mae * scale,
+        "rmse": acc.rmse * scale,
+        "per_step": [{"step": r["step"], "mae": r["mae"] * scale, "rmse": r["rmse"] * scale} for r in acc.per_step()],
+        "n_windows": len(comp.datasets[split]),
+        "scale": scale,
+        "backbone": comp.meta.get("backbone", {}),
+    }
 
 
-def train_and_test(params: Params, dataset: str, root: str | Path, *, name: str = "run",
-                   out_dir: str | Path | None = None, val_windows: int | None = None) -> dict[str, Any]:
+def train_and_test(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    *,
+    name: str = "run",
+    out_dir: str | Path | None = None,
+    val_windows: int | None = None,
+) -> dict[str, Any]:
     """Train ``params`` on ``dataset`` (best epoch on validation — all windows, or ``val_windows`` evenly spaced ones)
     and score it on **all** test windows. Returns metrics + history."""
     root = Path(root)
@@ -101,9 +125,15 @@ def train_and_test(params: Params, dataset: str, root: str | Path, *, name: str 
     train_s = time.perf_counter() - t
     best = best_from_state(state)
     res = score_state(params, dataset, root, best)
-    res.update(history=state["loop"]["history"], best_epoch=best.get("epoch"), val=best.get("val", {}),
-               train_wall_seconds=train_s, total_seconds=time.perf_counter() - t,
-               val_windows=val_windows, **how)
+    res.update(
+        history=state["loop"]["history"],
+        best_epoch=best.get("epoch"),
+        val=best.get("val", {}),
+        train_wall_seconds=train_s,
+        total_seconds=time.perf_counter() - t,
+        val_windows=val_windows,
+        **how,
+    )
     if out_dir is not None:
         save_checkpoint(Path(out_dir) / "best.pt", best)
     return res

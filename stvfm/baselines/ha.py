@@ -8,6 +8,7 @@ data from corresponding periods in previous days".
 - A slot with no train history (possible only when the train split is shorter than one period) falls back to the mean of
   that cell and channel over the whole train split. The number of such slots is reported as ``empty_slots``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class HistoricalAverage:
     empty_slots: int
 
     @classmethod
-    def fit(cls, series: np.ndarray, times: np.ndarray, interval_minutes: int, train: tuple[int, int],
-            period: str = "day") -> HistoricalAverage:
+    def fit(
+        cls, series: np.ndarray, times: np.ndarray, interval_minutes: int, train: tuple[int, int], period: str = "day"
+    ) -> HistoricalAverage:
         slots = slot_index(times, interval_minutes, period)
         n_slots = steps_per_day(interval_minutes) * (7 if period == "week" else 1)
         a, b = train
@@ -45,8 +47,11 @@ class HistoricalAverage:
         np.add.at(sums, ts, tr)
         counts = np.bincount(ts, minlength=n_slots).astype(np.float64)
         fallback = tr.mean(axis=0)
-        table = np.where(counts.reshape(-1, *[1] * (series.ndim - 1)) > 0,
-                         sums / np.maximum(counts, 1).reshape(-1, *[1] * (series.ndim - 1)), fallback[None])
+        table = np.where(
+            counts.reshape(-1, *[1] * (series.ndim - 1)) > 0,
+            sums / np.maximum(counts, 1).reshape(-1, *[1] * (series.ndim - 1)),
+            fallback[None],
+        )
         return cls(table, slots, int((counts == 0).sum()))
 
     def forecast(self, t0: np.ndarray, history: int = 6, horizon: int = 6) -> np.ndarray:

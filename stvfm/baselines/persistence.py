@@ -1,4 +1,5 @@
 """Persistence: every forecast step repeats the last input step, ``Ŷ[t0+history+h] = X[t0+history-1]``."""
+
 from __future__ import annotations
 
 import numpy as np

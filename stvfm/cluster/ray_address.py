@@ -7,6 +7,7 @@
 * An address configured: it must answer within ``timeout_s`` (default 60 s). A refused or unreachable address, or a
   ``ray.init`` that does not return in time, ends with one line naming the address, where it came from and the fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,9 +68,11 @@ def _address_file() -> Path:
 
 
 def _fix(address: str, source: str) -> str:
-    return (f"start that cluster (`ray start --head`), correct {source}, or unset it "
-            f"({'remove train.ray_address' if source.startswith('params') else f'unset {ENV}'}) to run on a private "
-            f"local Ray")
+    return (
+        f"start that cluster (`ray start --head`), correct {source}, or unset it "
+        f"({'remove train.ray_address' if source.startswith('params') else f'unset {ENV}'}) to run on a private "
+        f"local Ray"
+    )
 
 
 def _host_port(address: str, source: str) -> tuple[str, int] | None:
@@ -78,12 +81,13 @@ def _host_port(address: str, source: str) -> tuple[str, int] | None:
     if a == "auto":
         f = _address_file()
         if not f.is_file():
-            raise ConfigError(f"Ray address 'auto' (from {source}): no running cluster recorded in {f}; "
-                              f"{_fix(address, source)}")
+            raise ConfigError(
+                f"Ray address 'auto' (from {source}): no running cluster recorded in {f}; {_fix(address, source)}"
+            )
         a = f.read_text().strip()
     for scheme in ("ray://", "http://", "https://"):
         if a.startswith(scheme):
-            a = a[len(scheme):]
+            a = a[len(scheme) :]
     a = a.split("/", 1)[0]
     host, sep, port = a.rpartition(":")
     if not sep or not port.isdigit():
@@ -104,12 +108,16 @@ def probe(address: str, source: str, timeout_s: float = CONNECT_TIMEOUT_S) -> No
             with socket.create_connection((host, port), timeout=max(0.1, min(5.0, left))):
                 return
         except ConnectionRefusedError:
-            raise ConfigError(f"Ray cluster at {address} (from {source}) refuses connections: nothing listens on "
-                              f"{host}:{port} (a dead cluster?); {_fix(address, source)}") from None
+            raise ConfigError(
+                f"Ray cluster at {address} (from {source}) refuses connections: nothing listens on "
+                f"{host}:{port} (a dead cluster?); {_fix(address, source)}"
+            ) from None
         except OSError as e:
             if time.monotonic() + 1 >= deadline:
-                raise ConfigError(f"Ray cluster at {address} (from {source}) did not answer within {timeout_s:g} s "
-                                  f"({type(e).__name__}: {e}); {_fix(address, source)}") from None
+                raise ConfigError(
+                    f"Ray cluster at {address} (from {source}) did not answer within {timeout_s:g} s "
+                    f"({type(e).__name__}: {e}); {_fix(address, source)}"
+                ) from None
             time.sleep(1.0)
 
 
@@ -133,8 +141,13 @@ def _watchdog(message: str, timeout_s: float, on_timeout: Callable[[str], None] 
     return t
 
 
-def init_ray(params_address: str | None = None, *, timeout_s: float = CONNECT_TIMEOUT_S,
-             on_timeout: Callable[[str], None] | None = None, **local_kwargs: Any) -> bool:
+def init_ray(
+    params_address: str | None = None,
+    *,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    on_timeout: Callable[[str], None] | None = None,
+    **local_kwargs: Any,
+) -> bool:
     """Start a private local Ray (no address configured) or join the configured one within ``timeout_s``.
     ``local_kwargs`` (num_cpus, dashboard ...) apply to a local start only. Returns True when Ray was started here."""
     import ray
@@ -145,15 +158,19 @@ def init_ray(params_address: str | None = None, *, timeout_s: float = CONNECT_TI
         ray.init(address="local", **common, **local_kwargs)
         return True
     probe(address, source, timeout_s)
-    msg = (f"error: Ray cluster at {address} (from {source}) did not accept this driver within {timeout_s:g} s; "
-           f"{_fix(address, source)}")
+    msg = (
+        f"error: Ray cluster at {address} (from {source}) did not accept this driver within {timeout_s:g} s; "
+        f"{_fix(address, source)}"
+    )
     dog = _watchdog(msg, timeout_s, on_timeout)
     dog.start()
     try:
         ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ConfigError(f"cannot join the Ray cluster at {address} (from {source}): {type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200] if str(e) else ''}; {_fix(address, source)}") from None
+        raise ConfigError(
+            f"cannot join the Ray cluster at {address} (from {source}): {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}; {_fix(address, source)}"
+        ) from None
     finally:
         dog.cancel()
     return False

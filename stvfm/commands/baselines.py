@@ -1,13 +1,20 @@
 """`stvfm baselines <dataset>`: persistence, HA, ARIMA, STID on the test windows -> metrics/<ds>/baselines.json."""
+
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("baselines", help="score persistence/HA/ARIMA/STID under the same splits and metrics")
     p.add_argument("dataset")
-    p.add_argument("--method", action="append", choices=["persistence", "ha", "arima", "stid"],
-                   help="only these baselines (repeatable; default: params.yaml baselines.methods)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, e.g. train.epochs=2")
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=["persistence", "ha", "arima", "stid"],
+        help="only these baselines (repeatable; default: params.yaml baselines.methods)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="params override, e.g. train.epochs=2"
+    )
     p.add_argument("--params", default=None, help="params file (default params.yaml / env STVFM_PARAMS)")
     p.add_argument("--root", default=".", help="project root")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")

@@ -1,4 +1,5 @@
 """`stvfm data {download,grid,flow,split} <dataset>`: run one data stage outside DVC (same functions as pipelines/)."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,14 @@ def register(sub) -> None:
     p.add_argument("stage", choices=[*STAGES, "all"], help="stage to run ('all' = download..split in order)")
     p.add_argument("dataset", help="dataset name (see `stvfm datasets`, or a local_sources entry)")
     p.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param, e.g. --set data.chunk_mb=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param, e.g. --set data.chunk_mb=2 (repeatable)",
+    )
     p.add_argument("--root", default=".", help="project root (where data/ lives)")
     p.set_defaults(func=run)
 
@@ -31,7 +38,7 @@ def run(args) -> int:
     from stvfm.config import load_params
 
     params = load_params(args.params, args.overrides, dataset=args.dataset)
-    for stage in (STAGES if args.stage == "all" else (args.stage,)):
+    for stage in STAGES if args.stage == "all" else (args.stage,):
         out = _runner(stage)(args.dataset, params, args.root)
         print(json.dumps({"stage": stage, **(out if isinstance(out, dict) else {"result": out})}, default=str))
     return 0

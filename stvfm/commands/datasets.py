@@ -1,5 +1,6 @@
 """`stvfm datasets`: print the dataset table (what the published files hold, where Table 1 of the paper differs, and
 the embedded default)."""
+
 from __future__ import annotations
 
 import json
@@ -21,17 +22,34 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    cols = ["name", "title", "domain", "city", "span", "interval", "grid", "channels", "x1e3", "prompt_layers",
-            "checksum", "table1", "sources"]
+    cols = [
+        "name",
+        "title",
+        "domain",
+        "city",
+        "span",
+        "interval",
+        "grid",
+        "channels",
+        "x1e3",
+        "prompt_layers",
+        "checksum",
+        "table1",
+        "sources",
+    ]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols[:-1]}
     print("  ".join(c.ljust(widths[c]) for c in cols[:-1]) + "  sources")
     for r in rows:
         print("  ".join(str(r[c]).ljust(widths[c]) for c in cols[:-1]) + "  " + str(r["sources"]))
-    print("\nspan, interval, grid, channels: what the published file holds; table1: where the paper's Table 1 says "
-          "otherwise (docs/data-sources.md)")
+    print(
+        "\nspan, interval, grid, channels: what the published file holds; table1: where the paper's Table 1 says "
+        "otherwise (docs/data-sources.md)"
+    )
     tofu = [r["name"] for r in rows if r["checksum"] == "TOFU"]
     if tofu:
-        print(f"\nchecksum TOFU (trust on first use): upstream publishes no checksum for {', '.join(tofu)}; the first "
-              f"download is trusted and its sha256 pinned in {lock.as_posix()} (commit that file; later downloads must "
-              "match it)")
+        print(
+            f"\nchecksum TOFU (trust on first use): upstream publishes no checksum for {', '.join(tofu)}; the first "
+            f"download is trusted and its sha256 pinned in {lock.as_posix()} (commit that file; later downloads must "
+            "match it)"
+        )
     return 0

@@ -1,4 +1,5 @@
 """`stvfm evaluate <dataset>`: test MAE/RMSE of models/<ds>/best.pt (the evaluate stage)."""
+
 from __future__ import annotations
 
 import json

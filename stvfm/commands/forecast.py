@@ -1,18 +1,28 @@
 """`stvfm forecast <dataset> [--split test] [--model URI]`: batch forecasts of a split on Ray Data ->
 forecasts/<dataset>.zarr (the forecast stage)."""
+
 from __future__ import annotations
 
 import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("forecast", help="forecast every window of a split (Ray Data, one model per actor) -> "
-                                        "forecasts/<dataset>.zarr")
+    p = sub.add_parser(
+        "forecast", help="forecast every window of a split (Ray Data, one model per actor) -> forecasts/<dataset>.zarr"
+    )
     p.add_argument("dataset")
-    p.add_argument("--split", default=None, choices=["train", "val", "test"],
-                   help="windows to score (default: params forecast.split)")
-    p.add_argument("--model", default=None, help="MLflow model URI (e.g. models:/stvfm-<ds>@champion) or a local "
-                                                 "model-version folder (default: models/<ds>/best.pt)")
+    p.add_argument(
+        "--split",
+        default=None,
+        choices=["train", "val", "test"],
+        help="windows to score (default: params forecast.split)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="MLflow model URI (e.g. models:/stvfm-<ds>@champion) or a local "
+        "model-version folder (default: models/<ds>/best.pt)",
+    )
     p.add_argument("--out", default=None, help="output Zarr store (default: forecasts/<dataset>.zarr)")
     p.add_argument("--no-ray", action="store_true", help="score in a plain loop in this process")
     p.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
@@ -32,7 +42,14 @@ def run(args) -> int:
         from stvfm.tracking import use_store
 
         use_store(params, args.root)
-    out = run_forecast(params, args.dataset, args.root, split=args.split, model=args.model,
-                       use_ray=False if args.no_ray else None, out=args.out)
+    out = run_forecast(
+        params,
+        args.dataset,
+        args.root,
+        split=args.split,
+        model=args.model,
+        use_ray=False if args.no_ray else None,
+        out=args.out,
+    )
     print(json.dumps(out, indent=2))
     return 0

@@ -10,6 +10,7 @@ time-of-day tables sized by the data interval: it comes from ``--interval-minute
 registry, or ``local_sources``), else ``DEFAULT_INTERVAL`` (30 min, the interval of most of the paper's datasets); it
 changes only the size of those tables. ``--dataset`` also gives the grid and channels unless ``--grid`` /
 ``--channels`` say otherwise."""
+
 from __future__ import annotations
 
 import json
@@ -31,19 +32,29 @@ def _grid(s: str) -> tuple[int, int]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("model-info", help="build a model (random init is fine) and print its parameter counts "
-                                          "and output shape")
+    p = sub.add_parser(
+        "model-info", help="build a model (random init is fine) and print its parameter counts and output shape"
+    )
     p.add_argument("--variant", default=None, help="simple | token | temporal | adapter | full (default: params.yaml)")
     p.add_argument("--backbone", default=None, help="dinov2_vits14 | clip_vitb16 | deit_vitb16 | vit_tiny")
     p.add_argument("--grid", default=None, help=f"HxW (default: the --dataset's grid, else {DEFAULT_GRID})")
-    p.add_argument("--channels", type=int, default=None,
-                   help=f"channels (default: the --dataset's, else {DEFAULT_CHANNELS})")
-    p.add_argument("--dataset", default=None, help="a dataset name (stvfm datasets list, or local_sources in "
-                                                   "params.yaml): its interval, grid and channels")
-    p.add_argument("--interval-minutes", type=int, default=None, metavar="N",
-                   help="data interval in minutes; sizes the time-of-day tables of a model that reads the clock "
-                        "(model.time_identity, model.output anchored|identity, arch stid) (default: the --dataset's "
-                        f"interval, else {DEFAULT_INTERVAL}, that of most of the paper's datasets)")
+    p.add_argument(
+        "--channels", type=int, default=None, help=f"channels (default: the --dataset's, else {DEFAULT_CHANNELS})"
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="a dataset name (stvfm datasets list, or local_sources in params.yaml): its interval, grid and channels",
+    )
+    p.add_argument(
+        "--interval-minutes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data interval in minutes; sizes the time-of-day tables of a model that reads the clock "
+        "(model.time_identity, model.output anchored|identity, arch stid) (default: the --dataset's "
+        f"interval, else {DEFAULT_INTERVAL}, that of most of the paper's datasets)",
+    )
     p.add_argument("--batch", type=int, default=2, help="batch size of the test forward pass")
     p.add_argument("--params", default=None, help="params.yaml to start from (default: ./params.yaml if present)")
     p.add_argument("--profile", default=None, help="params profile (default: params.yaml `profile`, e.g. paper)")
@@ -99,12 +110,25 @@ def run(args) -> int:
     model, info = build_model_on_meta(cfg, grid, channels, interval_minutes=int(interval))
     trainable, total = count_parameters(model)
     clock = needs_time_ids(cfg)
-    r = {"profile": profile, "variant": cfg.variant, "backbone": cfg.backbone, "timm_name": info.timm_name,
-         "embed_dim": info.embed_dim, "vfm_blocks": info.blocks_used, "vfm_depth": depth,
-         "weights": cfg.weights or "none (counting only: not needed)", "pretrained": bool(cfg.weights),
-         "grid": list(grid), "channels": channels, "dataset": spec.name if spec else None,
-         "reads_clock": clock, "interval_minutes": int(interval) if clock else None,
-         "trainable_params": trainable, "total_params": total, "trainable_pct": round(100.0 * trainable / total, 2)}
+    r = {
+        "profile": profile,
+        "variant": cfg.variant,
+        "backbone": cfg.backbone,
+        "timm_name": info.timm_name,
+        "embed_dim": info.embed_dim,
+        "vfm_blocks": info.blocks_used,
+        "vfm_depth": depth,
+        "weights": cfg.weights or "none (counting only: not needed)",
+        "pretrained": bool(cfg.weights),
+        "grid": list(grid),
+        "channels": channels,
+        "dataset": spec.name if spec else None,
+        "reads_clock": clock,
+        "interval_minutes": int(interval) if clock else None,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_pct": round(100.0 * trainable / total, 2),
+    }
     if not args.no_forward:
         x = torch.empty(args.batch, 6, channels, *grid, device="meta")
         tid = torch.zeros(args.batch, 12, 2, dtype=torch.int64, device="meta") if clock else None
@@ -121,13 +145,21 @@ def run(args) -> int:
     def shape(v):
         return "(" + ", ".join(map(str, v)) + ")"
 
-    lines = [("profile", r["profile"]), ("variant", r["variant"]),
-             ("backbone", f"{r['backbone']} ({r['timm_name']}, embed {r['embed_dim']})"),
-             ("VFM blocks", f"{r['vfm_blocks']} of {depth}" + ("" if r["vfm_blocks"] == depth else
-                                                              "  (model.vfm_blocks; null = all, the paper)")),
-             ("weights", r["weights"]), ("grid x channels", f"{grid[0]}x{grid[1]} x {channels}"),
-             ("clock", f"{interval} min ({clock_from})" if clock else "none (the model reads no time identities)"),
-             ("trainable params", f"{trainable:,} ({r['trainable_pct']}%)"), ("total params", f"{total:,}")]
+    lines = [
+        ("profile", r["profile"]),
+        ("variant", r["variant"]),
+        ("backbone", f"{r['backbone']} ({r['timm_name']}, embed {r['embed_dim']})"),
+        (
+            "VFM blocks",
+            f"{r['vfm_blocks']} of {depth}"
+            + ("" if r["vfm_blocks"] == depth else "  (model.vfm_blocks; null = all, the paper)"),
+        ),
+        ("weights", r["weights"]),
+        ("grid x channels", f"{grid[0]}x{grid[1]} x {channels}"),
+        ("clock", f"{interval} min ({clock_from})" if clock else "none (the model reads no time identities)"),
+        ("trainable params", f"{trainable:,} ({r['trainable_pct']}%)"),
+        ("total params", f"{total:,}"),
+    ]
     if "output_st" in r:
         lines += [(f"input  {DIMS}", shape(r["input"])), (f"output {DIMS}", shape(r["output_st"]))]
         if r["output_flow"]:

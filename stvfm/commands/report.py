@@ -1,4 +1,5 @@
 """`stvfm report [<dataset> ...] [--summary]`: the reproduction report (ours beside the paper's tables)."""
+
 from __future__ import annotations
 
 
@@ -23,7 +24,10 @@ def run(args) -> int:
         rows = [r for r in paper.read_rows("table2_main") if r["dataset"] == args.paper]
         if not rows:
             from stvfm.errors import ConfigError
-            raise ConfigError(f"--paper: no Table 2 rows for '{args.paper}'; datasets: {', '.join(paper.PAPER_DATASETS)}")
+
+            raise ConfigError(
+                f"--paper: no Table 2 rows for '{args.paper}'; datasets: {', '.join(paper.PAPER_DATASETS)}"
+            )
         for r in rows:
             print(f"{r['method']:<14} RMSE {r['rmse']:>8g}  MAE {r['mae']:>8g}")
         return 0

@@ -1,4 +1,5 @@
 """`stvfm tune run|apply`: the Ray Tune study (tune/run.py) and applying its best config to params.yaml."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,9 @@ def register(sub) -> None:
 
     a = tsub.add_parser("apply", help="write tune/results/<ds>/best.yaml's config into params.yaml")
     a.add_argument("best", type=Path, help="e.g. tune/results/synthetic/best.yaml")
-    a.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file to update (default params.yaml)")
+    a.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file to update (default params.yaml)"
+    )
     a.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
     a.set_defaults(func=_apply)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])

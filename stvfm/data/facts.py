@@ -11,6 +11,7 @@ split stage copies them into ``meta.json`` (the report and the MLflow params rea
                    ``"interval: file 30 min, Table 1 60 min"``.
 ``source``         {"kind": "paper-file" | "trips" | "local" | "synthetic", "reader": <reader kind>, "files": [names]}.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -27,8 +28,12 @@ def file_facts(ds) -> dict[str, Any]:
     """interval, channels, grid and span of a canonical Dataset (var ``flow`` (time, y, x, channel))."""
     _, H, W, C = ds["flow"].shape
     times = ds["time"].values
-    return {"interval_minutes": int(ds.attrs["interval_minutes"]), "channels": int(C), "grid": [int(H), int(W)],
-            "span": [str(np.datetime_as_string(times[0], unit="D")), str(np.datetime_as_string(times[-1], unit="D"))]}
+    return {
+        "interval_minutes": int(ds.attrs["interval_minutes"]),
+        "channels": int(C),
+        "grid": [int(H), int(W)],
+        "span": [str(np.datetime_as_string(times[0], unit="D")), str(np.datetime_as_string(times[-1], unit="D"))],
+    }
 
 
 def table1(spec: DatasetSpec) -> dict[str, Any] | None:
@@ -59,7 +64,11 @@ def _grid(g: Sequence[int]) -> str:
 
 def source_record(source_kind: str | None, reader: str, files: Sequence[str]) -> dict[str, Any]:
     """The ``source`` record from the manifest's ``source_kind`` (paper | trips | local | synthetic) and reader."""
-    return {"kind": SOURCE_KINDS.get(str(source_kind), source_kind or "unknown"), "reader": reader, "files": list(files)}
+    return {
+        "kind": SOURCE_KINDS.get(str(source_kind), source_kind or "unknown"),
+        "reader": reader,
+        "files": list(files),
+    }
 
 
 def summary_line(name: str, dis: Sequence[str]) -> str:
@@ -69,6 +78,7 @@ def summary_line(name: str, dis: Sequence[str]) -> str:
 
 def mlflow_params(meta: Mapping[str, Any]) -> dict[str, str]:
     """The data's protocol, source, facts and Table 1 row as MLflow params (what the train stage logs from meta.json)."""
+
     def fmt(k: str, v: Any) -> str:
         if v is None:
             return "-"
@@ -79,9 +89,12 @@ def mlflow_params(meta: Mapping[str, Any]) -> dict[str, str]:
         return str(v)
 
     src = meta.get("source") or {}
-    out = {"data.protocol": str(meta.get("protocol", "ratio")), "data.source.kind": str(src.get("kind", "-")),
-           "data.source.reader": str(src.get("reader", "-")),
-           "data.disagreements": "; ".join(meta.get("disagreements") or []) or "none"}
+    out = {
+        "data.protocol": str(meta.get("protocol", "ratio")),
+        "data.source.kind": str(src.get("kind", "-")),
+        "data.source.reader": str(src.get("reader", "-")),
+        "data.disagreements": "; ".join(meta.get("disagreements") or []) or "none",
+    }
     for rec, prefix in ((meta.get("file_facts") or {}, "data.file"), (meta.get("table1") or {}, "data.table1")):
         for k in ("interval_minutes", "channels", "grid", "span"):
             out[f"{prefix}.{k}"] = fmt(k, rec.get(k))

@@ -12,6 +12,7 @@ Step ``t`` thus uses only ``X[t-1]`` and ``X[t]``: an input window ``t0 .. t0+5`
 The flow is linear, so the flow of the scaled series is ``dflow / std`` (``Scaler.scale_diff``); only the raw-count
 flow is stored.
 """
+
 from __future__ import annotations
 
 import numpy as np

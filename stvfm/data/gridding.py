@@ -15,6 +15,7 @@ Streaming: :func:`grid_trips` takes an iterator of column batches (the canonical
 :func:`stvfm.data.trips.iter_trip_batches`, or any mappings column -> array) and accumulates with ``np.bincount`` into one ``int64`` array of ``T*H*W*2`` counts, so peak memory is
 ``O(batch + grid)`` and does not grow with the number of records.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -77,7 +78,9 @@ def _cells(spec: GridSpec, t_ns: np.ndarray, lat: np.ndarray, lon: np.ndarray) -
         return _cells_unchecked(spec, t_ns, lat, lon)
 
 
-def _cells_unchecked(spec: GridSpec, t_ns: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cells_unchecked(
+    spec: GridSpec, t_ns: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     H, W = spec.grid
     lat0, lon0, lat1, lon1 = spec.bbox
     # a time outside [start, end) (incl. a null: INT64 min) gives a negative offset or one past the span; viewed as
@@ -115,7 +118,7 @@ def _accumulate(flat: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> int:
     hi = int(np.max(idx, where=ok, initial=-1))
     idx -= lo - 1
     np.copyto(idx, 0, where=~ok)
-    flat[lo:hi + 1] += np.bincount(idx, minlength=hi - lo + 2)[1:]
+    flat[lo : hi + 1] += np.bincount(idx, minlength=hi - lo + 2)[1:]
     return n
 
 
@@ -159,13 +162,15 @@ def grid_trips(batches: Iterable[Mapping[str, object]], spec: GridSpec) -> GridC
     records = 0
     counted = {"inflow": 0, "outflow": 0}
     for b in batches:
-        cols = {k: (_as_ns if k.endswith("_time") else _as_f64)(b.column(k) if hasattr(b, "column") else b[k])
-                for k in TRIP_COLUMNS}
+        cols = {
+            k: (_as_ns if k.endswith("_time") else _as_f64)(b.column(k) if hasattr(b, "column") else b[k])
+            for k in TRIP_COLUMNS
+        }
         m = cols["start_time"].shape[0]
         records += m
         # work in cache-sized slices: the ~20 elementwise passes then stay in cache and reuse freed memory
         for a in range(0, m, SLICE):
-            c = {k: v[a:a + SLICE] for k, v in cols.items()}
+            c = {k: v[a : a + SLICE] for k, v in cols.items()}
             counted["outflow"] += _accumulate(outflow, *_cells(spec, c["start_time"], c["start_lat"], c["start_lon"]))
             counted["inflow"] += _accumulate(inflow, *_cells(spec, c["end_time"], c["end_lat"], c["end_lon"]))
         del cols

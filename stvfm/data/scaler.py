@@ -12,6 +12,7 @@ Arrays may be numpy or torch; the channel axis defaults to -3, the ``(..., C, H,
 ``channel_axis=-1`` for the ``(time, y, x, channel)`` grid layout). A ``per_cell`` scaler holds ``(C, H, W)`` arrays and
 needs the grid axes next to the channel axis: ``(..., C, H, W)`` (channel_axis -3) or ``(..., H, W, C)`` (-1).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ class Scaler:
         x = np.asarray(x, dtype=np.float64)
         if kind == "per_cell":
             if x.ndim != 4 or channel_axis % 4 not in (1, 3):
-                raise ValueError(f"per_cell scaler: expected (time, y, x, channel) or (time, channel, y, x), "
-                                 f"got shape {x.shape} with channel_axis {channel_axis}")
+                raise ValueError(
+                    f"per_cell scaler: expected (time, y, x, channel) or (time, channel, y, x), "
+                    f"got shape {x.shape} with channel_axis {channel_axis}"
+                )
             if channel_axis % 4 == 3:
                 x = x.transpose(0, 3, 1, 2)  # (T, C, H, W)
             mean, std = x.mean(axis=0), x.std(axis=0)
@@ -77,8 +80,10 @@ class Scaler:
             mean, std = np.asarray(d["mean"], float), np.asarray(d["std"], float)
             want = 3 if kind == "per_cell" else 1
             if mean.ndim != want or mean.shape != std.shape or not (std > 0).all():
-                raise DataError(f"{kind} scaler: mean/std must be {want}-d arrays of one shape with std > 0, "
-                                f"got shapes {mean.shape} / {std.shape}")
+                raise DataError(
+                    f"{kind} scaler: mean/std must be {want}-d arrays of one shape with std > 0, "
+                    f"got shapes {mean.shape} / {std.shape}"
+                )
             return cls(kind, mean, std, 0.0)
         if kind == "minmax":
             lo, hi = np.asarray(d["min"], float), np.asarray(d["max"], float)
@@ -121,8 +126,9 @@ class Scaler:
             return v.reshape((1,) * (nd - 3) + v.shape)
         if ax == nd - 1 and nd >= 3:  # (..., H, W, C)
             return v.transpose(1, 2, 0).reshape((1,) * (nd - 3) + (v.shape[1], v.shape[2], v.shape[0]))
-        raise ValueError(f"per_cell scaler needs (..., C, H, W) or (..., H, W, C); got {nd}-d input with channel "
-                         f"axis {channel_axis}")
+        raise ValueError(
+            f"per_cell scaler needs (..., C, H, W) or (..., H, W, C); got {nd}-d input with channel axis {channel_axis}"
+        )
 
     def _b(self, v: np.ndarray, x: Any, channel_axis: int):
         a = self._shape(v, x.ndim, channel_axis)

@@ -13,6 +13,7 @@ files come split and windowed: 12-step windows = 6 in + 6 out; :mod:`stvfm.data.
 in the grid's attr ``published_windows``). ``bounds[split]`` is then the range the split's windows cover; consecutive
 splits may overlap (a window list cut by ratio), and the scaler is still fitted on the train windows' steps only.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,16 +34,27 @@ def split_bounds(T: int, fractions: Sequence[float]) -> dict[str, tuple[int, int
     return {"train": (0, a), "val": (a, b), "test": (b, int(T))}
 
 
-def check_lengths(bounds: dict[str, tuple[int, int]], history: int, horizon: int, *, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                  dataset: str | None = None, path: str | None = None) -> None:
+def check_lengths(
+    bounds: dict[str, tuple[int, int]],
+    history: int,
+    horizon: int,
+    *,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    dataset: str | None = None,
+    path: str | None = None,
+) -> None:
     need = history + horizon
     short = {s: hi - lo for s, (lo, hi) in bounds.items() if hi - lo < need}
     if short:
         T = max(hi for _, hi in bounds.values())
         lens = ", ".join(f"{s} {hi - lo}" for s, (lo, hi) in bounds.items())
-        raise DataError(f"series of {T} steps is too short: split lengths {lens} steps, but one {history}->{horizon} window "
-                        f"needs {need} steps in every split (too short: {', '.join(short)}). Use a series of at least "
-                        f"{math.ceil(need / min(fractions))} steps, or smaller data.history/data.horizon", dataset=dataset, path=path)
+        raise DataError(
+            f"series of {T} steps is too short: split lengths {lens} steps, but one {history}->{horizon} window "
+            f"needs {need} steps in every split (too short: {', '.join(short)}). Use a series of at least "
+            f"{math.ceil(need / min(fractions))} steps, or smaller data.history/data.horizon",
+            dataset=dataset,
+            path=path,
+        )
 
 
 def make_windows(bounds: dict[str, tuple[int, int]], history: int, horizon: int) -> pd.DataFrame:
@@ -55,28 +67,46 @@ def make_windows(bounds: dict[str, tuple[int, int]], history: int, horizon: int)
     return pd.concat(parts, ignore_index=True)
 
 
-def published_windows(pub: dict | None, T: int, history: int, horizon: int, *, dataset: str | None = None,
-                      path: str | None = None, source: str | None = None
-                      ) -> tuple[dict[str, tuple[int, int]], pd.DataFrame]:
+def published_windows(
+    pub: dict | None,
+    T: int,
+    history: int,
+    horizon: int,
+    *,
+    dataset: str | None = None,
+    path: str | None = None,
+    source: str | None = None,
+) -> tuple[dict[str, tuple[int, int]], pd.DataFrame]:
     """Bounds and windows of the ``published`` protocol from the grid's ``published_windows`` attr."""
     if not pub:
         what = f" (its source is {source})" if source else ""
-        raise DataError(f"data.split 'published': this data has no published train/val/test split{what}; only "
-                        "UniST's files come split. Use a ratio, e.g. data.split=[0.7,0.15,0.15]", dataset=dataset,
-                        path=path)
+        raise DataError(
+            f"data.split 'published': this data has no published train/val/test split{what}; only "
+            "UniST's files come split. Use a ratio, e.g. data.split=[0.7,0.15,0.15]",
+            dataset=dataset,
+            path=path,
+        )
     L = int(pub["window"])
     if history + horizon != L:
-        raise DataError(f"data.split 'published': the file's windows have {L} steps, but data.history + data.horizon "
-                        f"= {history} + {horizon}; UniST feeds them as {L // 2} in + {L - L // 2} out (set data.history "
-                        f"and data.horizon to match)", dataset=dataset, path=path)
+        raise DataError(
+            f"data.split 'published': the file's windows have {L} steps, but data.history + data.horizon "
+            f"= {history} + {horizon}; UniST feeds them as {L // 2} in + {L - L // 2} out (set data.history "
+            f"and data.horizon to match)",
+            dataset=dataset,
+            path=path,
+        )
     bounds, parts = {}, []
     for s in SPLITS:
         t0 = np.sort(np.asarray(pub["t0"].get(s, []), dtype=np.int64))
         if t0.size == 0:
             raise DataError(f"data.split 'published': the file has no {s} windows", dataset=dataset, path=path)
         if t0[0] < 0 or t0[-1] + L > T:
-            raise DataError(f"the published {s} windows reach past the grid's {T} steps: the grid store is stale; "
-                            f"rerun `dvc repro grid@{dataset}`", dataset=dataset, path=path)
+            raise DataError(
+                f"the published {s} windows reach past the grid's {T} steps: the grid store is stale; "
+                f"rerun `dvc repro grid@{dataset}`",
+                dataset=dataset,
+                path=path,
+            )
         bounds[s] = (int(t0[0]), int(t0[-1]) + L)
         parts.append(pd.DataFrame({"split": pd.Series([s] * len(t0), dtype="string"), "t0": t0}))
     return bounds, pd.concat(parts, ignore_index=True)

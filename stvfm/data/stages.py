@@ -8,6 +8,7 @@
 Every output is written through :func:`stvfm.io.atomic_path`: a bad input raises before anything is renamed into
 place, so no partial output is left.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -67,8 +68,12 @@ def _end_exclusive(end: Any) -> str | None:
 
 def _read_manifest(paths: DatasetPaths, name: str) -> dict[str, Any]:
     if not paths.manifest.exists():
-        raise DataError(f"no raw data: {paths.manifest} is missing. Run `dvc repro download@{name}` "
-                        f"(or `stvfm data download {name}`) first", dataset=name, path=str(paths.manifest))
+        raise DataError(
+            f"no raw data: {paths.manifest} is missing. Run `dvc repro download@{name}` "
+            f"(or `stvfm data download {name}`) first",
+            dataset=name,
+            path=str(paths.manifest),
+        )
     try:
         m = read_json(paths.manifest)
     except ValueError as e:
@@ -91,7 +96,9 @@ def load_canonical(name: str, params: Params, root: str | Path = "."):
     zones = [paths.raw_dir / f["name"] for f in entries if f.get("kind") == "tlc-zones"]
     for f in files + zones:
         if not f.exists():
-            raise DataError("file listed in manifest.json is missing; rerun the download stage", dataset=name, path=str(f))
+            raise DataError(
+                "file listed in manifest.json is missing; rerun the download stage", dataset=name, path=str(f)
+            )
     kind = m.get("kind") or entry.get("kind") or guess_kind(files[0])
     if kind == "npz" and len(files) == 1 and files[0].is_file():
         kind = guess_kind(files[0])  # a local .npz may hold STDN `volume` or ST-SSL windows instead of `flow`
@@ -108,8 +115,11 @@ def load_canonical(name: str, params: Params, root: str | Path = "."):
             raise
         # a copy of the user's own file: re-downloading cannot help, the file itself must be fixed
         hint = REFETCH_HINT.format(ds=name)
-        raise DataError(str(e).replace(hint, f"It is a copy of local_sources.{name}.path "
-                                             f"('{m.get('source_path')}'): fix or replace that file")) from None
+        raise DataError(
+            str(e).replace(
+                hint, f"It is a copy of local_sources.{name}.path ('{m.get('source_path')}'): fix or replace that file"
+            )
+        ) from None
     return res, spec, files + zones, spec_known, kind
 
 
@@ -118,10 +128,18 @@ def _read_raw(files, kind, name, m, entry, spec, spec_known, zones, pick):
     grid = pick("grid", list(spec.grid) if (spec_known or kind == "stssl" or kind.startswith("trips")) else None)
     start = pick("start", spec.span[0] if spec_known else None)
     end = pick("end", spec.span[1] if spec_known else None)
-    return read_raw(files, kind, dataset=name, interval_minutes=None if interval is None else int(interval),
-                   grid=None if grid is None else (int(grid[0]), int(grid[1])), start=start, end=_end_exclusive(end),
-                   bbox=pick("bbox"), channel_names=pick("channel_names", list(spec.channel_names) if spec_known else None),
-                   zones_zip=zones[0] if zones else None)
+    return read_raw(
+        files,
+        kind,
+        dataset=name,
+        interval_minutes=None if interval is None else int(interval),
+        grid=None if grid is None else (int(grid[0]), int(grid[1])),
+        start=start,
+        end=_end_exclusive(end),
+        bbox=pick("bbox"),
+        channel_names=pick("channel_names", list(spec.channel_names) if spec_known else None),
+        zones_zip=zones[0] if zones else None,
+    )
 
 
 def _time_chunk(shape: tuple[int, ...], chunk_mb: float) -> int:
@@ -154,16 +172,29 @@ def _run_grid(name: str, params: Params, root: str | Path, paths: DatasetPaths) 
     where = ",".join(str(f) for f in files)
     # the table's grid/channels are checked where they shape the data (trip records, generated cities); a UniST file
     # decides its own interval, grid and channel, and where it differs from Table 1 the stage says so below
-    validate_flow(ds, dataset=name, path=where, grid=list(spec.grid) if spec_known and kind != "unist" else None,
-                  channels=spec.channels if spec_known and kind != "unist" else None)
+    validate_flow(
+        ds,
+        dataset=name,
+        path=where,
+        grid=list(spec.grid) if spec_known and kind != "unist" else None,
+        channels=spec.channels if spec_known and kind != "unist" else None,
+    )
     gsha = grid_digest(ds["flow"].values, str(ds.attrs.get("start")), int(ds.attrs["interval_minutes"]))
     m = _read_manifest(paths, name)
     ff, t1 = facts.file_facts(ds), facts.table1(spec)
     dis = facts.disagreements(ff, t1)
-    ds.attrs.update({"dataset": name, "input_sha256": sha256_of(files), "grid_sha256": gsha,
-                     "source": f"{kind}:" + ",".join(f.name for f in files),
-                     "source_record": facts.source_record(m.get("source_kind"), kind, [f.name for f in files]),
-                     "file_facts": ff, "table1": t1, "disagreements": dis})
+    ds.attrs.update(
+        {
+            "dataset": name,
+            "input_sha256": sha256_of(files),
+            "grid_sha256": gsha,
+            "source": f"{kind}:" + ",".join(f.name for f in files),
+            "source_record": facts.source_record(m.get("source_kind"), kind, [f.name for f in files]),
+            "file_facts": ff,
+            "table1": t1,
+            "disagreements": dis,
+        }
+    )
     if ds.attrs.get("bbox") is None:
         ds.attrs["bbox"] = None
     stats = grid_stats(ds, res.records or None, res.dropped or None)
@@ -186,9 +217,18 @@ def _run_grid(name: str, params: Params, root: str | Path, paths: DatasetPaths) 
         replace_path(tz, paths.grid_zarr)
         replace_path(ts, paths.grid_stats)
     T, H, W, C = ds["flow"].shape
-    out = {"dataset": name, "shape": [T, H, W, C], "kind": kind, "seconds": round(time.perf_counter() - t, 2),
-           "records": res.records, "dropped": res.dropped, "grid_sha256": gsha, "file_facts": ff, "table1": t1,
-           "disagreements": dis}
+    out = {
+        "dataset": name,
+        "shape": [T, H, W, C],
+        "kind": kind,
+        "seconds": round(time.perf_counter() - t, 2),
+        "records": res.records,
+        "dropped": res.dropped,
+        "grid_sha256": gsha,
+        "file_facts": ff,
+        "table1": t1,
+        "disagreements": dis,
+    }
     if dis:
         log.warning("grid %s", facts.summary_line(name, dis))
     if warning:
@@ -207,10 +247,13 @@ def dropped_warning(records: dict[str, int] | None, dropped: dict[str, int] | No
     over = {ch: _share(records, dropped, ch) for ch in (dropped or {}) if _share(records, dropped, ch) > limit}
     if not over:
         return None
-    parts = ", ".join(f"{ch} {100 * v:.1f}% ({dropped[ch]} of {records.get(ch, 0) + dropped[ch]})"
-                      for ch, v in over.items())
-    return (f"WARNING: dropped {parts} trip endpoints (outside the bbox or span, or without time/coordinates), more "
-            f"than data.max_dropped_share = {limit:g}; check bbox/start/end")
+    parts = ", ".join(
+        f"{ch} {100 * v:.1f}% ({dropped[ch]} of {records.get(ch, 0) + dropped[ch]})" for ch, v in over.items()
+    )
+    return (
+        f"WARNING: dropped {parts} trip endpoints (outside the bbox or span, or without time/coordinates), more "
+        f"than data.max_dropped_share = {limit:g}; check bbox/start/end"
+    )
 
 
 def _open_store(path, var: str, name: str, stage: str) -> tuple[xr.Dataset, str]:
@@ -236,11 +279,21 @@ def open_grid(paths: DatasetPaths, name: str) -> xr.Dataset:
 def open_flow(paths: DatasetPaths, name: str, grid: xr.Dataset) -> xr.Dataset:
     """The flow store, checked against ``grid`` (grid_sha256, T, shape); a stale one names the stage to rerun."""
     f, fix = _open_store(paths.flow_zarr, "dflow", name, "flow")
-    check_same_grid(grid.attrs.get("grid_sha256"), f.attrs.get("grid_sha256"), dataset=name, what="the flow store",
-                    path=paths.flow_zarr, rerun="flow")
+    check_same_grid(
+        grid.attrs.get("grid_sha256"),
+        f.attrs.get("grid_sha256"),
+        dataset=name,
+        what="the flow store",
+        path=paths.flow_zarr,
+        rerun="flow",
+    )
     if tuple(f["dflow"].shape) != tuple(grid["flow"].shape):
-        raise DataError(f"the flow store has shape {tuple(f['dflow'].shape)} but the grid {tuple(grid['flow'].shape)} "
-                        f"(T, H, W, C); {fix}", dataset=name, path=str(paths.flow_zarr))
+        raise DataError(
+            f"the flow store has shape {tuple(f['dflow'].shape)} but the grid {tuple(grid['flow'].shape)} "
+            f"(T, H, W, C); {fix}",
+            dataset=name,
+            path=str(paths.flow_zarr),
+        )
     check_chunks(paths.flow_zarr, "dflow", dataset=name, fix=fix)
     return f
 
@@ -249,8 +302,7 @@ def run_flow(name: str, params: Params, root: str | Path = ".") -> dict[str, Any
     paths = _paths(name, params, root)
     with target_lock(paths.flow_zarr, f"the flow of '{name}'"):
         clean_stale(paths.flow_zarr)
-        grid = load_dataset(open_grid(paths, name), paths.grid_zarr, dataset=name,
-                            fix=f"rerun `dvc repro grid@{name}`")
+        grid = load_dataset(open_grid(paths, name), paths.grid_zarr, dataset=name, fix=f"rerun `dvc repro grid@{name}`")
         fds = flow_dataset(grid)
         fds.attrs["grid_sha256"] = grid.attrs.get("grid_sha256")
         write_zarr(fds, "dflow", paths.flow_zarr, params.data.chunk_mb)
@@ -270,15 +322,23 @@ def _run_split(name: str, params: Params, paths: DatasetPaths) -> dict[str, Any]
     open_flow(paths, name, grid)
     T, H, W, C = grid["flow"].shape
     if d.split == "published":  # the file's own train/val/test windows, as UniST feeds them
-        bounds, w = published_windows(grid.attrs.get("published_windows"), int(T), d.history, d.horizon,
-                                      dataset=name, path=str(paths.grid_zarr), source=grid.attrs.get("source"))
+        bounds, w = published_windows(
+            grid.attrs.get("published_windows"),
+            int(T),
+            d.history,
+            d.horizon,
+            dataset=name,
+            path=str(paths.grid_zarr),
+            source=grid.attrs.get("source"),
+        )
     else:
         bounds = split_bounds(T, d.split)
         check_lengths(bounds, d.history, d.horizon, fractions=d.split, dataset=name, path=str(paths.grid_zarr))
         w = make_windows(bounds, d.history, d.horizon)
     a, b = bounds["train"]
-    train = read_values(grid["flow"].isel(time=slice(a, b)), paths.grid_zarr, dataset=name,
-                        fix=f"rerun `dvc repro grid@{name}`")
+    train = read_values(
+        grid["flow"].isel(time=slice(a, b)), paths.grid_zarr, dataset=name, fix=f"rerun `dvc repro grid@{name}`"
+    )
     scaler = Scaler.fit(train, d.scaler, channel_axis=-1)  # train only (never UniST's min-max over all splits)
     times = grid["time"].values
     w["time"] = pd.to_datetime(times[w["t0"].to_numpy() + d.history])
@@ -286,19 +346,28 @@ def _run_split(name: str, params: Params, paths: DatasetPaths) -> dict[str, Any]
     ff = grid.attrs.get("file_facts") or facts.file_facts(grid)
     t1 = grid.attrs.get("table1") if "table1" in grid.attrs else facts.table1(spec)
     meta = {
-        "dataset": name, "T": int(T), "history": d.history, "horizon": d.horizon,
+        "dataset": name,
+        "T": int(T),
+        "history": d.history,
+        "horizon": d.horizon,
         "bounds": {k: [int(lo), int(hi)] for k, (lo, hi) in bounds.items()},
         "n_windows": {k: int((w["split"] == k).sum()) for k in bounds},
-        "grid": [int(H), int(W)], "channels": int(C), "channel_names": [str(c) for c in grid["channel"].values],
-        "interval_minutes": int(grid.attrs["interval_minutes"]), "start": str(np.datetime_as_string(times[0], unit="s")),
-        "scale_1e3": bool(spec.scale_1e3), "scaler": d.scaler,
+        "grid": [int(H), int(W)],
+        "channels": int(C),
+        "channel_names": [str(c) for c in grid["channel"].values],
+        "interval_minutes": int(grid.attrs["interval_minutes"]),
+        "start": str(np.datetime_as_string(times[0], unit="s")),
+        "scale_1e3": bool(spec.scale_1e3),
+        "scaler": d.scaler,
         "split": d.split if isinstance(d.split, str) else list(d.split),
         "protocol": "published" if d.split == "published" else "ratio",
         "source": grid.attrs.get("source_record")
         or facts.source_record(None, str(grid.attrs.get("source", "")).split(":")[0], []),
-        "table1": t1, "file_facts": ff,
+        "table1": t1,
+        "file_facts": ff,
         "disagreements": list(grid.attrs.get("disagreements") or facts.disagreements(ff, t1)),
-        "input_sha256": grid.attrs.get("input_sha256"), "grid_sha256": grid.attrs.get("grid_sha256"),
+        "input_sha256": grid.attrs.get("input_sha256"),
+        "grid_sha256": grid.attrs.get("grid_sha256"),
     }
     with atomic_path(paths.split_dir) as tmp:
         tmp.mkdir()

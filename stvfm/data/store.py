@@ -7,6 +7,7 @@ The grid stage records it in the grid store's attrs and in ``<ds>.stats.parquet`
 split stage copies it into ``meta.json``. Every consumer compares them (:func:`check_same_grid`), so a flow store or
 split of another grid is refused with the stage to rerun instead of being used silently.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,11 +38,16 @@ def check_chunks(path: str | Path, var: str, *, dataset: str | None, fix: str) -
         arr = zarr.open_group(str(path), mode="r")[var]
         total, present = int(arr.nchunks), int(arr.nchunks_initialized)
     except Exception as e:  # zarr raises many types for a broken store
-        raise DataError(f"not a readable Zarr store ({type(e).__name__}: {str(e)[:200]}); {fix}", dataset=dataset,
-                        path=str(path)) from None
+        raise DataError(
+            f"not a readable Zarr store ({type(e).__name__}: {str(e)[:200]}); {fix}", dataset=dataset, path=str(path)
+        ) from None
     if present < total:
-        raise DataError(f"Zarr array '{var}' has {total - present} of its {total} chunks missing (they would read as "
-                        f"fill value {_fill(arr.fill_value)}, i.e. made-up data); {fix}", dataset=dataset, path=str(path))
+        raise DataError(
+            f"Zarr array '{var}' has {total - present} of its {total} chunks missing (they would read as "
+            f"fill value {_fill(arr.fill_value)}, i.e. made-up data); {fix}",
+            dataset=dataset,
+            path=str(path),
+        )
 
 
 def _fill(v: Any) -> str:
@@ -58,8 +64,11 @@ def read_values(obj: Any, path: str | Path, *, dataset: str | None, fix: str) ->
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as e:  # codec (RuntimeError), ValueError, OSError ... from a corrupt chunk
-        raise DataError(f"cannot read the Zarr store: a chunk is damaged ({type(e).__name__}: {str(e)[:200]}); {fix}",
-                        dataset=dataset, path=str(path)) from None
+        raise DataError(
+            f"cannot read the Zarr store: a chunk is damaged ({type(e).__name__}: {str(e)[:200]}); {fix}",
+            dataset=dataset,
+            path=str(path),
+        ) from None
 
 
 def load_dataset(ds: Any, path: str | Path, *, dataset: str | None, fix: str) -> Any:
@@ -69,8 +78,11 @@ def load_dataset(ds: Any, path: str | Path, *, dataset: str | None, fix: str) ->
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as e:
-        raise DataError(f"cannot read the Zarr store: a chunk is damaged ({type(e).__name__}: {str(e)[:200]}); {fix}",
-                        dataset=dataset, path=str(path)) from None
+        raise DataError(
+            f"cannot read the Zarr store: a chunk is damaged ({type(e).__name__}: {str(e)[:200]}); {fix}",
+            dataset=dataset,
+            path=str(path),
+        ) from None
 
 
 def grid_digest(values: np.ndarray, start: str, interval_minutes: int) -> str:
@@ -81,13 +93,20 @@ def grid_digest(values: np.ndarray, start: str, interval_minutes: int) -> str:
     return h.hexdigest()
 
 
-def check_same_grid(expected: str | None, got: str | None, *, dataset: str, what: str, path: str | Path,
-                    rerun: str) -> None:
+def check_same_grid(
+    expected: str | None, got: str | None, *, dataset: str, what: str, path: str | Path, rerun: str
+) -> None:
     """``got`` (the grid digest a derived output recorded) must equal ``expected`` (the grid's own)."""
     if not expected:
-        raise DataError(f"the grid store records no grid_sha256 (written by an older version); rerun "
-                        f"`dvc repro grid@{dataset}`", dataset=dataset, path=str(path))
+        raise DataError(
+            f"the grid store records no grid_sha256 (written by an older version); rerun `dvc repro grid@{dataset}`",
+            dataset=dataset,
+            path=str(path),
+        )
     if got != expected:
-        raise DataError(f"{what} was built from another grid (grid_sha256 {str(got)[:12]}..., the grid is "
-                        f"{expected[:12]}...): it is stale; rerun `dvc repro {rerun}@{dataset}`", dataset=dataset,
-                        path=str(path))
+        raise DataError(
+            f"{what} was built from another grid (grid_sha256 {str(got)[:12]}..., the grid is "
+            f"{expected[:12]}...): it is stale; rerun `dvc repro {rerun}@{dataset}`",
+            dataset=dataset,
+            path=str(path),
+        )

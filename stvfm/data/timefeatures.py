@@ -14,6 +14,7 @@ interval that divides a day (every dataset of the paper) ceil and floor agree.
 Times are the series' own wall-clock times (e.g. NYC local time for the NYC samples), as stored in the split meta's
 ``start`` / the Zarr ``time`` axis; a window is identified by the time of its **last input step**.
 """
+
 from __future__ import annotations
 
 import numpy as np

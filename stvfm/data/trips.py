@@ -40,6 +40,7 @@ name carries a month ``YYYYMM`` / ``YYYY-MM`` (or a year ``YYYY-``) is skipped u
 ``[start - lookback, end)``; the look-back (default one day) keeps the previous month's file when the span starts on a
 month boundary, for trips that started before the span and end in it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,18 +69,41 @@ from stvfm.errors import DataError
 log = logging.getLogger(__name__)
 
 KINDS = ("trips-citibike", "trips-tlc", "trips")
-TRIP_SCHEMA = pa.schema([("start_time", pa.timestamp("ns")), ("end_time", pa.timestamp("ns")),
-                         ("start_lat", pa.float64()), ("start_lon", pa.float64()),
-                         ("end_lat", pa.float64()), ("end_lon", pa.float64())])
+TRIP_SCHEMA = pa.schema(
+    [
+        ("start_time", pa.timestamp("ns")),
+        ("end_time", pa.timestamp("ns")),
+        ("start_lat", pa.float64()),
+        ("start_lon", pa.float64()),
+        ("end_lat", pa.float64()),
+        ("end_lon", pa.float64()),
+    ]
+)
 LOCAL_TZ = "America/New_York"  # TLC and Citi Bike record naive New York local time
 TLC_ZONES_CRS = "EPSG:2263"  # NAD83 / New York Long Island (ftUS): the CRS of taxi_zones.shp when it has no .prj
 
 # canonical column -> accepted spellings as the publishers write them (matched ignoring case, "_" vs " ")
 ALIASES: dict[str, tuple[str, ...]] = {
-    "start_time": ("start_time", "started_at", "starttime", "Start Time", "tpep_pickup_datetime",
-                   "lpep_pickup_datetime", "pickup_datetime", "Trip_Pickup_DateTime"),
-    "end_time": ("end_time", "ended_at", "stoptime", "Stop Time", "tpep_dropoff_datetime", "lpep_dropoff_datetime",
-                 "dropoff_datetime", "Trip_Dropoff_DateTime"),
+    "start_time": (
+        "start_time",
+        "started_at",
+        "starttime",
+        "Start Time",
+        "tpep_pickup_datetime",
+        "lpep_pickup_datetime",
+        "pickup_datetime",
+        "Trip_Pickup_DateTime",
+    ),
+    "end_time": (
+        "end_time",
+        "ended_at",
+        "stoptime",
+        "Stop Time",
+        "tpep_dropoff_datetime",
+        "lpep_dropoff_datetime",
+        "dropoff_datetime",
+        "Trip_Dropoff_DateTime",
+    ),
     "start_lat": ("start_lat", "start station latitude", "start_latitude", "pickup_latitude"),
     "start_lon": ("start_lon", "start_lng", "start station longitude", "start_longitude", "pickup_longitude"),
     "end_lat": ("end_lat", "end station latitude", "end_latitude", "dropoff_latitude"),
@@ -87,8 +111,17 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 ZONE_ALIASES: dict[str, tuple[str, ...]] = {"start_zone": ("PULocationID",), "end_zone": ("DOLocationID",)}
 # strptime formats tried (in order, each only on the values still unread) when ISO 8601 does not read a whole batch
-TIME_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S",
-                "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%m/%d/%y %H:%M:%S", "%m/%d/%y %H:%M")
+TIME_FORMATS = (
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%y %H:%M:%S",
+    "%m/%d/%y %H:%M",
+)
 MAX_BAD_TIME_FRACTION = 0.01
 _NULLS = ["", "NULL", "null", "NA", "N/A", "NaN", "nan", "\\N"]
 _MONTH_RE = re.compile(r"(?<!\d)(20\d{2}|19\d{2})[-_]?(0[1-9]|1[0-2])(?!\d)")
@@ -140,8 +173,9 @@ class _Span:
         if per is None:
             return True
         lo, hi = per
-        return not ((self.end is not None and lo >= self.end)
-                    or (self.start is not None and hi <= self.start - self.lookback))
+        return not (
+            (self.end is not None and lo >= self.end) or (self.start is not None and hi <= self.start - self.lookback)
+        )
 
     def overlaps(self, lo: Any, hi: Any) -> bool:
         """Whether a closed range [lo, hi] of times (statistics) meets ``[start, end)``."""
@@ -170,8 +204,9 @@ class _Columns:
         return list(dict.fromkeys(self.src.values()))
 
 
-def map_columns(names: Sequence[str], *, where: str | None = None, kind: str = "trips",
-                have_zones: bool = False) -> _Columns:
+def map_columns(
+    names: Sequence[str], *, where: str | None = None, kind: str = "trips", have_zones: bool = False
+) -> _Columns:
     """Match a file's header to the canonical trip columns (see module doc) or raise a DataError naming the gap."""
     cols = _mapping(names, ALIASES)
     missing_times = [c for c in ("start_time", "end_time") if cols[c] is None]
@@ -183,18 +218,30 @@ def map_columns(names: Sequence[str], *, where: str | None = None, kind: str = "
         gap = missing_times + (coords if no_ids else [])
         accepted = "; ".join(f"{c}: {', '.join(ALIASES[c])}" for c in gap)
         extra = " (or PULocationID/DOLocationID with a TLC zone file for the coordinates)" if no_ids else ""
-        raise DataError(f"not readable as {hint}: no column for {', '.join(gap)}{extra}. Accepted spellings "
-                        f"(case ignored, '_' = ' ') - {accepted}. The file's columns are {list(names)}", path=where)
+        raise DataError(
+            f"not readable as {hint}: no column for {', '.join(gap)}{extra}. Accepted spellings "
+            f"(case ignored, '_' = ' ') - {accepted}. The file's columns are {list(names)}",
+            path=where,
+        )
     if not coords:
         return _Columns({c: cols[c] for c in TRIP_COLUMNS}, zones=False)  # type: ignore[misc]
     if not have_zones:
-        raise DataError(f"no column for {', '.join(repr(c) for c in coords)}: the file has taxi-zone ids "
-                        f"({zones['start_zone']}/{zones['end_zone']}) instead of coordinates, and no zone file was "
-                        "given: pass zones_zip= (the TLC taxi_zones.zip, "
-                        "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zones.zip) or list it among the files",
-                        path=where)
-    return _Columns({"start_time": cols["start_time"], "end_time": cols["end_time"],  # type: ignore[dict-item]
-                     "start_zone": zones["start_zone"], "end_zone": zones["end_zone"]}, zones=True)  # type: ignore
+        raise DataError(
+            f"no column for {', '.join(repr(c) for c in coords)}: the file has taxi-zone ids "
+            f"({zones['start_zone']}/{zones['end_zone']}) instead of coordinates, and no zone file was "
+            "given: pass zones_zip= (the TLC taxi_zones.zip, "
+            "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zones.zip) or list it among the files",
+            path=where,
+        )
+    return _Columns(
+        {
+            "start_time": cols["start_time"],
+            "end_time": cols["end_time"],  # type: ignore[dict-item]
+            "start_zone": zones["start_zone"],
+            "end_zone": zones["end_zone"],
+        },
+        zones=True,
+    )  # type: ignore
 
 
 # --------------------------------------------------------------------------------------------------- TLC zones
@@ -244,8 +291,9 @@ def _open_zip(path: Path | IO[bytes], where: str) -> zipfile.ZipFile:
     except FileNotFoundError:
         raise DataError("file not found", path=where) from None
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise DataError(f"not a readable zip archive (truncated or corrupt? delete it and download it again): {e}",
-                        path=where) from None
+        raise DataError(
+            f"not a readable zip archive (truncated or corrupt? delete it and download it again): {e}", path=where
+        ) from None
 
 
 def _shp_member(zf: zipfile.ZipFile) -> zipfile.ZipInfo | None:
@@ -264,8 +312,11 @@ def zone_centroids(zones_zip: Path, *, id_field: str = "LocationID") -> ZoneCent
     with _open_zip(Path(zones_zip), where) as zf:
         shp = _shp_member(zf)
         if shp is None:
-            raise DataError("no .shp in the zone archive; expected the TLC taxi_zones.zip (taxi_zones.shp/.shx/.dbf/"
-                            f".prj), found {[i.filename for i in _zip_members(zf)]}", path=where)
+            raise DataError(
+                "no .shp in the zone archive; expected the TLC taxi_zones.zip (taxi_zones.shp/.shx/.dbf/"
+                f".prj), found {[i.filename for i in _zip_members(zf)]}",
+                path=where,
+            )
         stem = shp.filename[:-4]
         names = {i.filename.lower(): i for i in _zip_members(zf)}
 
@@ -277,8 +328,9 @@ def zone_centroids(zones_zip: Path, *, id_field: str = "LocationID") -> ZoneCent
         if dbf is None:
             raise DataError(f"the zone archive has {shp.filename} but no {stem}.dbf (the zone ids)", path=where)
         try:
-            reader = shapefile.Reader(shp=io.BytesIO(zf.read(shp)), dbf=io.BytesIO(dbf),
-                                      shx=io.BytesIO(shx) if shx is not None else None)
+            reader = shapefile.Reader(
+                shp=io.BytesIO(zf.read(shp)), dbf=io.BytesIO(dbf), shx=io.BytesIO(shx) if shx is not None else None
+            )
             fields = [f[0] for f in reader.fields[1:]]
             key = next((f for f in fields if f.lower() == id_field.lower()), None)
             if key is None:
@@ -302,8 +354,9 @@ def zone_centroids(zones_zip: Path, *, id_field: str = "LocationID") -> ZoneCent
         except DataError:
             raise
         except Exception as e:  # pyshp raises ShapefileException, struct.error ... on a damaged file
-            raise DataError(f"cannot read the zone shapefile {shp.filename}: {type(e).__name__}: {e}",
-                            path=where) from None
+            raise DataError(
+                f"cannot read the zone shapefile {shp.filename}: {type(e).__name__}: {e}", path=where
+            ) from None
     if not acc:
         raise DataError("the zone shapefile holds no polygons", path=where)
     if prj is not None:
@@ -387,9 +440,12 @@ def parse_times(a: pa.Array | pa.ChunkedArray, *, where: str, column: str) -> pa
         n_all = int(pc.sum(todo).as_py() or 0)
         if n_bad > MAX_BAD_TIME_FRACTION * max(n_all, 1):
             example = a[int(idx[np.argmax(bad)])].as_py()
-            raise DataError(f"column '{column}': {n_bad} of {n_all} times in a batch cannot be read "
-                            f"(e.g. {example!r}); "
-                            f"readable forms are ISO 8601 and {', '.join(TIME_FORMATS)}", path=where)
+            raise DataError(
+                f"column '{column}': {n_bad} of {n_all} times in a batch cannot be read "
+                f"(e.g. {example!r}); "
+                f"readable forms are ISO 8601 and {', '.join(TIME_FORMATS)}",
+                path=where,
+            )
     return out
 
 
@@ -411,6 +467,7 @@ def _canonical(rb: pa.RecordBatch, cols: _Columns, span: _Span, zones: Zones, wh
     span.seen["rows"] += len(st)
     keep = None
     if span.start is not None or span.end is not None:
+
         def inside(t: pa.Array) -> pa.Array:
             m = pc.is_valid(t)
             if span.start is not None:
@@ -437,8 +494,9 @@ def _canonical(rb: pa.RecordBatch, cols: _Columns, span: _Span, zones: Zones, wh
             st, en = st.filter(keep), en.filter(keep)
         out = pa.RecordBatch.from_arrays([st, en, *coords], schema=TRIP_SCHEMA)
     else:  # one filter over the six output columns (a copy of each, once)
-        out = pa.RecordBatch.from_arrays([st, en, *(_f64(rb.column(cols.src[c])) for c in TRIP_COLUMNS[2:])],
-                                         schema=TRIP_SCHEMA)
+        out = pa.RecordBatch.from_arrays(
+            [st, en, *(_f64(rb.column(cols.src[c])) for c in TRIP_COLUMNS[2:])], schema=TRIP_SCHEMA
+        )
         if keep is not None:
             out = out.filter(keep)
     if out.num_rows == 0:
@@ -456,8 +514,9 @@ def _csv_header(stream: IO[bytes], where: str) -> list[str]:
     return [n.strip() for n in next(csv.reader([text]))]
 
 
-def _read_csv(opener: Callable[[], Any], where: str, kind: str, span: _Span, zones: Zones,
-              batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _read_csv(
+    opener: Callable[[], Any], where: str, kind: str, span: _Span, zones: Zones, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     """Stream one CSV; ``opener()`` gives a fresh binary stream of it (read twice: header, then the data)."""
     import pyarrow.csv as pcsv
 
@@ -472,15 +531,19 @@ def _read_csv(opener: Callable[[], Any], where: str, kind: str, span: _Span, zon
     def batches() -> Iterator[pa.RecordBatch]:
         with opener() as f:
             yield from pcsv.open_csv(
-                f, read_options=pcsv.ReadOptions(block_size=block),
-                convert_options=pcsv.ConvertOptions(column_types=types, include_columns=cols.file_columns,
-                                                    null_values=_NULLS, strings_can_be_null=True))
+                f,
+                read_options=pcsv.ReadOptions(block_size=block),
+                convert_options=pcsv.ConvertOptions(
+                    column_types=types, include_columns=cols.file_columns, null_values=_NULLS, strings_can_be_null=True
+                ),
+            )
 
     yield from _converted(batches(), cols, span, zones, where, "CSV")
 
 
-def _read_parquet(path: Path | IO[bytes], where: str, kind: str, span: _Span, zones: Zones,
-                  batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _read_parquet(
+    path: Path | IO[bytes], where: str, kind: str, span: _Span, zones: Zones, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     try:
@@ -507,8 +570,9 @@ def _read_parquet(path: Path | IO[bytes], where: str, kind: str, span: _Span, zo
     yield from _converted(batches(), cols, span, zones, where, "Parquet data")
 
 
-def _converted(batches: Iterable[pa.RecordBatch], cols: _Columns, span: _Span, zones: Zones, where: str,
-               what: str) -> Iterator[pa.RecordBatch]:
+def _converted(
+    batches: Iterable[pa.RecordBatch], cols: _Columns, span: _Span, zones: Zones, where: str, what: str
+) -> Iterator[pa.RecordBatch]:
     """The canonical batches (in the span) of one file's batches; a read error becomes a DataError naming the file."""
     try:
         for rb in batches:
@@ -518,8 +582,9 @@ def _converted(batches: Iterable[pa.RecordBatch], cols: _Columns, span: _Span, z
     except DataError:
         raise
     except (pa.ArrowInvalid, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"cannot read the {what} (truncated or corrupt?): {type(e).__name__}: {e}",
-                        path=where) from None
+        raise DataError(
+            f"cannot read the {what} (truncated or corrupt?): {type(e).__name__}: {e}", path=where
+        ) from None
 
 
 def _row_group_wanted(pf, g: int, time_cols: list[int], span: _Span) -> bool:
@@ -543,13 +608,16 @@ def _row_group_wanted(pf, g: int, time_cols: list[int], span: _Span) -> bool:
     return False
 
 
-def _iter_zip(zf: zipfile.ZipFile, where: str, kind: str, span: _Span, zones: Zones, batch_rows: int,
-              depth: int = 0) -> Iterator[pa.RecordBatch]:
+def _iter_zip(
+    zf: zipfile.ZipFile, where: str, kind: str, span: _Span, zones: Zones, batch_rows: int, depth: int = 0
+) -> Iterator[pa.RecordBatch]:
     members = sorted(_zip_members(zf), key=lambda i: _natural(i.filename))
     readable = [i for i in members if i.filename.lower().endswith((".csv", ".zip", ".parquet"))]
     if not readable:
-        raise DataError(f"the archive holds no .csv (or nested .zip) trip files; members: "
-                        f"{[i.filename for i in members][:20]}", path=where)
+        raise DataError(
+            f"the archive holds no .csv (or nested .zip) trip files; members: {[i.filename for i in members][:20]}",
+            path=where,
+        )
     for info in readable:
         name = info.filename
         inner = f"{where}!{name}"
@@ -558,8 +626,9 @@ def _iter_zip(zf: zipfile.ZipFile, where: str, kind: str, span: _Span, zones: Zo
             continue
         low = name.lower()
         if low.endswith(".csv"):
-            yield from _read_csv(lambda info=info, inner=inner: _zip_open(zf, info, inner), inner, kind, span, zones,
-                                 batch_rows)
+            yield from _read_csv(
+                lambda info=info, inner=inner: _zip_open(zf, info, inner), inner, kind, span, zones, batch_rows
+            )
         elif depth >= 3:
             raise DataError("zip archives nested more than 3 deep", path=inner)
         else:  # a nested .zip / .parquet: spool to a seekable temporary file first
@@ -582,8 +651,9 @@ def _zip_open(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str):
         with zf.open(info) as f:
             yield f
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, zlib.error) as e:
-        raise DataError(f"cannot read this archive member (truncated or corrupt zip?): {type(e).__name__}: {e}",
-                        path=where) from None
+        raise DataError(
+            f"cannot read this archive member (truncated or corrupt zip?): {type(e).__name__}: {e}", path=where
+        ) from None
 
 
 def _natural(s: str) -> list[Any]:
@@ -628,10 +698,18 @@ def is_zone_file(path: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------- public API
-def iter_trip_batches(files: Sequence[Path | str] | Path | str, kind: str = "trips", *, start: Any = None,
-                      end: Any = None, zones_zip: Path | None = None, batch_rows: int = 1_000_000,
-                      lookback: dt.timedelta = dt.timedelta(days=1), dataset: str | None = None,
-                      seen: dict[str, int] | None = None) -> Iterator[pa.RecordBatch]:
+def iter_trip_batches(
+    files: Sequence[Path | str] | Path | str,
+    kind: str = "trips",
+    *,
+    start: Any = None,
+    end: Any = None,
+    zones_zip: Path | None = None,
+    batch_rows: int = 1_000_000,
+    lookback: dt.timedelta = dt.timedelta(days=1),
+    dataset: str | None = None,
+    seen: dict[str, int] | None = None,
+) -> Iterator[pa.RecordBatch]:
     """Stream the trip records in ``files`` (one path or several) as canonical ``pyarrow.RecordBatch`` es
     (:data:`TRIP_SCHEMA`) of at most ``batch_rows`` rows, keeping the records that start or end in ``[start, end)``
     (``None`` = unbounded).
@@ -646,8 +724,12 @@ def iter_trip_batches(files: Sequence[Path | str] | Path | str, kind: str = "tri
         raise DataError(f"unknown trip reader kind '{kind}'; known: {', '.join(KINDS)}", dataset=dataset)
     if batch_rows < 1:
         raise DataError(f"batch_rows must be >= 1, got {batch_rows}", dataset=dataset)
-    span = _Span(_ns(start, "start"), _ns(end, "end"), np.timedelta64(int(lookback.total_seconds() * 1e9), "ns"),
-                 seen={"rows": 0, "kept": 0} if seen is None else seen)
+    span = _Span(
+        _ns(start, "start"),
+        _ns(end, "end"),
+        np.timedelta64(int(lookback.total_seconds() * 1e9), "ns"),
+        seen={"rows": 0, "kept": 0} if seen is None else seen,
+    )
     span.seen.setdefault("rows", 0)
     span.seen.setdefault("kept", 0)
     if span.start is not None and span.end is not None and span.end <= span.start:
@@ -684,8 +766,9 @@ def iter_trip_batches(files: Sequence[Path | str] | Path | str, kind: str = "tri
             elif low.endswith((".csv", ".csv.gz", ".csv.bz2")):
                 yield from _read_csv(lambda p=p: _open_text_file(p), where, kind, span, zones, batch_rows)
             else:
-                raise DataError(f"unknown trip file type '{p.name}'; use .zip (Citi Bike), .csv or .parquet",
-                                path=where)
+                raise DataError(
+                    f"unknown trip file type '{p.name}'; use .zip (Citi Bike), .csv or .parquet", path=where
+                )
 
     try:
         yield from _rebatch(gen(), batch_rows)
@@ -693,8 +776,9 @@ def iter_trip_batches(files: Sequence[Path | str] | Path | str, kind: str = "tri
         if dataset and e.dataset is None:  # name the dataset too, keep the file
             msg = str(e)
             prefix = f"file '{e.path}': "
-            raise DataError(msg[len(prefix):] if e.path and msg.startswith(prefix) else msg, dataset=dataset,
-                            path=e.path) from None
+            raise DataError(
+                msg[len(prefix) :] if e.path and msg.startswith(prefix) else msg, dataset=dataset, path=e.path
+            ) from None
         raise
 
 
@@ -717,26 +801,51 @@ def read_trip_table(files: Sequence[Path | str], kind: str, **kw: Any) -> pa.Tab
     return pa.Table.from_batches(list(iter_trip_batches(files, kind, **kw)), schema=TRIP_SCHEMA)
 
 
-def grid_trip_files(files: Sequence[Path | str], spec: GridSpec, *, kind: str = "trips", dataset: str | None = None,
-                    zones_zip: Path | None = None, batch_rows: int = 1_000_000) -> GridCounts:
+def grid_trip_files(
+    files: Sequence[Path | str],
+    spec: GridSpec,
+    *,
+    kind: str = "trips",
+    dataset: str | None = None,
+    zones_zip: Path | None = None,
+    batch_rows: int = 1_000_000,
+) -> GridCounts:
     """Grid the trip records of ``files`` on ``spec`` (records that start or end in its span, see
     :func:`iter_trip_batches`); refuses (DataError) files with no records and records that all miss the grid."""
     end = spec.start + np.timedelta64(spec.steps * spec.interval_ns, "ns")
     seen: dict[str, int] = {}
-    g = grid_trips(iter_trip_batches(files, kind, start=spec.start, end=end, zones_zip=zones_zip,
-                                     batch_rows=batch_rows, dataset=dataset, seen=seen), spec)
+    g = grid_trips(
+        iter_trip_batches(
+            files,
+            kind,
+            start=spec.start,
+            end=end,
+            zones_zip=zones_zip,
+            batch_rows=batch_rows,
+            dataset=dataset,
+            seen=seen,
+        ),
+        spec,
+    )
     first = str(files[0])
     span = f"{np.datetime_as_string(spec.start, unit='s')}..{np.datetime_as_string(end, unit='s')}"
     if seen.get("rows", 0) == 0:
-        raise DataError("no trip records in the input (empty file, or no file of the span?)", dataset=dataset,
-                        path=first)
+        raise DataError(
+            "no trip records in the input (empty file, or no file of the span?)", dataset=dataset, path=first
+        )
     if g.records == 0:
-        raise DataError(f"all {seen['rows']} trip records read fall outside the span {span} (neither start nor end "
-                        "time inside); fix start/end (manifest.json or the local_sources entry)", dataset=dataset,
-                        path=first)
+        raise DataError(
+            f"all {seen['rows']} trip records read fall outside the span {span} (neither start nor end "
+            "time inside); fix start/end (manifest.json or the local_sources entry)",
+            dataset=dataset,
+            path=first,
+        )
     if not any(g.counted.values()):
-        raise DataError(f"all {g.records} trip records fall outside the grid: 0 endpoints inside bbox "
-                        f"{[float(v) for v in spec.bbox]} (lat_min, lon_min, lat_max, lon_max) and span {span} "
-                        f"(dropped: {dict(g.dropped)}); fix bbox/start/end (manifest.json or the local_sources entry)",
-                        dataset=dataset, path=first)
+        raise DataError(
+            f"all {g.records} trip records fall outside the grid: 0 endpoints inside bbox "
+            f"{[float(v) for v in spec.bbox]} (lat_min, lon_min, lat_max, lon_max) and span {span} "
+            f"(dropped: {dict(g.dropped)}); fix bbox/start/end (manifest.json or the local_sources entry)",
+            dataset=dataset,
+            path=first,
+        )
     return g

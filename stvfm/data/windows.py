@@ -13,6 +13,7 @@ stage's, e.g. the STID baseline's per-cell z-score, fits its own on the same tra
 Grids whose H or W is not divisible by the model's patch size are **not** padded here: the model pads (and crops its
 output back) so that every stored value and every metric is on the original grid.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,16 @@ from stvfm.io import read_json
 __all__ = ["Scaler", "WindowDataset", "load_range", "scaler_for"]
 
 
-def load_range(store, var: str, lo: int, hi: int, *, expect_grid: str | None = None, dataset: str | None = None,
-               stage: str = "split") -> np.ndarray:
+def load_range(
+    store,
+    var: str,
+    lo: int,
+    hi: int,
+    *,
+    expect_grid: str | None = None,
+    dataset: str | None = None,
+    stage: str = "split",
+) -> np.ndarray:
     """Steps ``[lo, hi)`` of ``var`` from a Zarr store as (T, C, H, W) float32. With ``expect_grid`` the store must
     record that grid_sha256 (the split's meta.json) and hold at least ``hi`` steps; else the error names the stage to
     rerun."""
@@ -46,14 +55,30 @@ def load_range(store, var: str, lo: int, hi: int, *, expect_grid: str | None = N
         raise DataError(f"no variable '{var}' in the store; {fix}", dataset=dataset, path=str(store))
     if expect_grid is not None:
         if stage == "flow":  # the split and the grid agree (checked first); a flow store of another grid is stale
-            check_same_grid(expect_grid, ds.attrs.get("grid_sha256"), dataset=dataset or "<ds>",
-                            what="the flow store", path=store, rerun="flow")
+            check_same_grid(
+                expect_grid,
+                ds.attrs.get("grid_sha256"),
+                dataset=dataset or "<ds>",
+                what="the flow store",
+                path=store,
+                rerun="flow",
+            )
         else:
-            check_same_grid(ds.attrs.get("grid_sha256"), expect_grid, dataset=dataset or "<ds>",
-                            what="the split (meta.json)", path=store, rerun="split")
+            check_same_grid(
+                ds.attrs.get("grid_sha256"),
+                expect_grid,
+                dataset=dataset or "<ds>",
+                what="the split (meta.json)",
+                path=store,
+                rerun="split",
+            )
     if ds.sizes.get("time", 0) < hi:
-        raise DataError(f"the store has {ds.sizes.get('time', 0)} steps but the split needs {hi}; the split is "
-                        f"stale: rerun `dvc repro split@{dataset}`", dataset=dataset, path=str(store))
+        raise DataError(
+            f"the store has {ds.sizes.get('time', 0)} steps but the split needs {hi}; the split is "
+            f"stale: rerun `dvc repro split@{dataset}`",
+            dataset=dataset,
+            path=str(store),
+        )
     check_chunks(store, var, dataset=dataset, fix=fix)
     a = read_values(ds[var].isel(time=slice(lo, hi)), store, dataset=dataset, fix=fix).astype(np.float32)
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2))  # (T, H, W, C) -> (T, C, H, W)
@@ -82,8 +107,12 @@ class WindowDataset(_TorchDataset):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         for p in (paths.split_meta, paths.windows, paths.scaler, paths.grid_zarr, paths.flow_zarr):
             if not p.exists():
-                raise DataError(f"missing split-stage output; run `dvc repro split@{paths.name}` "
-                                f"(or `stvfm data split {paths.name}`)", dataset=paths.name, path=str(p))
+                raise DataError(
+                    f"missing split-stage output; run `dvc repro split@{paths.name}` "
+                    f"(or `stvfm data split {paths.name}`)",
+                    dataset=paths.name,
+                    path=str(p),
+                )
         self.paths = paths
         self.split = split
         self.meta: dict[str, Any] = read_json(paths.split_meta)
@@ -95,8 +124,11 @@ class WindowDataset(_TorchDataset):
         self.time = w["time"].to_numpy() if "time" in w else None
         L = self.history + self.horizon
         if len(self.t0) and (self.t0.min() < self.lo or self.t0.max() + L > self.hi):
-            raise DataError(f"windows.parquet has {split} windows outside the split {self.lo}..{self.hi}",
-                            dataset=paths.name, path=str(paths.windows))
+            raise DataError(
+                f"windows.parquet has {split} windows outside the split {self.lo}..{self.hi}",
+                dataset=paths.name,
+                path=str(paths.windows),
+            )
         self.scaler = scaler if scaler is not None else Scaler.load(paths.scaler)
         gsha = self.meta.get("grid_sha256")  # absent in splits written before it was recorded: not checked
         x = load_range(paths.grid_zarr, "flow", self.lo, self.hi, expect_grid=gsha, dataset=paths.name, stage="grid")
@@ -104,7 +136,7 @@ class WindowDataset(_TorchDataset):
         self._x = self.scaler.transform(x).astype(np.float32)
         self._f = self.scaler.scale_diff(f).astype(np.float32)
         self.interval_minutes = int(self.meta["interval_minutes"])
-        self._tid = series_time_ids(self.meta["start"], self.interval_minutes, self.hi)[self.lo:]
+        self._tid = series_time_ids(self.meta["start"], self.interval_minutes, self.hi)[self.lo :]
 
     def __len__(self) -> int:
         return int(self.t0.shape[0])
@@ -124,10 +156,10 @@ class WindowDataset(_TorchDataset):
         a = t0 - self.lo
         h, f = self.history, self.horizon
         return {
-            "x": torch.from_numpy(self._x[a:a + h]),
-            "x_flow": torch.from_numpy(self._f[a:a + h]),
-            "y": torch.from_numpy(self._x[a + h:a + h + f]),
-            "y_flow": torch.from_numpy(self._f[a + h:a + h + f]),
+            "x": torch.from_numpy(self._x[a : a + h]),
+            "x_flow": torch.from_numpy(self._f[a : a + h]),
+            "y": torch.from_numpy(self._x[a + h : a + h + f]),
+            "y_flow": torch.from_numpy(self._f[a + h : a + h + f]),
             "t0": torch.tensor(t0, dtype=torch.int64),
-            "time_ids": torch.from_numpy(self._tid[a:a + h + f]),
+            "time_ids": torch.from_numpy(self._tid[a : a + h + f]),
         }

@@ -19,6 +19,7 @@
 ``data/raw/<name>`` is written atomically: on any error nothing of it is left (an older complete copy stays).
 Only the download cache keeps the partial bytes of an interrupted transfer, so the next run resumes it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -98,8 +99,14 @@ class ResumableDownloader:
     When complete (size equal to Content-Length when the server gives one), ``part`` is moved onto ``output_file``.
     """
 
-    def __init__(self, part: Path, progressbar: bool | None = None, chunk_size: int = 1 << 16,
-                 timeout: tuple[float, float] = _TIMEOUT, check=None):
+    def __init__(
+        self,
+        part: Path,
+        progressbar: bool | None = None,
+        chunk_size: int = 1 << 16,
+        timeout: tuple[float, float] = _TIMEOUT,
+        check=None,
+    ):
         self.part = Path(part)
         self.check = check  # check(path) -> None or raises: the body's format, before it is kept anywhere
         self.progressbar = progressbar
@@ -126,18 +133,27 @@ class ResumableDownloader:
                 offset = 0  # the server ignored Range
             length = r.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
-            with open(self.part, "ab" if offset else "wb") as f, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                desc=self.part.name.removesuffix(".part"),
-                disable=(not self.progressbar) if self.progressbar is not None else None,
-            ) as bar:
+            with (
+                open(self.part, "ab" if offset else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    leave=False,
+                    desc=self.part.name.removesuffix(".part"),
+                    disable=(not self.progressbar) if self.progressbar is not None else None,
+                ) as bar,
+            ):
                 for chunk in r.iter_content(chunk_size=self.chunk_size):
                     f.write(chunk)
                     bar.update(len(chunk))
         size = self.part.stat().st_size
         if total is not None and size != total:
             raise requests.exceptions.ChunkedEncodingError(
-                f"transfer ended after {size} of {total} bytes; run again to resume")
+                f"transfer ended after {size} of {total} bytes; run again to resume"
+            )
         if self.check is not None:
             try:
                 self.check(self.part)
@@ -154,11 +170,18 @@ def run_download(name: str, params: Params, root: str | Path) -> Path:
     root = Path(root).resolve()
     paths = dataset_paths(name, root, params.data.root)  # refuses a name that could leave data/raw/
     spec = get_spec(name, params.local_sources)
-    base = {"dataset": name, "title": spec.title, "like": spec.like, "grid": list(spec.grid),
-            "interval_minutes": spec.interval_minutes, "channels": spec.channels,
-            "channel_names": list(spec.channel_names), "start": f"{spec.span[0]}T00:00:00",
-            "end": (dt.date.fromisoformat(spec.span[1]) + dt.timedelta(days=1)).isoformat() + "T00:00:00",
-            "bbox": list(spec.bbox) if spec.bbox else None}
+    base = {
+        "dataset": name,
+        "title": spec.title,
+        "like": spec.like,
+        "grid": list(spec.grid),
+        "interval_minutes": spec.interval_minutes,
+        "channels": spec.channels,
+        "channel_names": list(spec.channel_names),
+        "start": f"{spec.span[0]}T00:00:00",
+        "end": (dt.date.fromisoformat(spec.span[1]) + dt.timedelta(days=1)).isoformat() + "T00:00:00",
+        "bbox": list(spec.bbox) if spec.bbox else None,
+    }
     # the stage's one output: data/raw/<name> (a name can never point elsewhere: stvfm.config.check_dataset_name)
     raw_parent = (root / params.data.root / "raw").resolve()
     if paths.raw_dir.parent.resolve() != raw_parent or paths.raw_dir.name != name:
@@ -194,8 +217,12 @@ def _make_synthetic(spec: DatasetSpec, params: Params, out: Path) -> dict[str, A
     info = generate_trips(spec, params.data.synthetic, f)
     d = asdict(info)
     d["grid"], d["bbox"], d["channel_names"] = list(info.grid), list(info.bbox), list(info.channel_names)
-    return {"kind": "trips", "source_kind": "synthetic",
-            "files": [{"name": f.name, "sha256": sha256_file(f), "bytes": f.stat().st_size, "url": None}], **d}
+    return {
+        "kind": "trips",
+        "source_kind": "synthetic",
+        "files": [{"name": f.name, "sha256": sha256_file(f), "bytes": f.stat().st_size, "url": None}],
+        **d,
+    }
 
 
 def _local_source(spec: DatasetSpec, root: Path) -> tuple[str, Path, str]:
@@ -206,12 +233,19 @@ def _local_source(spec: DatasetSpec, root: Path) -> tuple[str, Path, str]:
     src = src if src.is_absolute() else root / src
     where = f"params.yaml local_sources.{spec.name}.path"
     if not src.exists():
-        raise DataError(f"local file '{given}' not found (looked at {src}); fix {where} "
-                        "(relative paths are relative to the project root)", dataset=spec.name, path=given)
+        raise DataError(
+            f"local file '{given}' not found (looked at {src}); fix {where} "
+            "(relative paths are relative to the project root)",
+            dataset=spec.name,
+            path=given,
+        )
     kind = LOCAL_KINDS.get(src.suffix.lower())
     if kind is None or (kind == "zarr") != src.is_dir():
-        raise DataError(f"cannot read '{src.name}': {where} must be an .npz or .parquet/.csv file or a .zarr "
-                        "directory", dataset=spec.name, path=given)
+        raise DataError(
+            f"cannot read '{src.name}': {where} must be an .npz or .parquet/.csv file or a .zarr directory",
+            dataset=spec.name,
+            path=given,
+        )
     return given, src, kind
 
 
@@ -224,8 +258,12 @@ def _copy_local(spec: DatasetSpec, params: Params, root: Path, out: Path) -> dic
     else:
         shutil.copy2(src, dst)
         digest, nbytes = sha256_file(dst), dst.stat().st_size
-    extra: dict[str, Any] = {"kind": kind, "source_kind": "local", "source_path": given,
-                             "files": [{"name": dst.name, "sha256": digest, "bytes": nbytes, "url": None}]}
+    extra: dict[str, Any] = {
+        "kind": kind,
+        "source_kind": "local",
+        "source_path": given,
+        "files": [{"name": dst.name, "sha256": digest, "bytes": nbytes, "url": None}],
+    }
     # The file describes itself (npz: freq_minutes/start; zarr: attrs): the table's values of `like` would be wrong
     # here, so only what the local_sources entry states goes into the manifest (trip records need bbox, grid,
     # interval_minutes, start, end there).
@@ -246,11 +284,21 @@ def _fetch_sources(spec: DatasetSpec, params: Params, root: Path, raw_dir: Path,
     for src in spec.sources:
         path = _resolve_one(spec.name, src, lock, mirrors, raw_dir, cache, root)
         _link_or_copy(path, out / src.filename)
-        files.append({"name": src.filename, "sha256": src.sha256 or lock.sha256(src.url),
-                      "bytes": path.stat().st_size, "url": src.url, "kind": src.kind})
+        files.append(
+            {
+                "name": src.filename,
+                "sha256": src.sha256 or lock.sha256(src.url),
+                "bytes": path.stat().st_size,
+                "url": src.url,
+                "kind": src.kind,
+            }
+        )
     lock.save()
-    return {"kind": spec.sources[0].kind, "source_kind": "trips" if spec.name.endswith("-trips") else "paper",
-            "files": files}
+    return {
+        "kind": spec.sources[0].kind,
+        "source_kind": "trips" if spec.name.endswith("-trips") else "paper",
+        "files": files,
+    }
 
 
 def _check_body(dataset: str, filename: str, path: Path, where: str, url: str | None) -> None:
@@ -260,44 +308,57 @@ def _check_body(dataset: str, filename: str, path: Path, where: str, url: str | 
     what = problem(path, filename)
     if what:
         fix = f"get the real file from {url}" if url else "replace it with the real file"
-        raise DownloadError(f"'{filename}' {where} is {what}; refused: nothing was pinned or cached ({fix})",
-                            dataset=dataset, path=filename)
+        raise DownloadError(
+            f"'{filename}' {where} is {what}; refused: nothing was pinned or cached ({fix})",
+            dataset=dataset,
+            path=filename,
+        )
 
 
-def _resolve_one(dataset: str, src: Source, lock: SourcesLock, mirrors: list[Path], raw_dir: Path, cache: Path,
-                 root: Path) -> Path:
+def _resolve_one(
+    dataset: str, src: Source, lock: SourcesLock, mirrors: list[Path], raw_dir: Path, cache: Path, root: Path
+) -> Path:
     """Find or fetch one source file, verify it, pin it if it had no checksum; return its verified path."""
     expected = src.sha256 or lock.sha256(src.url)
     origin = "the dataset table" if src.sha256 else _rel(lock.path, root)
     if not expected:
-        log.warning("%s: upstream publishes no checksum and %s has no pin for it: trusting this first copy (trust on "
-                    "first use) once it reads as the right format; its sha256 is pinned now: commit that file",
-                    src.filename, _rel(lock.path, root))
+        log.warning(
+            "%s: upstream publishes no checksum and %s has no pin for it: trusting this first copy (trust on "
+            "first use) once it reads as the right format; its sha256 is pinned now: commit that file",
+            src.filename,
+            _rel(lock.path, root),
+        )
     candidates = [m / src.filename for m in mirrors] + [m / dataset / src.filename for m in mirrors]
     candidates.append(raw_dir / src.filename)
     for cand in candidates:
         if cand.is_file():
-            return _verified(dataset, src, cand, f"at {_rel(cand, root)}", expected, origin, lock, root,
-                             origin_dir=cand.parent)
+            return _verified(
+                dataset, src, cand, f"at {_rel(cand, root)}", expected, origin, lock, root, origin_dir=cand.parent
+            )
     if src.kind == "unist":
         member = _from_archives(dataset, src, _archives(mirrors, dataset, cache), cache, root)
         if member is not None:
             path, where, zpath = member
-            return _verified(dataset, src, path, where, expected, origin, lock, root, cached=True,
-                             origin_dir=zpath.parent)
+            return _verified(
+                dataset, src, path, where, expected, origin, lock, root, cached=True, origin_dir=zpath.parent
+            )
     try:
         return _fetch(dataset, src, expected, origin, lock, mirrors, raw_dir, cache, root)
     except DownloadError as e:
         archive_url = os.environ.get(ARCHIVE_ENV)
         if src.kind != "unist" or not archive_url or "could not download" not in str(e):
             raise
-        log.info("%s: its own URL failed (%s); trying the published archive %s", src.filename, _short_msg(e),
-                 archive_url)
+        log.info(
+            "%s: its own URL failed (%s); trying the published archive %s", src.filename, _short_msg(e), archive_url
+        )
         zpath = _fetch_archive(dataset, archive_url, lock, cache, root)
         member = _from_archives(dataset, src, [zpath], cache, root)
         if member is None:
-            raise DownloadError(f"the archive {archive_url} (env {ARCHIVE_ENV}) holds no '{src.filename}'",
-                                dataset=dataset, path=src.filename) from None
+            raise DownloadError(
+                f"the archive {archive_url} (env {ARCHIVE_ENV}) holds no '{src.filename}'",
+                dataset=dataset,
+                path=src.filename,
+            ) from None
         return _verified(dataset, src, member[0], member[1], expected, origin, lock, root, cached=True)
 
 
@@ -306,8 +367,18 @@ def _short_msg(e: BaseException) -> str:
     return msg if len(msg) <= 120 else msg[:117] + "..."
 
 
-def _verified(dataset: str, src: Source, path: Path, where: str, expected: str | None, origin: str,
-              lock: SourcesLock, root: Path, cached: bool = False, origin_dir: Path | None = None) -> Path:
+def _verified(
+    dataset: str,
+    src: Source,
+    path: Path,
+    where: str,
+    expected: str | None,
+    origin: str,
+    lock: SourcesLock,
+    root: Path,
+    cached: bool = False,
+    origin_dir: Path | None = None,
+) -> Path:
     """``path`` checked: format (always before a pin), then sha256 against ``expected`` or pinned now. A refused file
     that was extracted into the cache (``cached``) is removed."""
     try:
@@ -319,7 +390,10 @@ def _verified(dataset: str, src: Source, path: Path, where: str, expected: str |
             raise DownloadError(
                 f"checksum mismatch for '{src.filename}' {where}: sha256 {got}, expected {expected} "
                 f"(from {origin}){f'; the file is {what}' if what else ''}. Replace it with the file from {src.url}, "
-                f"or delete its entry in {origin} if upstream really changed it", dataset=dataset, path=src.filename)
+                f"or delete its entry in {origin} if upstream really changed it",
+                dataset=dataset,
+                path=src.filename,
+            )
         if not expected:
             _check_body(dataset, src.filename, path, where, src.url)
             _refuse_fixture_pin(dataset, src, path, origin_dir, lock, root)
@@ -332,8 +406,9 @@ def _verified(dataset: str, src: Source, path: Path, where: str, expected: str |
     return path
 
 
-def _refuse_fixture_pin(dataset: str, src: Source, path: Path, origin_dir: Path | None, lock: SourcesLock,
-                        root: Path) -> None:
+def _refuse_fixture_pin(
+    dataset: str, src: Source, path: Path, origin_dir: Path | None, lock: SourcesLock, root: Path
+) -> None:
     """Generated fixtures (a folder with the marker `stvfm fixtures` writes) never get pinned into the project's own
     lock file: only into the one env STVFM_SOURCES_LOCK names."""
     from stvfm.datasets.lock import LOCK_ENV
@@ -343,10 +418,13 @@ def _refuse_fixture_pin(dataset: str, src: Source, path: Path, origin_dir: Path 
         return
     for d in (origin_dir, origin_dir.parent):
         if (d / MARKER).is_file():
-            raise DownloadError(f"'{src.filename}' at {_rel(origin_dir, root)} is a generated fixture ({_rel(d / MARKER, root)}"
-                                f"), not the published file: refusing to pin it into {_rel(lock.path, root)}. Set env "
-                                f"{LOCK_ENV} to another lock file to use fixtures (as `make smoke` does)",
-                                dataset=dataset, path=src.filename)
+            raise DownloadError(
+                f"'{src.filename}' at {_rel(origin_dir, root)} is a generated fixture ({_rel(d / MARKER, root)}"
+                f"), not the published file: refusing to pin it into {_rel(lock.path, root)}. Set env "
+                f"{LOCK_ENV} to another lock file to use fixtures (as `make smoke` does)",
+                dataset=dataset,
+                path=src.filename,
+            )
 
 
 def _archives(mirrors: list[Path], dataset: str, cache: Path) -> list[Path]:
@@ -358,8 +436,9 @@ def _archives(mirrors: list[Path], dataset: str, cache: Path) -> list[Path]:
     return out
 
 
-def _from_archives(dataset: str, src: Source, archives: list[Path], cache: Path, root: Path
-                   ) -> tuple[Path, str, Path] | None:
+def _from_archives(
+    dataset: str, src: Source, archives: list[Path], cache: Path, root: Path
+) -> tuple[Path, str, Path] | None:
     """Extract ``src.filename`` from the first archive holding it (at any depth) into the cache; (path, where)."""
     import zipfile
 
@@ -382,8 +461,11 @@ def _from_archives(dataset: str, src: Source, archives: list[Path], cache: Path,
                 finally:
                     Path(tmp).unlink(missing_ok=True)
         except (zipfile.BadZipFile, OSError, EOFError) as e:  # a damaged archive (CRC error, truncated member)
-            raise DownloadError(f"cannot read '{src.filename}' from the archive {_rel(z, root)}: {e}; replace the "
-                                "archive", dataset=dataset, path=src.filename) from None
+            raise DownloadError(
+                f"cannot read '{src.filename}' from the archive {_rel(z, root)}: {e}; replace the archive",
+                dataset=dataset,
+                path=src.filename,
+            ) from None
         return target, where, z
     return None
 
@@ -396,8 +478,17 @@ def _fetch_archive(dataset: str, url: str, lock: SourcesLock, cache: Path, root:
     return path
 
 
-def _fetch(dataset: str, src: Source, expected: str | None, origin: str, lock: SourcesLock, mirrors: list[Path],
-           raw_dir: Path, cache: Path, root: Path) -> Path:
+def _fetch(
+    dataset: str,
+    src: Source,
+    expected: str | None,
+    origin: str,
+    lock: SourcesLock,
+    mirrors: list[Path],
+    raw_dir: Path,
+    cache: Path,
+    root: Path,
+) -> Path:
     import pooch
     import requests
 
@@ -412,25 +503,40 @@ def _fetch(dataset: str, src: Source, expected: str | None, origin: str, lock: S
             _check_body(dataset, src.filename, path, f"downloaded from {src.url}", None)
 
     try:
-        got_path = Path(pooch.retrieve(src.url, known_hash=f"sha256:{expected}" if expected else None,
-                                       fname=src.filename, path=cache,
-                                       downloader=ResumableDownloader(part, check=check)))
+        got_path = Path(
+            pooch.retrieve(
+                src.url,
+                known_hash=f"sha256:{expected}" if expected else None,
+                fname=src.filename,
+                path=cache,
+                downloader=ResumableDownloader(part, check=check),
+            )
+        )
     except ValueError as e:  # pooch: hash mismatch (the temp file is already gone)
         target.unlink(missing_ok=True)
         part.unlink(missing_ok=True)
-        raise DownloadError(f"checksum mismatch for '{src.filename}' downloaded from {src.url}: {e} "
-                            f"(expected sha256 from {origin}); nothing was kept", dataset=dataset,
-                            path=src.filename) from e
+        raise DownloadError(
+            f"checksum mismatch for '{src.filename}' downloaded from {src.url}: {e} "
+            f"(expected sha256 from {origin}); nothing was kept",
+            dataset=dataset,
+            path=src.filename,
+        ) from e
     except (requests.exceptions.RequestException, OSError) as e:
         if mirrors:
             place = f"put it at {' or '.join(str(m / src.filename) for m in mirrors)}"
         else:
-            place = (f"put it in a folder and set data.mirror_dir in params.yaml (or env {MIRROR_ENV}) to that "
-                     f"folder, or put it at {_rel(raw_dir / src.filename, root)} and run "
-                     f"`python -m pipelines.download {dataset}` (dvc repro empties that folder first)")
+            place = (
+                f"put it in a folder and set data.mirror_dir in params.yaml (or env {MIRROR_ENV}) to that "
+                f"folder, or put it at {_rel(raw_dir / src.filename, root)} and run "
+                f"`python -m pipelines.download {dataset}` (dvc repro empties that folder first)"
+            )
         resume = " (the partial download is kept; run again to resume)" if part.exists() else ""
-        raise DownloadError(f"could not download '{src.filename}' from {src.url}: {_short(e)}{resume}. "
-                            f"Offline? Get the file by hand and {place}", dataset=dataset, path=src.filename) from e
+        raise DownloadError(
+            f"could not download '{src.filename}' from {src.url}: {_short(e)}{resume}. "
+            f"Offline? Get the file by hand and {place}",
+            dataset=dataset,
+            path=src.filename,
+        ) from e
     if not expected:
         lock.pin(src.url, src.filename, sha256_file(got_path), got_path.stat().st_size)
     return got_path

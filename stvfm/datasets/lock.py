@@ -12,6 +12,7 @@ To accept a new upstream release on purpose, delete its entry (or the whole file
 Env ``STVFM_SOURCES_LOCK`` points the pins at another file (relative to the project root): ``make smoke`` and the tests
 pin their generated fixtures there, so the project's committed lock only ever holds the published files.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,8 +55,9 @@ class SourcesLock:
             if not isinstance(files, dict):
                 raise TypeError("'files' is not a mapping")
         except Exception as e:  # any parse problem is the same user-facing error
-            raise DataError(f"lock file is not valid ({e}); fix it or delete it to re-pin on the next download",
-                            path=str(path)) from e
+            raise DataError(
+                f"lock file is not valid ({e}); fix it or delete it to re-pin on the next download", path=str(path)
+            ) from e
         return cls(path, dict(files))
 
     def sha256(self, url: str) -> str | None:
@@ -63,8 +65,12 @@ class SourcesLock:
         return entry.get("sha256") if entry else None
 
     def pin(self, url: str, filename: str, sha256: str, nbytes: int) -> None:
-        self.files[url] = {"filename": filename, "sha256": sha256, "bytes": int(nbytes),
-                           "pinned": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()}
+        self.files[url] = {
+            "filename": filename,
+            "sha256": sha256,
+            "bytes": int(nbytes),
+            "pinned": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        }
         self.dirty = True
 
     def save(self) -> None:
@@ -82,10 +88,12 @@ class SourcesLock:
             for url, entry in self.files.items():
                 have = current.get(url)
                 if have and have.get("sha256") != entry.get("sha256"):
-                    raise DataError(f"another download pinned {entry.get('filename')} ({url}) with sha256 "
-                                    f"{have.get('sha256')}, this one got {entry.get('sha256')}; the upstream file "
-                                    "changed between the two: check it, then delete the entry to re-pin",
-                                    path=str(self.path))
+                    raise DataError(
+                        f"another download pinned {entry.get('filename')} ({url}) with sha256 "
+                        f"{have.get('sha256')}, this one got {entry.get('sha256')}; the upstream file "
+                        "changed between the two: check it, then delete the entry to re-pin",
+                        path=str(self.path),
+                    )
                 current.setdefault(url, entry)
             write_json(self.path, {"version": VERSION, "files": dict(sorted(current.items()))})
             self.files = current

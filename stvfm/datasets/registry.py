@@ -5,6 +5,7 @@ and the paper's cross-prompt layer count. ``get_spec`` also resolves the embedde
 the shape-faithful stand-ins ``synthetic-<name>`` and user datasets declared in ``params.yaml`` under
 ``local_sources``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -38,8 +39,12 @@ class PaperFacts:
 
     def record(self) -> dict[str, object]:
         """The ``table1`` record of the split stage's meta.json (interval_minutes, channels, grid, span)."""
-        return {"interval_minutes": self.interval_minutes, "channels": self.channels, "grid": list(self.grid),
-                "span": list(self.span)}
+        return {
+            "interval_minutes": self.interval_minutes,
+            "channels": self.channels,
+            "grid": list(self.grid),
+            "span": list(self.span),
+        }
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,10 @@ _IO = ("inflow", "outflow")
 # Tsinghua Cloud (direct `&dl=1` links below), Google Drive and Baidu Netdisk (see UniST's dataset/README.md).
 # No checksums are published: the first verified download pins sha256 in data/sources.lock.json.
 _UNIST = "https://cloud.tsinghua.edu.cn/d/87f5954d4f6f4ebd9d70/files/?p=%2F{name}&dl=1"
-_UNIST_NOTE = ("UniST share; also https://drive.google.com/drive/folders/1jiTLlOgc0kzwmM12q9M6OOrBSXVD_kUU "
-               "(download by hand into the mirror dir)")
+_UNIST_NOTE = (
+    "UniST share; also https://drive.google.com/drive/folders/1jiTLlOgc0kzwmM12q9M6OOrBSXVD_kUU "
+    "(download by hand into the mirror dir)"
+)
 
 
 def _unist(name: str) -> tuple[Source, ...]:
@@ -111,16 +118,32 @@ _TLC = "https://d37ci6vzurychx.cloudfront.net/{path}"
 
 def _citibike(year: int) -> tuple[Source, ...]:
     name = f"{year}-citibike-tripdata.zip"
-    return (Source(url=_CITIBIKE.format(name=name), filename=name, kind="trips-citibike",
-                   note="Citi Bike system data (yearly archive of monthly CSVs)"),)
+    return (
+        Source(
+            url=_CITIBIKE.format(name=name),
+            filename=name,
+            kind="trips-citibike",
+            note="Citi Bike system data (yearly archive of monthly CSVs)",
+        ),
+    )
 
 
 def _tlc_yellow(*months: str) -> tuple[Source, ...]:
-    files = tuple(Source(url=_TLC.format(path=f"trip-data/yellow_tripdata_{m}.parquet"),
-                         filename=f"yellow_tripdata_{m}.parquet", kind="trips-tlc", note="NYC TLC yellow taxi trips")
-                  for m in months)
-    zones = Source(url=_TLC.format(path="misc/taxi_zones.zip"), filename="taxi_zones.zip", kind="tlc-zones",
-                   note="taxi zone polygons (EPSG:2263) for PULocationID/DOLocationID")
+    files = tuple(
+        Source(
+            url=_TLC.format(path=f"trip-data/yellow_tripdata_{m}.parquet"),
+            filename=f"yellow_tripdata_{m}.parquet",
+            kind="trips-tlc",
+            note="NYC TLC yellow taxi trips",
+        )
+        for m in months
+    )
+    zones = Source(
+        url=_TLC.format(path="misc/taxi_zones.zip"),
+        filename="taxi_zones.zip",
+        kind="tlc-zones",
+        note="taxi zone polygons (EPSG:2263) for PULocationID/DOLocationID",
+    )
     return (*files, zones)
 
 
@@ -147,44 +170,179 @@ _NJ = ("2020-11-11", "2021-05-31")
 DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
-        DatasetSpec("crowd", "Crowd", "Crowd Flow", "Nanjing", _NJ, 30, (16, 20), 1, _FLOW, scale_1e3=True,
-                    sources=_unist("Crowd_short.json"), paper=_p("Nanjing", _NJ, 30, (16, 20)), stamps="index"),
-        DatasetSpec("cellular", "Cellular", "Cellular Usage", "Nanjing", _NJ, 30, (16, 20), 1, ("usage",),
-                    scale_1e3=True, sources=_unist("Cellular_short.json"), paper=_p("Nanjing", _NJ, 30, (16, 20)),
-                    stamps="index"),
-        DatasetSpec("tdrive", "TDrive", "Taxi Trajectory", "Beijing", ("2015-02-01", "2015-06-30"), 60, (32, 32), 1,
-                    _FLOW, sources=_unist("TDrive_short.json"),
-                    paper=_p("NYC", ("2015-02-01", "2016-06-02"), 60, (32, 32)), stamps="pairs"),
-        DatasetSpec("bikenyc1", "BikeNYC-1", "Bike Usage", "NYC", ("2016-08-01", "2016-09-29"), 30, (16, 8), 1, _FLOW,
-                    prompt_layers=1, sources=_unist("BikeNYC_short.json"), trip_sources=_citibike(2016), bbox=_BBOX_BIKE,
-                    paper=_p("NYC", ("2016-08-01", "2016-09-29"), 60, (16, 8)), stamps="pairs"),
-        DatasetSpec("bikenyc2", "BikeNYC-2", "Bike Usage", "NYC", ("2016-07-01", "2016-08-29"), 60, (10, 20), 1, _FLOW,
-                    prompt_layers=1, sources=_unist("BikeNYC2_short.json"), trip_sources=_citibike(2016),
-                    bbox=_BBOX_BIKE, paper=_p("NYC", ("2016-07-01", "2016-08-29"), 30, (10, 20)), stamps="pairs"),
-        DatasetSpec("taxinyc1", "TaxiNYC-1", "Taxi OD", "NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12), 1, _FLOW,
-                    prompt_layers=1, sources=_unist("TaxiNYC_short.json"),
-                    trip_sources=_tlc_yellow("2016-01", "2016-02"), bbox=_BBOX_TAXI,
-                    paper=_p("NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12)), stamps="pairs"),
-        DatasetSpec("taxinyc2", "TaxiNYC-2", "Taxi OD", "NYC", ("2015-01-01", "2015-03-01"), 30, (10, 20), 1, _FLOW,
-                    prompt_layers=1, sources=_unist("TaxiNYC2_short.json"),
-                    trip_sources=_tlc_yellow("2015-01", "2015-02", "2015-03"), bbox=_BBOX_TAXI,
-                    paper=_p("NYC", ("2015-01-01", "2015-03-01"), 30, (20, 10)), stamps="pairs"),
-        DatasetSpec("trafficzz", "TrafficZZ", "Traffic Speed", "Zhengzhou", ("2022-03-05", "2022-04-05"), 30, (26, 26),
-                    1, ("speed",), sources=_unist("TrafficZZ_short.json"),
-                    paper=_p("Zhengzhou", ("2022-03-05", "2022-04-05"), 5, (26, 26)), stamps="pairs"),
-        DatasetSpec("traffictj", "TrafficTJ", "Traffic Speed", "Tianjin", ("2022-03-05", "2022-04-05"), 30, (24, 30),
-                    1, ("speed",), sources=_unist("TrafficTJ_short.json"),
-                    paper=_p("Tianjin", ("2022-03-05", "2022-04-05"), 5, (24, 30)), stamps="pairs"),
-        DatasetSpec("trafficsh", "TrafficSH", "Traffic Speed", "Shanghai", ("2022-01-27", "2022-02-27"), 30, (28, 32),
-                    1, ("speed",), sources=_unist("TrafficSH_short.json"),
-                    paper=_p("Shanghai", ("2022-01-27", "2022-02-27"), 5, (28, 32)), stamps="pairs"),
+        DatasetSpec(
+            "crowd",
+            "Crowd",
+            "Crowd Flow",
+            "Nanjing",
+            _NJ,
+            30,
+            (16, 20),
+            1,
+            _FLOW,
+            scale_1e3=True,
+            sources=_unist("Crowd_short.json"),
+            paper=_p("Nanjing", _NJ, 30, (16, 20)),
+            stamps="index",
+        ),
+        DatasetSpec(
+            "cellular",
+            "Cellular",
+            "Cellular Usage",
+            "Nanjing",
+            _NJ,
+            30,
+            (16, 20),
+            1,
+            ("usage",),
+            scale_1e3=True,
+            sources=_unist("Cellular_short.json"),
+            paper=_p("Nanjing", _NJ, 30, (16, 20)),
+            stamps="index",
+        ),
+        DatasetSpec(
+            "tdrive",
+            "TDrive",
+            "Taxi Trajectory",
+            "Beijing",
+            ("2015-02-01", "2015-06-30"),
+            60,
+            (32, 32),
+            1,
+            _FLOW,
+            sources=_unist("TDrive_short.json"),
+            paper=_p("NYC", ("2015-02-01", "2016-06-02"), 60, (32, 32)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "bikenyc1",
+            "BikeNYC-1",
+            "Bike Usage",
+            "NYC",
+            ("2016-08-01", "2016-09-29"),
+            30,
+            (16, 8),
+            1,
+            _FLOW,
+            prompt_layers=1,
+            sources=_unist("BikeNYC_short.json"),
+            trip_sources=_citibike(2016),
+            bbox=_BBOX_BIKE,
+            paper=_p("NYC", ("2016-08-01", "2016-09-29"), 60, (16, 8)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "bikenyc2",
+            "BikeNYC-2",
+            "Bike Usage",
+            "NYC",
+            ("2016-07-01", "2016-08-29"),
+            60,
+            (10, 20),
+            1,
+            _FLOW,
+            prompt_layers=1,
+            sources=_unist("BikeNYC2_short.json"),
+            trip_sources=_citibike(2016),
+            bbox=_BBOX_BIKE,
+            paper=_p("NYC", ("2016-07-01", "2016-08-29"), 30, (10, 20)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "taxinyc1",
+            "TaxiNYC-1",
+            "Taxi OD",
+            "NYC",
+            ("2016-01-01", "2016-02-29"),
+            30,
+            (16, 12),
+            1,
+            _FLOW,
+            prompt_layers=1,
+            sources=_unist("TaxiNYC_short.json"),
+            trip_sources=_tlc_yellow("2016-01", "2016-02"),
+            bbox=_BBOX_TAXI,
+            paper=_p("NYC", ("2016-01-01", "2016-02-29"), 30, (16, 12)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "taxinyc2",
+            "TaxiNYC-2",
+            "Taxi OD",
+            "NYC",
+            ("2015-01-01", "2015-03-01"),
+            30,
+            (10, 20),
+            1,
+            _FLOW,
+            prompt_layers=1,
+            sources=_unist("TaxiNYC2_short.json"),
+            trip_sources=_tlc_yellow("2015-01", "2015-02", "2015-03"),
+            bbox=_BBOX_TAXI,
+            paper=_p("NYC", ("2015-01-01", "2015-03-01"), 30, (20, 10)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "trafficzz",
+            "TrafficZZ",
+            "Traffic Speed",
+            "Zhengzhou",
+            ("2022-03-05", "2022-04-05"),
+            30,
+            (26, 26),
+            1,
+            ("speed",),
+            sources=_unist("TrafficZZ_short.json"),
+            paper=_p("Zhengzhou", ("2022-03-05", "2022-04-05"), 5, (26, 26)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "traffictj",
+            "TrafficTJ",
+            "Traffic Speed",
+            "Tianjin",
+            ("2022-03-05", "2022-04-05"),
+            30,
+            (24, 30),
+            1,
+            ("speed",),
+            sources=_unist("TrafficTJ_short.json"),
+            paper=_p("Tianjin", ("2022-03-05", "2022-04-05"), 5, (24, 30)),
+            stamps="pairs",
+        ),
+        DatasetSpec(
+            "trafficsh",
+            "TrafficSH",
+            "Traffic Speed",
+            "Shanghai",
+            ("2022-01-27", "2022-02-27"),
+            30,
+            (28, 32),
+            1,
+            ("speed",),
+            sources=_unist("TrafficSH_short.json"),
+            paper=_p("Shanghai", ("2022-01-27", "2022-02-27"), 5, (28, 32)),
+            stamps="pairs",
+        ),
     ]
 }
 
 # The embedded default: a deterministic virtual city shaped like BikeNYC-1 (16×8, hourly, in/out flow), generated as
 # raw trip records by stvfm/datasets/synthetic.py. Span is kept short so `make repro` finishes in minutes on 2 cores.
-SYNTHETIC = DatasetSpec("synthetic", "Synthetic city", "Bike Usage (synthetic)", "Virtual", ("2024-01-01", "2024-02-29"),
-                        60, (16, 8), 2, _IO, prompt_layers=1, kind="synthetic", like="bikenyc1")
+SYNTHETIC = DatasetSpec(
+    "synthetic",
+    "Synthetic city",
+    "Bike Usage (synthetic)",
+    "Virtual",
+    ("2024-01-01", "2024-02-29"),
+    60,
+    (16, 8),
+    2,
+    _IO,
+    prompt_layers=1,
+    kind="synthetic",
+    like="bikenyc1",
+)
 
 
 def list_specs() -> list[DatasetSpec]:
@@ -202,20 +360,31 @@ def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> Da
         entry = local_sources[name]
         entry = {"path": entry} if isinstance(entry, str) else dict(entry)  # type: ignore[arg-type]
         if "path" not in entry:
-            raise ConfigError(f"params.yaml local_sources.{name}: needs a 'path' (an .npz, .zarr, .parquet or .csv file)")
+            raise ConfigError(
+                f"params.yaml local_sources.{name}: needs a 'path' (an .npz, .zarr, .parquet or .csv file)"
+            )
         like = entry.get("like")
         base = DATASETS.get(like) if like else None
         if like and base is None:
-            raise ConfigError(f"params.yaml local_sources.{name}.like: unknown dataset '{like}'; known: {', '.join(DATASETS)}")
+            raise ConfigError(
+                f"params.yaml local_sources.{name}.like: unknown dataset '{like}'; known: {', '.join(DATASETS)}"
+            )
         base = base or SYNTHETIC
-        return replace(base, name=name, title=entry.get("title", name), kind="local", local_path=str(entry["path"]),
-                       sources=(), like=like,
-                       prompt_layers=int(entry.get("prompt_layers", base.prompt_layers)),
-                       scale_1e3=bool(entry.get("scale_1e3", base.scale_1e3 if like else False)))
+        return replace(
+            base,
+            name=name,
+            title=entry.get("title", name),
+            kind="local",
+            local_path=str(entry["path"]),
+            sources=(),
+            like=like,
+            prompt_layers=int(entry.get("prompt_layers", base.prompt_layers)),
+            scale_1e3=bool(entry.get("scale_1e3", base.scale_1e3 if like else False)),
+        )
     if name == "synthetic":
         return SYNTHETIC
     if name.startswith("synthetic-"):
-        like = name[len("synthetic-"):]
+        like = name[len("synthetic-") :]
         if like not in DATASETS:
             raise ConfigError(f"unknown dataset '{name}': 'synthetic-<name>' needs one of {', '.join(DATASETS)}")
         b = DATASETS[like]
@@ -226,10 +395,20 @@ def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> Da
         b = DATASETS[name[: -len("-trips")]]
         if not b.trip_sources:
             with_trips = ", ".join(f"{n}-trips" for n, s in DATASETS.items() if s.trip_sources)
-            raise ConfigError(f"unknown dataset '{name}': '{b.name}' has no raw trip records; ones that do: {with_trips}")
+            raise ConfigError(
+                f"unknown dataset '{name}': '{b.name}' has no raw trip records; ones that do: {with_trips}"
+            )
         # gridded trip records give two channels (inflow, outflow) at the dataset's interval
-        return replace(b, name=name, title=f"{b.title} (trip records)", sources=b.trip_sources, like=b.name,
-                       channels=2, channel_names=_IO, stamps=None)
+        return replace(
+            b,
+            name=name,
+            title=f"{b.title} (trip records)",
+            sources=b.trip_sources,
+            like=b.name,
+            channels=2,
+            channel_names=_IO,
+            stamps=None,
+        )
     trips = "|".join(n for n, s in DATASETS.items() if s.trip_sources)
     known = ", ".join([*DATASETS, "synthetic", "synthetic-<name>", f"<{trips}>-trips", *local_sources])
     raise ConfigError(f"unknown dataset '{name}'. Known: {known}. Add your own under local_sources: in params.yaml.")
@@ -273,10 +452,22 @@ def as_rows(pins: Mapping[str, object] | None = None) -> list[dict[str, object]]
     ``table1`` lists where the paper's Table 1 differs from what the file holds (``paper``: the printed row)."""
     rows = []
     for s in [*DATASETS.values(), SYNTHETIC]:
-        rows.append(dict(name=s.name, title=s.title, domain=s.domain, city=s.city, span=f"{s.span[0]}..{s.span[1]}",
-                         interval=f"{s.interval_minutes} min", grid=f"{s.grid[0]}x{s.grid[1]}", channels=s.channels,
-                         x1e3=s.scale_1e3, prompt_layers=s.prompt_layers, checksum=checksum_status(s, pins),
-                         table1="; ".join(table1_differences(s)) or "-",
-                         paper=s.paper.record() | {"city": s.paper.city} if s.paper else None,
-                         sources=" ".join(src.url for src in s.sources) or ("generated" if s.kind == "synthetic" else "")))
+        rows.append(
+            dict(
+                name=s.name,
+                title=s.title,
+                domain=s.domain,
+                city=s.city,
+                span=f"{s.span[0]}..{s.span[1]}",
+                interval=f"{s.interval_minutes} min",
+                grid=f"{s.grid[0]}x{s.grid[1]}",
+                channels=s.channels,
+                x1e3=s.scale_1e3,
+                prompt_layers=s.prompt_layers,
+                checksum=checksum_status(s, pins),
+                table1="; ".join(table1_differences(s)) or "-",
+                paper=s.paper.record() | {"city": s.paper.city} if s.paper else None,
+                sources=" ".join(src.url for src in s.sources) or ("generated" if s.kind == "synthetic" else ""),
+            )
+        )
     return rows

@@ -11,6 +11,7 @@ file once, in blocks, without building it in memory:
 ``.parquet``       ``PAR1`` at both ends.
 ``.csv``           not empty, not HTML.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -73,7 +74,9 @@ def problem(path: str | Path, filename: str | None = None) -> str | None:
             f.seek(max(0, size - 4))
             end = f.read(4)
         if start != b"PAR1" or end != b"PAR1":
-            return f"not a Parquet file ({size} bytes; Parquet starts and ends with 'PAR1'): truncated or another format"
+            return (
+                f"not a Parquet file ({size} bytes; Parquet starts and ends with 'PAR1'): truncated or another format"
+            )
     return None
 
 
@@ -118,14 +121,16 @@ def _json_problem(path: Path, size: int) -> str | None:
                 return "not one JSON object (a bracket closes that was never opened)"
             shut = np.flatnonzero((running == 0) & outside & (_DELTA[b] < 0))
             if shut.size:
-                if content[shut[0] + 1:].any():
+                if content[shut[0] + 1 :].any():
                     return "not one JSON object (more data after the object closes)"
                 closed = True
             depth = int(running[-1])
             offset += len(block)
     if in_string or depth != 0 or last != ord("}"):
-        return (f"a truncated JSON file ({size} bytes; {depth} bracket(s) still open at the end): the transfer was "
-                "cut short")
+        return (
+            f"a truncated JSON file ({size} bytes; {depth} bracket(s) still open at the end): the transfer was "
+            "cut short"
+        )
     missing = [k.decode().strip('"') for k, ok in found.items() if not ok]
     if missing:
         return f"JSON, but not a UniST file: no key {', '.join(missing)} (UniST files hold X_train, X_val, X_test)"

@@ -18,6 +18,7 @@ Output: ``trips.parquet`` with the canonical trip schema :data:`TRIP_SCHEMA` (``
 ``start_time``, one row group per simulated week. Every record starts and ends inside ``[start, end)`` and inside
 ``bbox``. The same seed and parameters give a byte-identical file.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,14 +35,16 @@ from stvfm.config import SyntheticConfig
 from stvfm.datasets.registry import DatasetSpec
 from stvfm.errors import ConfigError
 
-TRIP_SCHEMA = pa.schema([
-    ("start_time", pa.timestamp("ns")),
-    ("end_time", pa.timestamp("ns")),
-    ("start_lat", pa.float64()),
-    ("start_lon", pa.float64()),
-    ("end_lat", pa.float64()),
-    ("end_lon", pa.float64()),
-])
+TRIP_SCHEMA = pa.schema(
+    [
+        ("start_time", pa.timestamp("ns")),
+        ("end_time", pa.timestamp("ns")),
+        ("start_lat", pa.float64()),
+        ("start_lon", pa.float64()),
+        ("end_lat", pa.float64()),
+        ("end_lon", pa.float64()),
+    ]
+)
 
 CENTER = (40.75, -73.98)  # the virtual city's centre (lat, lon)
 CELL_DEG_LAT = 0.0045  # ~0.5 km
@@ -85,11 +88,15 @@ def synthetic_bbox(grid: tuple[int, int]) -> tuple[float, float, float, float]:
 def channel_layout(channels: int) -> tuple[tuple[str, ...], dict[str, str]]:
     """Channel names and what each one counts. Two channels: inflow, outflow (the real NYC order); one: trip starts."""
     if channels == 2:
-        return ("inflow", "outflow"), {"inflow": "trips ending in the cell during the interval (end_time, end_lat/lon)",
-                                       "outflow": "trips starting in the cell during the interval (start_time, start_lat/lon)"}
+        return ("inflow", "outflow"), {
+            "inflow": "trips ending in the cell during the interval (end_time, end_lat/lon)",
+            "outflow": "trips starting in the cell during the interval (start_time, start_lat/lon)",
+        }
     if channels == 1:
-        return ("outflow",), {"outflow": "trips starting in the cell during the interval (start_time, start_lat/lon); "
-                                         "the synthetic stand-in for a one-channel dataset"}
+        return ("outflow",), {
+            "outflow": "trips starting in the cell during the interval (start_time, start_lat/lon); "
+            "the synthetic stand-in for a one-channel dataset"
+        }
     raise ConfigError(f"synthetic city: cannot make {channels} channels from trip records (only 1 or 2)")
 
 
@@ -122,23 +129,47 @@ def _intensity(h: np.ndarray, weekend: np.ndarray) -> np.ndarray:
 
 def _origin_mix(h: np.ndarray, weekend: np.ndarray) -> np.ndarray:
     """(n, 4) weights of business/residential/leisure/background for trip origins at hour ``h``."""
-    wd = np.stack([0.15 + 1.8 * _g(h, 17.5, 1.4),                      # leave work in the evening
-                   0.15 + 1.8 * _g(h, 8.0, 1.2),                       # leave home in the morning
-                   0.3 + 0.8 * _g(h, 13.0, 2.5) + 0.8 * _g(h, 21.5, 1.5),
-                   np.full_like(h, 0.4)], axis=-1)
-    we = np.stack([0.2 + 0.3 * _g(h, 17.0, 2.0), 0.3 + 0.5 * _g(h, 11.0, 2.0),
-                   0.4 + 1.6 * _g(h, 15.0, 3.0), np.full_like(h, 0.4)], axis=-1)
+    wd = np.stack(
+        [
+            0.15 + 1.8 * _g(h, 17.5, 1.4),  # leave work in the evening
+            0.15 + 1.8 * _g(h, 8.0, 1.2),  # leave home in the morning
+            0.3 + 0.8 * _g(h, 13.0, 2.5) + 0.8 * _g(h, 21.5, 1.5),
+            np.full_like(h, 0.4),
+        ],
+        axis=-1,
+    )
+    we = np.stack(
+        [
+            0.2 + 0.3 * _g(h, 17.0, 2.0),
+            0.3 + 0.5 * _g(h, 11.0, 2.0),
+            0.4 + 1.6 * _g(h, 15.0, 3.0),
+            np.full_like(h, 0.4),
+        ],
+        axis=-1,
+    )
     return np.where(weekend[..., None], we, wd)
 
 
 def _dest_mix(h: np.ndarray, weekend: np.ndarray) -> np.ndarray:
     """(n, 4) weights for trip destinations at hour ``h``: the commute reversed."""
-    wd = np.stack([0.15 + 1.8 * _g(h, 8.5, 1.2),                       # arrive at work in the morning
-                   0.15 + 1.8 * _g(h, 18.0, 1.6) + 0.5 * _g(h, 23.0, 2.0),  # back home in the evening
-                   0.3 + 0.8 * _g(h, 13.0, 2.5) + 0.8 * _g(h, 19.5, 1.5),
-                   np.full_like(h, 0.4)], axis=-1)
-    we = np.stack([0.2 + 0.3 * _g(h, 12.0, 2.0), 0.3 + 0.8 * _g(h, 19.0, 2.5),
-                   0.4 + 1.6 * _g(h, 14.0, 3.0), np.full_like(h, 0.4)], axis=-1)
+    wd = np.stack(
+        [
+            0.15 + 1.8 * _g(h, 8.5, 1.2),  # arrive at work in the morning
+            0.15 + 1.8 * _g(h, 18.0, 1.6) + 0.5 * _g(h, 23.0, 2.0),  # back home in the evening
+            0.3 + 0.8 * _g(h, 13.0, 2.5) + 0.8 * _g(h, 19.5, 1.5),
+            np.full_like(h, 0.4),
+        ],
+        axis=-1,
+    )
+    we = np.stack(
+        [
+            0.2 + 0.3 * _g(h, 12.0, 2.0),
+            0.3 + 0.8 * _g(h, 19.0, 2.5),
+            0.4 + 1.6 * _g(h, 14.0, 3.0),
+            np.full_like(h, 0.4),
+        ],
+        axis=-1,
+    )
     return np.where(weekend[..., None], we, wd)
 
 
@@ -273,18 +304,42 @@ def generate_trips(spec: DatasetSpec, cfg: SyntheticConfig, out: str | Path) -> 
             order = np.argsort(start_ns[keep], kind="stable")
             cols = [start_ns[keep][order], end_t[keep][order]] + [
                 np.clip(np.round(a[keep][order], 6), lo, hi - 1e-6)  # strictly inside the box
-                for a, lo, hi in ((s_lat, bbox[0], bbox[2]), (s_lon, bbox[1], bbox[3]),
-                                  (e_lat, bbox[0], bbox[2]), (e_lon, bbox[1], bbox[3]))]
+                for a, lo, hi in (
+                    (s_lat, bbox[0], bbox[2]),
+                    (s_lon, bbox[1], bbox[3]),
+                    (e_lat, bbox[0], bbox[2]),
+                    (e_lon, bbox[1], bbox[3]),
+                )
+            ]
             table = pa.Table.from_arrays(
-                [pa.array(cols[0], pa.timestamp("ns")), pa.array(cols[1], pa.timestamp("ns")),
-                 *(pa.array(c, pa.float64()) for c in cols[2:])], schema=TRIP_SCHEMA)
+                [
+                    pa.array(cols[0], pa.timestamp("ns")),
+                    pa.array(cols[1], pa.timestamp("ns")),
+                    *(pa.array(c, pa.float64()) for c in cols[2:]),
+                ],
+                schema=TRIP_SCHEMA,
+            )
             writer.write_table(table, row_group_size=max(1, len(table)))
             records += len(table)
 
     end = start + dt.timedelta(days=days)
     return SyntheticInfo(
-        records=records, start=start.isoformat(), end=end.isoformat(), steps=steps, interval_minutes=interval,
-        grid=grid, bbox=bbox, channels=spec.channels, channel_names=channel_names, channel_def=channel_def,
-        generator={"seed": cfg.seed, "trips_per_step": cfg.trips_per_step, "hotspots": cfg.hotspots,
-                   "burst_rate": cfg.burst_rate, "span_days": days, "like": spec.like or "bikenyc1"},
+        records=records,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        steps=steps,
+        interval_minutes=interval,
+        grid=grid,
+        bbox=bbox,
+        channels=spec.channels,
+        channel_names=channel_names,
+        channel_def=channel_def,
+        generator={
+            "seed": cfg.seed,
+            "trips_per_step": cfg.trips_per_step,
+            "hotspots": cfg.hotspots,
+            "burst_rate": cfg.burst_rate,
+            "span_days": days,
+            "like": spec.like or "bikenyc1",
+        },
     )

@@ -11,6 +11,7 @@
     decoder.py            per-branch temporal Transformer decoder (and the MLP decoder of ablation #1)
     loss.py               Eq. 11
 """
+
 from stvfm.models.output import ModelOutput
 
 __all__ = ["ModelOutput", "build_model"]

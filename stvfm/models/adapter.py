@@ -8,6 +8,7 @@ also put a second adapter after the FFN; the paper places one between self-atten
 When both branches run through the VFM in one batch (variant ``full``) the adapters are shared by the two branches,
 like the VFM they live in.
 """
+
 from __future__ import annotations
 
 import torch

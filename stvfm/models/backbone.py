@@ -10,6 +10,7 @@ Weights come from a local file (``model.weights``) and are loaded through timm's
 release file, timm/HF ``.safetensors`` files and plain state dicts all load; nothing touches the network here.
 ``torch.load`` runs with ``weights_only=True`` (timm's default for files).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,25 +57,53 @@ class BackboneSpec:
 
 
 _DINOV2_S = KnownFile(
-    "dinov2_vits14_pretrain.pth", 88_283_115, "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9",
-    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth")
+    "dinov2_vits14_pretrain.pth",
+    88_283_115,
+    "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9",
+    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+)
 
 BACKBONES: dict[str, BackboneSpec] = {
     s.name: s
     for s in [
-        BackboneSpec("dinov2_vits14", "vit_small_patch14_dinov2", 384, 12, "DINOv2 ViT-S/14 (the paper's primary VFM)",
-                     # the official checkpoint's pos-embed is 37×37 (518 px); build at that size so it loads unchanged
-                     timm_kwargs={"img_size": 518}, known_files=(_DINOV2_S,),
-                     fetch=("url", _DINOV2_S.url, _DINOV2_S.filename)),
+        BackboneSpec(
+            "dinov2_vits14",
+            "vit_small_patch14_dinov2",
+            384,
+            12,
+            "DINOv2 ViT-S/14 (the paper's primary VFM)",
+            # the official checkpoint's pos-embed is 37×37 (518 px); build at that size so it loads unchanged
+            timm_kwargs={"img_size": 518},
+            known_files=(_DINOV2_S,),
+            fetch=("url", _DINOV2_S.url, _DINOV2_S.filename),
+        ),
         # OpenAI CLIP uses QuickGELU: timm's vit_base_patch16_clip_224 with act_layer=quick_gelu is exactly
         # timm's vit_base_patch16_clip_quickgelu_224 (same tensors, the activation the weights were trained with).
-        BackboneSpec("clip_vitb16", "vit_base_patch16_clip_224", 768, 12, "CLIP ViT-B/16 (OpenAI) image tower",
-                     timm_kwargs={"act_layer": "quick_gelu"},
-                     fetch=("hf", "timm/vit_base_patch16_clip_224.openai", "model.safetensors")),
-        BackboneSpec("deit_vitb16", "deit_base_patch16_224", 768, 12, "DeiT-B/16 (ImageNet-1k, supervised)",
-                     fetch=("hf", "timm/deit_base_patch16_224.fb_in1k", "model.safetensors")),
-        BackboneSpec("vit_tiny", "vit_tiny_patch16_224", 192, 12, "ViT-Ti/16 (CPU profile)",
-                     fetch=("hf", "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors")),
+        BackboneSpec(
+            "clip_vitb16",
+            "vit_base_patch16_clip_224",
+            768,
+            12,
+            "CLIP ViT-B/16 (OpenAI) image tower",
+            timm_kwargs={"act_layer": "quick_gelu"},
+            fetch=("hf", "timm/vit_base_patch16_clip_224.openai", "model.safetensors"),
+        ),
+        BackboneSpec(
+            "deit_vitb16",
+            "deit_base_patch16_224",
+            768,
+            12,
+            "DeiT-B/16 (ImageNet-1k, supervised)",
+            fetch=("hf", "timm/deit_base_patch16_224.fb_in1k", "model.safetensors"),
+        ),
+        BackboneSpec(
+            "vit_tiny",
+            "vit_tiny_patch16_224",
+            192,
+            12,
+            "ViT-Ti/16 (CPU profile)",
+            fetch=("hf", "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors"),
+        ),
     ]
 }
 
@@ -123,8 +152,6 @@ def fetch_target(spec: BackboneSpec, cache_dir: str | Path | None = None) -> Pat
     return d / filename if kind == "url" else d / spec.name / filename
 
 
-
-
 def known_file_for(path: str | Path, spec: BackboneSpec | None = None) -> KnownFile | None:
     """The known published file with this file name (in ``spec`` or, without one, in any backbone)."""
     name = Path(path).name
@@ -140,18 +167,24 @@ def verify_weights_file(path: str | Path, spec: BackboneSpec | None = None, key:
     """Check that ``path`` exists and, when it is a known published file, that size and sha256 match. Returns sha256."""
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(f"{key}: weights file '{p}' not found; fetch it with `stvfm weights fetch "
-                           f"{spec.name if spec else '<backbone>'}` or correct the path")
+        raise WeightsError(
+            f"{key}: weights file '{p}' not found; fetch it with `stvfm weights fetch "
+            f"{spec.name if spec else '<backbone>'}` or correct the path"
+        )
     known = known_file_for(p, spec)
     size = p.stat().st_size
     if known is not None and size != known.bytes:
-        raise WeightsError(f"{key}: '{p}' has {size:,} bytes but the published {known.filename} has {known.bytes:,} "
-                           f"(truncated or a different file); download it again with `stvfm weights fetch`")
+        raise WeightsError(
+            f"{key}: '{p}' has {size:,} bytes but the published {known.filename} has {known.bytes:,} "
+            f"(truncated or a different file); download it again with `stvfm weights fetch`"
+        )
     digest = sha256_file(p)
     if known is not None and digest != known.sha256:
-        raise WeightsError(f"{key}: '{p}' has sha256 {digest} but the published {known.filename} has {known.sha256}; "
-                           f"the file is corrupt or not the official release: download it again with "
-                           f"`stvfm weights fetch`")
+        raise WeightsError(
+            f"{key}: '{p}' has sha256 {digest} but the published {known.filename} has {known.sha256}; "
+            f"the file is corrupt or not the official release: download it again with "
+            f"`stvfm weights fetch`"
+        )
     return digest
 
 
@@ -172,9 +205,14 @@ class FrozenLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dev = x.device.type
-        if (dev in ("cpu", "cuda") and not self.weight.requires_grad and self.weight.dtype == torch.float32
-                and not torch.compiler.is_compiling() and torch.is_autocast_enabled(dev)
-                and torch.get_autocast_dtype(dev) == torch.bfloat16):
+        if (
+            dev in ("cpu", "cuda")
+            and not self.weight.requires_grad
+            and self.weight.dtype == torch.float32
+            and not torch.compiler.is_compiling()
+            and torch.is_autocast_enabled(dev)
+            and torch.get_autocast_dtype(dev) == torch.bfloat16
+        ):
             w, b = self._bf16()
             return F.linear(x.to(torch.bfloat16), w, b)
         return super().forward(x)
@@ -237,18 +275,23 @@ def create_vit(spec: BackboneSpec, weights: str | Path | None = None) -> nn.Modu
     # not strict when the classifier is dropped (num_classes=0): what it loaded is recorded and checked here.
     try:
         with _recorded_loads() as loads:
-            vit = timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
-                                    **kwargs)
+            vit = timm.create_model(
+                spec.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)), **kwargs
+            )
         check_loaded(loads, spec, weights)
         return vit
     except (RuntimeError, KeyError, ValueError, OSError, EOFError) as e:
-        raise WeightsError(f"model.weights: '{weights}' could not be loaded into {spec.timm_name} "
-                           f"(backbone '{spec.name}'): {type(e).__name__}: {str(e)[:400]}. Point model.weights at a "
-                           f"checkpoint of this backbone (`stvfm weights fetch {spec.name}`)") from e
+        raise WeightsError(
+            f"model.weights: '{weights}' could not be loaded into {spec.timm_name} "
+            f"(backbone '{spec.name}'): {type(e).__name__}: {str(e)[:400]}. Point model.weights at a "
+            f"checkpoint of this backbone (`stvfm weights fetch {spec.name}`)"
+        ) from e
     except Exception as e:  # torch.load's UnpicklingError for pickles that are not plain tensors
         if type(e).__name__ == "UnpicklingError":
-            raise WeightsError(f"model.weights: '{weights}' is not a plain weights file that loads with "
-                               f"weights_only=True: {str(e)[:300]}") from e
+            raise WeightsError(
+                f"model.weights: '{weights}' is not a plain weights file that loads with "
+                f"weights_only=True: {str(e)[:300]}"
+            ) from e
         raise
 
 
@@ -256,8 +299,17 @@ def create_vit(spec: BackboneSpec, weights: str | Path | None = None) -> nn.Modu
 # be absent from a file (missing) or present without a place in the model (unexpected). Everything else must match:
 # every block, the final norm, norm_pre where the architecture has one, and the patch and position embeddings.
 DROPPED_MISSING = ("cls_token", "reg_token", "mask_token")
-DROPPED_PREFIXES = ("head.", "head_dist.", "fc_norm.", "pre_logits.", "attn_pool.", "cls_token", "reg_token",
-                    "mask_token", "dist_token")
+DROPPED_PREFIXES = (
+    "head.",
+    "head_dist.",
+    "fc_norm.",
+    "pre_logits.",
+    "attn_pool.",
+    "cls_token",
+    "reg_token",
+    "mask_token",
+    "dist_token",
+)
 
 
 @contextlib.contextmanager
@@ -286,8 +338,9 @@ def check_loaded(loads: list[Any], spec: BackboneSpec, weights: str | Path) -> N
     """Strict about the backbone: no key of the model missing from the file (except the dropped tokens) and no key of
     the file without a place (except dropped heads). Raises WeightsError naming the keys."""
     if not loads:
-        raise WeightsError(f"model.weights: '{weights}': nothing was loaded into {spec.timm_name} (backbone "
-                           f"'{spec.name}')")
+        raise WeightsError(
+            f"model.weights: '{weights}': nothing was loaded into {spec.timm_name} (backbone '{spec.name}')"
+        )
     r = loads[-1]
     missing = [k for k in r.missing_keys if k not in DROPPED_MISSING]
     unexpected = [k for k in r.unexpected_keys if not k.startswith(DROPPED_PREFIXES)]
@@ -297,21 +350,26 @@ def check_loaded(loads: list[Any], spec: BackboneSpec, weights: str | Path) -> N
             parts.append(f"missing from the file: {_names(missing)}")
         if unexpected:
             parts.append(f"in the file but not in the backbone: {_names(unexpected)}")
-        raise WeightsError(f"model.weights: '{weights}' does not fit backbone '{spec.name}' ({spec.timm_name}): "
-                           f"{'; '.join(parts)}. Point model.weights at a checkpoint of this backbone "
-                           f"(`stvfm weights fetch {spec.name}`)")
+        raise WeightsError(
+            f"model.weights: '{weights}' does not fit backbone '{spec.name}' ({spec.timm_name}): "
+            f"{'; '.join(parts)}. Point model.weights at a checkpoint of this backbone "
+            f"(`stvfm weights fetch {spec.name}`)"
+        )
 
 
 _WARNED_RANDOM_INIT: set[str] = set()
 
 
-def build_backbone(name: str, weights: str | None = None, allow_random_init: bool = False,
-                   vfm_blocks: int | None = None) -> tuple[FrozenVFM, BackboneInfo]:
+def build_backbone(
+    name: str, weights: str | None = None, allow_random_init: bool = False, vfm_blocks: int | None = None
+) -> tuple[FrozenVFM, BackboneInfo]:
     """Frozen VFM + the :class:`BackboneInfo` describing it. Raises WeightsError when no weights are available."""
     spec = get_backbone_spec(name)
     if vfm_blocks is not None and not 1 <= vfm_blocks <= spec.depth:
-        raise ConfigError(f"model.vfm_blocks: {vfm_blocks} is outside 1..{spec.depth} for backbone '{name}'; "
-                          f"use null for all {spec.depth} blocks")
+        raise ConfigError(
+            f"model.vfm_blocks: {vfm_blocks} is outside 1..{spec.depth} for backbone '{name}'; "
+            f"use null for all {spec.depth} blocks"
+        )
     if weights:
         digest = verify_weights_file(weights, spec)
         vit = create_vit(spec, weights)
@@ -322,11 +380,13 @@ def build_backbone(name: str, weights: str | None = None, allow_random_init: boo
             raise WeightsError(
                 f"model.weights is not set for backbone '{name}': set model.weights to a local weights file "
                 f"(`stvfm weights fetch {name}` saves it to {target}), or set model.allow_random_init: true to train "
-                f"on a randomly initialised VFM (logged as such)")
+                f"on a randomly initialised VFM (logged as such)"
+            )
         reason = "model.weights not set and model.allow_random_init is true"
         # once per process (a stage builds the model more than once: train + score, evaluate + maps)
         (log.warning if name not in _WARNED_RANDOM_INIT else log.debug)(
-            "backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name, reason)
+            "backbone '%s' (%s): no weights given, using a RANDOMLY INITIALISED VFM (%s)", name, spec.timm_name, reason
+        )
         _WARNED_RANDOM_INIT.add(name)
         vit = create_vit(spec, None)
         info = BackboneInfo(name, spec.timm_name, spec.embed_dim, False, None, None, reason)

@@ -14,6 +14,7 @@ prompts are shared by all T frames of that window. With L_p = 0 the block is pla
 All blocks work at the post-VFM width D_T (VFM features are projected D_VFM -> D_T first), which keeps the extra
 cost of the dual branch small.
 """
+
 from __future__ import annotations
 
 import torch

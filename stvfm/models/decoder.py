@@ -6,6 +6,7 @@ layers attend over all of it, and the T_out query outputs are mapped by a linear
 the tokenizer un-patchifies to the grid (cropping padding). The last layer computes only those T_out rows (every row
 still a key and value): the same outputs, without the FFN and attention of the T_in history rows nobody reads.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +40,7 @@ class TemporalDecoder(nn.Module):
             seq = seq + clock.to(seq.dtype).unsqueeze(1).expand(b, n, *clock.shape[1:]).reshape(b * n, *clock.shape[1:])
         for i, layer in enumerate(self.layers):  # the last layer computes only the T_out query rows the head reads
             seq = layer(seq, rows_from=t if i == len(self.layers) - 1 else 0)
-        out = self.head(self.norm(seq[:, -self.t_out:]))  # B·N, T_out, out_dim
+        out = self.head(self.norm(seq[:, -self.t_out :]))  # B·N, T_out, out_dim
         return out.reshape(b, n, self.t_out, -1).permute(0, 2, 1, 3)
 
 
@@ -50,8 +51,9 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.t_out = t_out
         self.reduce = nn.Linear(d_vfm, dim)
-        self.mlp = nn.Sequential(nn.Linear(t_in * dim, 4 * dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(4 * dim, t_out * out_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(t_in * dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, t_out * out_dim)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b, _, n, _ = h.shape

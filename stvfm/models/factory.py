@@ -5,6 +5,7 @@ one entry point.
 :class:`stvfm.models.stid.STID` (the deep baseline, ``model.stid.*``), which has no VFM (its BackboneInfo says so); its
 time-of-day table has one row per slot of a day at ``interval_minutes``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,10 +37,14 @@ def validate_model_config(cfg: ModelConfig, grid: tuple[int, int], channels: int
         if getattr(cfg, key) < 0:
             raise ConfigError(f"model.{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.prompt_layers is not None and cfg.prompt_layers < 0:
-        raise ConfigError(f"model.prompt_layers: must be >= 0 (or null for the dataset's value), got {cfg.prompt_layers}")
+        raise ConfigError(
+            f"model.prompt_layers: must be >= 0 (or null for the dataset's value), got {cfg.prompt_layers}"
+        )
     if cfg.d_temporal % cfg.heads:
-        raise ConfigError(f"model.d_temporal={cfg.d_temporal} is not divisible by model.heads={cfg.heads}; "
-                          f"choose heads that divide d_temporal (e.g. 4 for 64)")
+        raise ConfigError(
+            f"model.d_temporal={cfg.d_temporal} is not divisible by model.heads={cfg.heads}; "
+            f"choose heads that divide d_temporal (e.g. 4 for 64)"
+        )
     if cfg.lambda_flow < 0:
         raise ConfigError(f"model.lambda_flow: must be >= 0, got {cfg.lambda_flow}")
     from stvfm.models.output_path import OUTPUTS
@@ -68,8 +73,14 @@ def needs_time_ids(model_cfg) -> bool:
     return bool(get("time_identity", False)) or get("output", "plain") == "anchored"
 
 
-def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6,
-                interval_minutes: int | None = None) -> tuple[nn.Module, BackboneInfo]:
+def build_model(
+    model_cfg: ModelConfig,
+    grid: tuple[int, int],
+    channels: int,
+    history: int = 6,
+    horizon: int = 6,
+    interval_minutes: int | None = None,
+) -> tuple[nn.Module, BackboneInfo]:
     """``interval_minutes`` (the data's step) sizes the time-of-day tables; required when the model reads the clock
     (:func:`needs_time_ids`)."""
     grid = (int(grid[0]), int(grid[1]))
@@ -82,18 +93,25 @@ def build_model(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, hi
         raise ConfigError(f"model.arch: '{model_cfg.arch}' is not one of {', '.join(ARCHS)}")
     validate_model_config(model_cfg, grid, channels, history, horizon)
     if needs_time_ids(model_cfg) and interval_minutes is None:
-        raise ConfigError("model.time_identity / model.output=anchored|identity read the clock: building the model "
-                          "needs the data interval (interval_minutes) to size its time-of-day tables")
+        raise ConfigError(
+            "model.time_identity / model.output=anchored|identity read the clock: building the model "
+            "needs the data interval (interval_minutes) to size its time-of-day tables"
+        )
     from stvfm.models.stvfm import STVFM
 
-    vfm, info = build_backbone(model_cfg.backbone, model_cfg.weights, model_cfg.allow_random_init,
-                               model_cfg.vfm_blocks)
+    vfm, info = build_backbone(model_cfg.backbone, model_cfg.weights, model_cfg.allow_random_init, model_cfg.vfm_blocks)
     model = STVFM(model_cfg, vfm, grid, channels, history, horizon, interval_minutes)
     return model, info
 
 
-def build_model_on_meta(model_cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int = 6,
-                        horizon: int = 6, interval_minutes: int | None = None) -> tuple[nn.Module, BackboneInfo]:
+def build_model_on_meta(
+    model_cfg: ModelConfig,
+    grid: tuple[int, int],
+    channels: int,
+    history: int = 6,
+    horizon: int = 6,
+    interval_minutes: int | None = None,
+) -> tuple[nn.Module, BackboneInfo]:
     """Build without allocating memory (``meta`` device, random init) — for parameter counts of large backbones."""
     import dataclasses
 

@@ -5,6 +5,7 @@ function as ``nn.TransformerEncoderLayer(norm_first=True, activation="gelu")`` b
 transposes and copies of ``nn.MultiheadAttention``, which dominate for the many short sequences here (B·N_s
 sequences of T = 6..12 steps).
 """
+
 from __future__ import annotations
 
 import torch

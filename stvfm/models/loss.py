@@ -5,6 +5,7 @@
 The flow target is Δ_t X of the target window (continuing from the last input step). The flow term is there only when
 the model has a flow branch (``out.flow`` is not None); for every other model ``parts["flow"]`` is None.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,9 @@ from stvfm.models.output import ModelOutput
 POINTWISE = {"mse": F.mse_loss, "mae": F.l1_loss}
 
 
-def stvfm_loss(out: ModelOutput, y: torch.Tensor, y_flow: torch.Tensor | None, lambda_flow: float,
-               kind: str = "mse") -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+def stvfm_loss(
+    out: ModelOutput, y: torch.Tensor, y_flow: torch.Tensor | None, lambda_flow: float, kind: str = "mse"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
     """Returns ``(loss, {"st": detached ST error, "flow": detached flow error or None})``; losses in float32."""
     if kind not in POINTWISE:
         raise ValueError(f"loss kind '{kind}' is not one of {', '.join(POINTWISE)}")

@@ -1,4 +1,5 @@
 """The output type every forecasting model of the project returns."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -15,6 +15,7 @@
 
 All in the model's (scaled) space; tensors (B, T_out, C, H, W). ``anchored`` needs ``time_ids`` (B, T_in + T_out, 2).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,16 @@ OUTPUTS = ("plain", "last", "anchored", "identity")
 
 
 class OutputPath(nn.Module):
-    def __init__(self, kind: str, grid: tuple[int, int], channels: int, history: int, horizon: int,
-                 interval_minutes: int | None = None, identity: nn.Module | None = None):
+    def __init__(
+        self,
+        kind: str,
+        grid: tuple[int, int],
+        channels: int,
+        history: int,
+        horizon: int,
+        interval_minutes: int | None = None,
+        identity: nn.Module | None = None,
+    ):
         super().__init__()
         if kind not in OUTPUTS:
             raise ValueError(f"output path '{kind}' is not one of {', '.join(OUTPUTS)}")
@@ -71,5 +80,5 @@ class OutputPath(nn.Module):
         last = x[:, -1:].to(dec.dtype)  # (B, 1, C, H, W)
         if self.kind == "last":
             return dec + last
-        slots = time_ids[:, self.history:self.history + self.horizon, 0].long() % self.steps_per_day  # (B, T_out)
+        slots = time_ids[:, self.history : self.history + self.horizon, 0].long() % self.steps_per_day  # (B, T_out)
         return dec + self.last_weight.to(dec.dtype) * last + self.table[slots].to(dec.dtype)

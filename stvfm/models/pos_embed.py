@@ -3,6 +3,7 @@
 Initialised independently (truncated normal, std 0.02, as ViT initialises its own) rather than interpolated from the
 VFM's 224-px image embedding, and broadcast over the T frames: Z_vfm <- Z_vfm + E_pos.
 """
+
 from __future__ import annotations
 
 import torch

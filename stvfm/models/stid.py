@@ -19,6 +19,7 @@ With ``time_identity=False`` the two time embeddings are left out (STID with the
 call without ``time_ids`` is an error (a silent zero clock would be a different model). STID has no flow branch
 (``flow=None``) and ignores ``x_flow``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -49,10 +50,24 @@ class ResidualMLP(nn.Module):
 
 
 class STID(nn.Module):
-    def __init__(self, grid: tuple[int, int], channels: int, history: int = 6, horizon: int = 6, *,
-                 steps_per_day: int = 48, input_dim: int = 32, node_dim: int = 32, tod_dim: int = 32,
-                 dow_dim: int = 32, num_layers: int = 3, dropout: float = 0.0, series: str = "cell_channel",
-                 time_identity: bool = True, time_inputs: bool = False):
+    def __init__(
+        self,
+        grid: tuple[int, int],
+        channels: int,
+        history: int = 6,
+        horizon: int = 6,
+        *,
+        steps_per_day: int = 48,
+        input_dim: int = 32,
+        node_dim: int = 32,
+        tod_dim: int = 32,
+        dow_dim: int = 32,
+        num_layers: int = 3,
+        dropout: float = 0.0,
+        series: str = "cell_channel",
+        time_identity: bool = True,
+        time_inputs: bool = False,
+    ):
         super().__init__()
         if series not in SERIES:
             raise ValueError(f"model.stid.series: '{series}' is not one of {', '.join(SERIES)}")
@@ -81,22 +96,28 @@ class STID(nn.Module):
         """Whether forward needs ``time_ids`` (time identities or time inputs)."""
         return self.time_identity or self.time_inputs
 
-    def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None,
-                time_ids: torch.Tensor | None = None) -> ModelOutput:
+    def forward(
+        self, x: torch.Tensor, x_flow: torch.Tensor | None = None, time_ids: torch.Tensor | None = None
+    ) -> ModelOutput:
         B, T, C, H, W = x.shape
         if (self.history, self.channels, self.grid) != (T, C, (H, W)):
-            raise ValueError(f"STID built for (T={self.history}, C={self.channels}, grid={self.grid}), "
-                             f"got input (T={T}, C={C}, grid={(H, W)})")
+            raise ValueError(
+                f"STID built for (T={self.history}, C={self.channels}, grid={self.grid}), "
+                f"got input (T={T}, C={C}, grid={(H, W)})"
+            )
         if self.series == "cell_channel":  # (B, C*H*W, T): series index = c*H*W + y*W + x
             series = x.permute(0, 2, 3, 4, 1).reshape(B, self.num_series, T)
         else:  # (B, H*W, T*C): node index = y*W + x
             series = x.permute(0, 3, 4, 1, 2).reshape(B, self.num_series, T * C)
         if self.reads_clock and time_ids is None:
-            raise ValueError("STID with time identities (model.stid.time_identity / time_inputs) needs time_ids "
-                             "(B, history + horizon, 2); the training loop and evaluation pass them")
+            raise ValueError(
+                "STID with time identities (model.stid.time_identity / time_inputs) needs time_ids "
+                "(B, history + horizon, 2); the training loop and evaluation pass them"
+            )
         if self.time_inputs:  # (B, N, T, per + 2): each step's values, then its time in day and day in week
-            frac = torch.stack([time_ids[:, :T, 0].float() / self.steps_per_day,
-                                (time_ids[:, :T, 1] % 7).float() / 7.0], dim=-1).to(series.dtype)
+            frac = torch.stack(
+                [time_ids[:, :T, 0].float() / self.steps_per_day, (time_ids[:, :T, 1] % 7).float() / 7.0], dim=-1
+            ).to(series.dtype)
             steps = series.reshape(B, self.num_series, T, -1)
             frac = frac.unsqueeze(1).expand(-1, self.num_series, -1, -1)
             series = torch.cat([steps, frac], dim=-1).reshape(B, self.num_series, -1)
@@ -114,8 +135,9 @@ class STID(nn.Module):
         return ModelOutput(st=out.contiguous(), flow=None)
 
 
-def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int,
-               interval_minutes: int | None) -> nn.Module:
+def build_stid(
+    cfg: ModelConfig, grid: tuple[int, int], channels: int, history: int, horizon: int, interval_minutes: int | None
+) -> nn.Module:
     s = cfg.stid
     if s.series not in SERIES:
         raise ConfigError(f"model.stid.series: '{s.series}' is not one of {', '.join(SERIES)}")
@@ -125,9 +147,24 @@ def build_stid(cfg: ModelConfig, grid: tuple[int, int], channels: int, history: 
     if not 0.0 <= s.dropout < 1.0:
         raise ConfigError(f"model.stid.dropout: must be in [0, 1), got {s.dropout}")
     if (s.time_identity or s.time_inputs) and not interval_minutes:
-        raise ConfigError("model.stid.time_identity / time_inputs need the data interval (interval_minutes) to size the "
-                          "time-of-day table")
+        raise ConfigError(
+            "model.stid.time_identity / time_inputs need the data interval (interval_minutes) to size the "
+            "time-of-day table"
+        )
     per_day = steps_per_day(interval_minutes) if interval_minutes else 1  # the project's one clock
-    return STID(grid, channels, history, horizon, steps_per_day=per_day, input_dim=s.input_dim, node_dim=s.node_dim,
-                tod_dim=s.tod_dim, dow_dim=s.dow_dim, num_layers=s.num_layers, dropout=s.dropout, series=s.series,
-                time_identity=s.time_identity, time_inputs=s.time_inputs)
+    return STID(
+        grid,
+        channels,
+        history,
+        horizon,
+        steps_per_day=per_day,
+        input_dim=s.input_dim,
+        node_dim=s.node_dim,
+        tod_dim=s.tod_dim,
+        dow_dim=s.dow_dim,
+        num_layers=s.num_layers,
+        dropout=s.dropout,
+        series=s.series,
+        time_identity=s.time_identity,
+        time_inputs=s.time_inputs,
+    )

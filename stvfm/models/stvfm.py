@@ -12,6 +12,7 @@ Data path (B batch, T steps, N_s patches): x (B,T,C,H,W) -> tokens (B·T, N_s, D
 concatenated along the batch axis and the frozen VFM runs ONCE on (2·B·T, N_s, D_VFM); its output is split again,
 projected D_VFM -> D_T, coordinated by cross-prompts, decoded to (B, T_out, N_s, Ps²·C) and un-patchified.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,13 +65,25 @@ class BranchHead(nn.Module):
 
 
 class STVFM(nn.Module):
-    def __init__(self, cfg: ModelConfig, vfm: FrozenVFM, grid: tuple[int, int], channels: int, history: int = 6,
-                 horizon: int = 6, interval_minutes: int | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        vfm: FrozenVFM,
+        grid: tuple[int, int],
+        channels: int,
+        history: int = 6,
+        horizon: int = 6,
+        interval_minutes: int | None = None,
+    ):
         super().__init__()
         self.variant = cfg.variant
         self.spec = spec = VARIANT_SPECS[cfg.variant]
-        self.grid, self.channels, self.history, self.horizon = (int(grid[0]), int(grid[1])), int(channels), \
-            int(history), int(horizon)
+        self.grid, self.channels, self.history, self.horizon = (
+            (int(grid[0]), int(grid[1])),
+            int(channels),
+            int(history),
+            int(horizon),
+        )
         self.bf16 = bool(cfg.bf16)
         self.tokenizer = PatchTokenizer(self.grid, self.channels, cfg.patch_size)
         d_vfm, d_t = vfm.embed_dim, cfg.d_temporal
@@ -78,12 +91,21 @@ class STVFM(nn.Module):
         prompt_layers = 2 if cfg.prompt_layers is None else int(cfg.prompt_layers)
 
         def token_adapter() -> TemporalAwareTokenAdapter:
-            return TemporalAwareTokenAdapter(self.tokenizer, d_t, d_vfm, temporal_layers, cfg.heads, self.history,
-                                             cfg.dropout, simple=spec.simple_adaptation)
+            return TemporalAwareTokenAdapter(
+                self.tokenizer,
+                d_t,
+                d_vfm,
+                temporal_layers,
+                cfg.heads,
+                self.history,
+                cfg.dropout,
+                simple=spec.simple_adaptation,
+            )
 
         def decoder() -> nn.Module:
-            return TemporalDecoder(d_t, cfg.decoder_layers, cfg.heads, self.history, self.horizon,
-                                   self.tokenizer.patch_dim, cfg.dropout)
+            return TemporalDecoder(
+                d_t, cfg.decoder_layers, cfg.heads, self.history, self.horizon, self.tokenizer.patch_dim, cfg.dropout
+            )
 
         self.st_in = token_adapter()
         self.flow_in = token_adapter() if spec.flow_branch else None
@@ -98,20 +120,24 @@ class STVFM(nn.Module):
             self.st_dec = decoder()
         self.flow_head = BranchHead(d_vfm, d_t) if spec.flow_branch else None
         self.flow_dec = decoder() if spec.flow_branch else None
-        self.cross = (BilateralCrossPrompt(d_t, prompt_layers, cfg.heads, cfg.prompt_tokens, cfg.dropout)
-                      if spec.cross_prompt and prompt_layers > 0 else None)
+        self.cross = (
+            BilateralCrossPrompt(d_t, prompt_layers, cfg.heads, cfg.prompt_tokens, cfg.dropout)
+            if spec.cross_prompt and prompt_layers > 0
+            else None
+        )
         # beyond the paper: the clock (model.time_identity) and the output path (model.output)
         if cfg.time_identity and interval_minutes is None:
             raise ValueError("model.time_identity needs the data interval (interval_minutes)")
         self.time_in = TimeIdentity(interval_minutes, d_vfm) if cfg.time_identity else None
-        self.time_dec = (TimeIdentity(interval_minutes, d_t) if cfg.time_identity and not spec.mlp_decoder else None)
+        self.time_dec = TimeIdentity(interval_minutes, d_t) if cfg.time_identity and not spec.mlp_decoder else None
         identity = None
         if cfg.output == "identity":
             from stvfm.models.stid import build_stid
 
             identity = build_stid(cfg, self.grid, self.channels, self.history, self.horizon, interval_minutes)
-        self.output_path = OutputPath(cfg.output, self.grid, self.channels, self.history, self.horizon,
-                                      interval_minutes, identity)
+        self.output_path = OutputPath(
+            cfg.output, self.grid, self.channels, self.history, self.horizon, interval_minutes, identity
+        )
         self.needs_time_ids = self.time_in is not None or self.output_path.needs_time_ids
         if cfg.output in ("anchored", "identity"):  # start exactly at the anchor: the ST head's correction starts at 0
             head = self.st_dec.mlp[-1] if spec.mlp_decoder else self.st_dec.head
@@ -129,17 +155,20 @@ class STVFM(nn.Module):
     def _check(self, x: torch.Tensor, name: str) -> None:
         want = (self.history, self.channels, *self.grid)
         if x.dim() != 5 or tuple(x.shape[1:]) != want:
-            raise DataError(f"model input '{name}' has shape {tuple(x.shape)}; this model was built for "
-                            f"(B, T={want[0]}, C={want[1]}, H={want[2]}, W={want[3]}). Rebuild the model for the "
-                            f"dataset's grid/channels/history")
+            raise DataError(
+                f"model input '{name}' has shape {tuple(x.shape)}; this model was built for "
+                f"(B, T={want[0]}, C={want[1]}, H={want[2]}, W={want[3]}). Rebuild the model for the "
+                f"dataset's grid/channels/history"
+            )
 
     def _autocast(self, device: torch.device):
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
-    def forward(self, x: torch.Tensor, x_flow: torch.Tensor | None = None,
-                time_ids: torch.Tensor | None = None) -> ModelOutput:
+    def forward(
+        self, x: torch.Tensor, x_flow: torch.Tensor | None = None, time_ids: torch.Tensor | None = None
+    ) -> ModelOutput:
         """``time_ids``: int64 (B, history + horizon, 2) [slot of day, day of week] (stvfm.data.timefeatures)."""
         self._check(x, "x")
         if self.spec.flow_branch:

@@ -4,6 +4,7 @@ steps of each spatial location, shared across all N_s locations and run as one b
 The Transformer layers are pre-norm blocks calling SDPA (:mod:`stvfm.models.layers`); a learnable time embedding
 gives them the order of the steps.
 """
+
 from __future__ import annotations
 
 import torch

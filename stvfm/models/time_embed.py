@@ -5,6 +5,7 @@ Input: ``time_ids`` int64 (B, history + horizon, 2) = [slot of day, day of week 
 ``history`` rows to the input tokens of every step and all rows to its temporal decoder's sequence (so each future
 query knows its own clock). The table has ``steps_per_day(interval_minutes)`` rows, from the data's interval.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,10 +32,14 @@ class TimeIdentity(nn.Module):
 def check_time_ids(time_ids: torch.Tensor | None, batch: int, steps: int, who: str) -> torch.Tensor:
     """The ids a time-aware model was given, or a DataError that says what is missing."""
     if time_ids is None:
-        raise DataError(f"{who} needs the time identities of its input (model.time_identity / STID): time_ids "
-                        f"(B, {steps}, 2) [slot of day, day of week]; got None. Give the input's timestamps "
-                        f"(split meta start/interval_minutes, .npz start/freq_minutes, or --last-time)")
+        raise DataError(
+            f"{who} needs the time identities of its input (model.time_identity / STID): time_ids "
+            f"(B, {steps}, 2) [slot of day, day of week]; got None. Give the input's timestamps "
+            f"(split meta start/interval_minutes, .npz start/freq_minutes, or --last-time)"
+        )
     if tuple(time_ids.shape) != (batch, steps, 2):
-        raise DataError(f"{who}: time_ids has shape {tuple(time_ids.shape)}; expected ({batch}, {steps}, 2) "
-                        f"[slot of day, day of week] for every input and forecast step")
+        raise DataError(
+            f"{who}: time_ids has shape {tuple(time_ids.shape)}; expected ({batch}, {steps}, 2) "
+            f"[slot of day, day of week] for every input and forecast step"
+        )
     return time_ids

@@ -5,6 +5,7 @@ the frozen VFM consumes.
 ``simple=True`` is the "simple adaptation" of ablation #1: one linear map Ps²·C -> D_VFM (plus the positional
 embedding), no D_T space and no temporal Transformer.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,16 +28,26 @@ class TokenAdaptation(nn.Module):
 
 
 class TemporalAwareTokenAdapter(nn.Module):
-    def __init__(self, tokenizer: PatchTokenizer, d_temporal: int, d_vfm: int, temporal_layers: int, heads: int,
-                 steps: int, dropout: float = 0.0, simple: bool = False):
+    def __init__(
+        self,
+        tokenizer: PatchTokenizer,
+        d_temporal: int,
+        d_vfm: int,
+        temporal_layers: int,
+        heads: int,
+        steps: int,
+        dropout: float = 0.0,
+        simple: bool = False,
+    ):
         super().__init__()
         self.tokenizer = tokenizer
         if simple:
             self.encoder = None
             self.adapt = TokenAdaptation(tokenizer.patch_dim, d_vfm)
         else:
-            self.encoder = TemporalContextEncoder(tokenizer.patch_dim, d_temporal, temporal_layers, heads, steps,
-                                                  dropout)
+            self.encoder = TemporalContextEncoder(
+                tokenizer.patch_dim, d_temporal, temporal_layers, heads, steps, dropout
+            )
             self.adapt = TokenAdaptation(d_temporal, d_vfm)
         self.pos = LearnablePosEmbed(tokenizer.num_patches, d_vfm)
 

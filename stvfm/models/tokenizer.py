@@ -4,6 +4,7 @@ Grids that Ps does not divide are padded at the bottom/right by *replicating* th
 then sees plausible values rather than an artificial zero/mean step), and :meth:`PatchTokenizer.unpatchify` crops the
 padding away again, so outputs always have the input's H×W and padded cells never reach the loss.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,8 @@ def check_patch_size(grid: tuple[int, int], patch_size: int) -> None:
         raise ConfigError(
             f"model.patch_size={patch_size} cannot tile the {h}x{w} grid: a patch must be 1..min(H, W)={min(h, w)} "
             f"cells wide (larger patches would be mostly padding); set model.patch_size to 1..{min(h, w)} "
-            f"(the paper uses 2)")
+            f"(the paper uses 2)"
+        )
 
 
 class PatchTokenizer(nn.Module):

@@ -5,6 +5,7 @@
 sha256 during the download), the others as timm's ``model.safetensors`` from the Hugging Face hub. The result is a
 plain local file to put in ``model.weights``; training never downloads anything.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ def _offline() -> bool:
 def _fetch_url(url: str, target: Path, sha256: str | None) -> None:
     import pooch
 
-    pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None, fname=target.name, path=target.parent,
-                   progressbar=True)
+    pooch.retrieve(
+        url, known_hash=f"sha256:{sha256}" if sha256 else None, fname=target.name, path=target.parent, progressbar=True
+    )
 
 
 def _fetch_hf(repo_id: str, filename: str, target: Path) -> None:
@@ -40,20 +42,27 @@ def _fetch_hf(repo_id: str, filename: str, target: Path) -> None:
     hf_hub_download(repo_id, filename, local_dir=target.parent)
 
 
-def fetch_weights(backbone: str, cache_dir: str | Path | None = None, *,
-                  url_fetcher: Callable[[str, Path, str | None], None] = _fetch_url,
-                  hf_fetcher: Callable[[str, str, Path], None] = _fetch_hf) -> dict[str, Any]:
+def fetch_weights(
+    backbone: str,
+    cache_dir: str | Path | None = None,
+    *,
+    url_fetcher: Callable[[str, Path, str | None], None] = _fetch_url,
+    hf_fetcher: Callable[[str, str, Path], None] = _fetch_hf,
+) -> dict[str, Any]:
     """Download ``backbone``'s weights (if not already there) and verify them. Returns path, bytes, sha256."""
     spec: BackboneSpec = get_backbone_spec(backbone)
     if spec.fetch is None:
-        raise WeightsError(f"backbone '{backbone}' has no download source; put a weights file anywhere and set "
-                           f"model.weights to it")
+        raise WeightsError(
+            f"backbone '{backbone}' has no download source; put a weights file anywhere and set model.weights to it"
+        )
     target = fetch_target(spec, cache_dir)
     kind, loc, filename = spec.fetch
     if not target.is_file():
         if kind == "hf" and _offline():
-            raise DownloadError(f"cannot fetch {backbone} weights from the Hugging Face hub ({loc}) while "
-                                f"HF_HUB_OFFLINE=1 is set; unset it (and make sure the network is reachable)")
+            raise DownloadError(
+                f"cannot fetch {backbone} weights from the Hugging Face hub ({loc}) while "
+                f"HF_HUB_OFFLINE=1 is set; unset it (and make sure the network is reachable)"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         known = known_file_for(target, spec)
         try:
@@ -64,13 +73,20 @@ def fetch_weights(backbone: str, cache_dir: str | Path | None = None, *,
         except (WeightsError, DownloadError):
             raise
         except Exception as e:  # network/HTTP/hash errors from pooch or huggingface_hub
-            raise DownloadError(f"could not fetch {backbone} weights from {loc}: {type(e).__name__}: {str(e)[:300]}. "
-                                f"Download the file by hand and set model.weights to it") from e
+            raise DownloadError(
+                f"could not fetch {backbone} weights from {loc}: {type(e).__name__}: {str(e)[:300]}. "
+                f"Download the file by hand and set model.weights to it"
+            ) from e
         if not target.is_file():
             raise DownloadError(f"fetching {backbone} weights from {loc} produced no file at {target}")
     digest = verify_weights_file(target, spec, key=str(target))
-    return {"backbone": backbone, "path": str(target), "bytes": target.stat().st_size, "sha256": digest,
-            "known": known_file_for(target, spec) is not None}
+    return {
+        "backbone": backbone,
+        "path": str(target),
+        "bytes": target.stat().st_size,
+        "sha256": digest,
+        "known": known_file_for(target, spec) is not None,
+    }
 
 
 def verify_file(path: str | Path, backbone: str | None = None, load: bool = True) -> dict[str, Any]:
@@ -81,18 +97,23 @@ def verify_file(path: str | Path, backbone: str | None = None, load: bool = True
     spec = get_backbone_spec(backbone) if backbone else None
     digest = verify_weights_file(path, spec, key=str(path))
     known = known_file_for(path, spec)
-    out: dict[str, Any] = {"path": str(path), "bytes": Path(path).stat().st_size, "sha256": digest,
-                           "known_file": known.filename if known else None,
-                           "checksum": "matches the published file" if known else "not a known published file "
-                                                                                  "(not checked)"}
+    out: dict[str, Any] = {
+        "path": str(path),
+        "bytes": Path(path).stat().st_size,
+        "sha256": digest,
+        "known_file": known.filename if known else None,
+        "checksum": "matches the published file" if known else "not a known published file (not checked)",
+    }
     if load:
         from timm.models import load_state_dict
 
         try:
             sd = load_state_dict(str(path), weights_only=True)
         except Exception as e:
-            raise WeightsError(f"'{path}' does not load as a weights file (torch.load weights_only=True / "
-                               f"safetensors): {type(e).__name__}: {str(e)[:300]}") from e
+            raise WeightsError(
+                f"'{path}' does not load as a weights file (torch.load weights_only=True / "
+                f"safetensors): {type(e).__name__}: {str(e)[:300]}"
+            ) from e
         out["tensors"] = len(sd)
         out["parameters"] = int(sum(v.numel() for v in sd.values() if hasattr(v, "numel")))
     if spec is not None:

@@ -2,6 +2,7 @@
 
 Loaded through :mod:`importlib.resources`, so they work from an installed wheel too.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,18 @@ TABLES = {
     "appendix_table2_videomae": "appendix Table 2 (VideoMAE vs image VFMs; full main Table 4)",
     "appendix_table3_backbones": "appendix Table 3 (backbones DINO/CLIP/DEIT vs UniST)",
 }
-PAPER_DATASETS = ("crowd", "cellular", "tdrive", "bikenyc1", "bikenyc2", "taxinyc1", "taxinyc2", "trafficzz",
-                  "traffictj", "trafficsh")
+PAPER_DATASETS = (
+    "crowd",
+    "cellular",
+    "tdrive",
+    "bikenyc1",
+    "bikenyc2",
+    "taxinyc1",
+    "taxinyc2",
+    "trafficzz",
+    "traffictj",
+    "trafficsh",
+)
 
 
 def _num(v: str) -> float:

@@ -4,6 +4,7 @@ Reads (all optional except the split meta): ``data/split/<ds>/meta.json``, ``met
 ``metrics/<ds>/baselines.json`` + ``baselines_detail.json`` (baselines), ``metrics/<ds>/sweeps/*.json`` (sweeps, only
 the variants/backbones listed in ``params.sweeps``), ``models/<ds>/history.json`` / ``train.json`` (train).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,9 +32,13 @@ def data_span(meta: dict) -> dict[str, Any]:
     start = dt.datetime.fromisoformat(str(meta["start"]))
     step = dt.timedelta(minutes=int(meta["interval_minutes"]))
     end = start + step * (int(meta["T"]) - 1)
-    return {"start": start.isoformat(timespec="minutes"), "end": end.isoformat(timespec="minutes"),
-            "steps": int(meta["T"]), "interval_minutes": int(meta["interval_minutes"]),
-            "days": round(int(meta["T"]) * step.total_seconds() / 86400, 1)}
+    return {
+        "start": start.isoformat(timespec="minutes"),
+        "end": end.isoformat(timespec="minutes"),
+        "steps": int(meta["T"]),
+        "interval_minutes": int(meta["interval_minutes"]),
+        "days": round(int(meta["T"]) * step.total_seconds() / 86400, 1),
+    }
 
 
 def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
@@ -41,8 +46,12 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
     paths = dataset_paths(dataset, root, params.data.root)
     spec = get_spec(dataset, params.local_sources)
     if not paths.split_meta.is_file():
-        raise DataError(f"no split outputs to report on: run `dvc repro report@{dataset}` (or the data stages, "
-                        f"`stvfm data all {dataset}`) first", dataset=dataset, path=str(paths.split_meta))
+        raise DataError(
+            f"no split outputs to report on: run `dvc repro report@{dataset}` (or the data stages, "
+            f"`stvfm data all {dataset}`) first",
+            dataset=dataset,
+            path=str(paths.split_meta),
+        )
     meta = read_json(paths.split_meta)
     span = data_span(meta)
     rel: Relation = relation(spec, span, meta)
@@ -64,12 +73,21 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
     ours: dict[str, dict[str, Any]] = {}
     for m in ("persistence", "ha", "arima", "stid"):
         if m in baselines:
-            ours[m] = {"mae": baselines[m]["mae"], "rmse": baselines[m]["rmse"],
-                       "per_step": detail.get(m, {}).get("per_step"),
-                       "per_channel": detail.get(m, {}).get("per_channel"), **spread(baselines[m])}
+            ours[m] = {
+                "mae": baselines[m]["mae"],
+                "rmse": baselines[m]["rmse"],
+                "per_step": detail.get(m, {}).get("per_step"),
+                "per_channel": detail.get(m, {}).get("per_channel"),
+                **spread(baselines[m]),
+            }
     if test:
-        ours["full"] = {"mae": test["mae"], "rmse": test["rmse"], "per_step": test.get("per_step"),
-                        "per_channel": test.get("per_channel"), **spread(test)}
+        ours["full"] = {
+            "mae": test["mae"],
+            "rmse": test["rmse"],
+            "per_step": test.get("per_step"),
+            "per_channel": test.get("per_channel"),
+            **spread(test),
+        }
     rows = []
     for m, r in ours.items():
         p = paper.lookup("table2_main", compare, method=PAPER_METHOD[m]) if compare and PAPER_METHOD[m] else None
@@ -77,30 +95,69 @@ def collect(dataset: str, params: Params, root: str | Path = ".") -> dict[str, A
     variants = []
     for v, r in sweeps["variant"].items():
         p = paper.lookup("table3_ablation", compare, variant=v) if compare else None
-        variants.append({"key": v, "mae": r["mae"], "rmse": r["rmse"], "paper": p, "seconds": r.get("seconds"),
-                         "pretrained": r.get("pretrained_backbone"), "backbone": (r.get("model") or {}).get("backbone")})
+        variants.append(
+            {
+                "key": v,
+                "mae": r["mae"],
+                "rmse": r["rmse"],
+                "paper": p,
+                "seconds": r.get("seconds"),
+                "pretrained": r.get("pretrained_backbone"),
+                "backbone": (r.get("model") or {}).get("backbone"),
+            }
+        )
     backbones = []
     for b, r in sweeps["backbone"].items():
         p = paper.lookup("appendix_table3_backbones", compare, backbone=b) if compare else None
-        backbones.append({"key": b, "mae": r["mae"], "rmse": r["rmse"], "paper": p, "seconds": r.get("seconds"),
-                          "pretrained": r.get("pretrained_backbone"),
-                          "vfm_blocks": (r.get("model") or {}).get("vfm_blocks")})
+        backbones.append(
+            {
+                "key": b,
+                "mae": r["mae"],
+                "rmse": r["rmse"],
+                "paper": p,
+                "seconds": r.get("seconds"),
+                "pretrained": r.get("pretrained_backbone"),
+                "vfm_blocks": (r.get("model") or {}).get("vfm_blocks"),
+            }
+        )
     table2 = [r for r in paper.read_rows("table2_main") if r["dataset"] == paper_ds] if paper_ds else []
     backbone_name = (test or {}).get("backbone") or (train.get("model") or {}).get("backbone") or params.model.backbone
-    return {"dataset": dataset, "title": spec.title, "kind": spec.kind, "paper_dataset": paper_ds,
-            "paper_title": DATASETS[paper_ds].title if paper_ds else None, "level": rel.level,
-            "comparable": rel.comparable, "relation": rel.label, "comparability": rel.sentence, "differs": rel.differs,
-            "disagreements": rel.disagreements, "protocol": meta.get("protocol") or "ratio",
-            "span": span, "grid": meta.get("grid"), "channels": meta.get("channels"), "scale": 1e3 if meta.get("scale_1e3") else 1.0,
-            "n_windows": meta.get("n_windows"), "test": test, "rows": rows, "variants": variants, "backbones": backbones,
-            "table2": table2, "history": history, "stid_history": detail.get("stid", {}).get("history"),
-            "baseline_settings": {m: d.get("settings") for m, d in detail.items()},
-            "baseline_seconds": {m: d.get("seconds") for m, d in detail.items()},
-            "pretrained": (test or {}).get("pretrained_backbone"), "backbone": backbone_name,
-            "variant": (test or {}).get("variant"), "train": train,
-            "channel_names": meta.get("channel_names") or [],
-            "profile": (test or {}).get("profile") or train.get("profile"),
-            "training": training_profile(train, test), "verdict": train.get("verdict")}
+    return {
+        "dataset": dataset,
+        "title": spec.title,
+        "kind": spec.kind,
+        "paper_dataset": paper_ds,
+        "paper_title": DATASETS[paper_ds].title if paper_ds else None,
+        "level": rel.level,
+        "comparable": rel.comparable,
+        "relation": rel.label,
+        "comparability": rel.sentence,
+        "differs": rel.differs,
+        "disagreements": rel.disagreements,
+        "protocol": meta.get("protocol") or "ratio",
+        "span": span,
+        "grid": meta.get("grid"),
+        "channels": meta.get("channels"),
+        "scale": 1e3 if meta.get("scale_1e3") else 1.0,
+        "n_windows": meta.get("n_windows"),
+        "test": test,
+        "rows": rows,
+        "variants": variants,
+        "backbones": backbones,
+        "table2": table2,
+        "history": history,
+        "stid_history": detail.get("stid", {}).get("history"),
+        "baseline_settings": {m: d.get("settings") for m, d in detail.items()},
+        "baseline_seconds": {m: d.get("seconds") for m, d in detail.items()},
+        "pretrained": (test or {}).get("pretrained_backbone"),
+        "backbone": backbone_name,
+        "variant": (test or {}).get("variant"),
+        "train": train,
+        "channel_names": meta.get("channel_names") or [],
+        "profile": (test or {}).get("profile") or train.get("profile"),
+        "training": training_profile(train, test),
+        "verdict": train.get("verdict"),
+    }
 
 
 def spread(r: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Reads ``dvc exp show --json`` (the workspace, the Git baseline and its DVC exper
 this project declares — ``metrics/<ds>/stvfm.json`` (evaluate) and ``metrics/<ds>/baselines/<method>.json``
 (baselines) — so the comparison fits a terminal, unlike ``dvc exp show``'s one column per param and metric.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,13 +53,14 @@ def rows(doc: list[dict[str, Any]]) -> list[dict[str, Any]]:
         per_ds: dict[str, dict[str, dict]] = {}
         for path, m in (data.get("metrics") or {}).items():
             vals = (m or {}).get("data") or {}
-            if (hit := STVFM_RE.search(path)):
+            if hit := STVFM_RE.search(path):
                 per_ds.setdefault(hit["ds"], {})["ST-VFM"] = vals
-            elif (hit := BASELINE_RE.search(path)):
+            elif hit := BASELINE_RE.search(path):
                 per_ds.setdefault(hit["ds"], {})[LABEL.get(hit["m"], hit["m"])] = vals
         for ds in sorted(per_ds):
-            out.append({"experiment": name, "profile": params.get("profile", "default"), "dataset": ds,
-                        "scores": per_ds[ds]})
+            out.append(
+                {"experiment": name, "profile": params.get("profile", "default"), "dataset": ds, "scores": per_ds[ds]}
+            )
     return out
 
 
@@ -80,10 +82,19 @@ def render(items: list[dict[str, Any]]) -> str:
     head = ["experiment", "profile", "dataset", *methods]
     table = []
     for r in items:
-        best = min((m for m in methods if isinstance((r["scores"].get(m) or {}).get("mae"), (int, float))),
-                   key=lambda m: r["scores"][m]["mae"], default=None)
-        table.append([r["experiment"], r["profile"], r["dataset"],
-                      *(_cell(r["scores"].get(m)) + ("*" if m == best else "") for m in methods)])
+        best = min(
+            (m for m in methods if isinstance((r["scores"].get(m) or {}).get("mae"), (int, float))),
+            key=lambda m: r["scores"][m]["mae"],
+            default=None,
+        )
+        table.append(
+            [
+                r["experiment"],
+                r["profile"],
+                r["dataset"],
+                *(_cell(r["scores"].get(m)) + ("*" if m == best else "") for m in methods),
+            ]
+        )
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]

@@ -1,4 +1,5 @@
 """PNG figures of the report (matplotlib, Agg backend). Each function writes one file and returns its path."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,8 +70,15 @@ def learning_curves(histories: dict[str, list[dict]], out: Path, title: str) -> 
     return save_figure(fig, out, dpi=110)
 
 
-def forecast_maps(truth: np.ndarray, preds: dict[str, np.ndarray], out: Path, title: str, steps=(0, 5),
-                  channel: int = 0, channel_name: str = "") -> Path:
+def forecast_maps(
+    truth: np.ndarray,
+    preds: dict[str, np.ndarray],
+    out: Path,
+    title: str,
+    steps=(0, 5),
+    channel: int = 0,
+    channel_name: str = "",
+) -> Path:
     """Rows: forecast steps; columns: truth, each method, then each method's absolute error. Arrays (T, C, H, W) on
     the original scale. Every value map shares one colour scale (one colour bar), every error map a second one."""
     plt = pyplot()

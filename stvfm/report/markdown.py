@@ -5,6 +5,7 @@ Every number of ours comes from a stage output (see :mod:`stvfm.report.collect`)
 paper columns appear only where the data is the paper's file under the paper's protocol
 (:mod:`stvfm.report.relation`); otherwise the report says what differs and lists the paper's rows for reference.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,7 @@ def _fs(r: dict[str, Any], key: str) -> str:
     return _f(r[key]) + (f" ± {_f(std)}" if std is not None else "")
 
 
-def results_table(items: list[dict[str, Any]], first: str, paper_col: str | None,
-                  label_key: str = "label") -> str:
+def results_table(items: list[dict[str, Any]], first: str, paper_col: str | None, label_key: str = "label") -> str:
     """Our MAE / RMSE per row; with ``paper_col`` (comparable data only) the paper's beside them and the gaps."""
     head = [first, "ours MAE", "ours RMSE"]
     if paper_col:
@@ -62,7 +62,12 @@ def results_table(items: list[dict[str, Any]], first: str, paper_col: str | None
         row = [label, _fs(r, "mae"), _fs(r, "rmse")]
         if paper_col:
             p = r.get("paper") or {}
-            row += [_p(p.get("mae")), _p(p.get("rmse")), _g(gap(r["mae"], p.get("mae"))), _g(gap(r["rmse"], p.get("rmse")))]
+            row += [
+                _p(p.get("mae")),
+                _p(p.get("rmse")),
+                _g(gap(r["mae"], p.get("mae"))),
+                _g(gap(r["rmse"], p.get("rmse"))),
+            ]
         rows.append(row)
     return _table(head, rows)
 
@@ -72,10 +77,13 @@ def differs_table(d: dict[str, Any]) -> str | None:
     rows = d.get("differs") or []
     if not rows:
         return None
-    return _table(["", "ours", f"the paper's file ({d.get('paper_title') or ''})", "the paper's Table 1",
-                   "ours = the file"],
-                  [[r["facet"], str(r["ours"]), str(r["file"]), str(r["table1"]), "yes" if r["same"] else "**no**"]
-                   for r in rows])
+    return _table(
+        ["", "ours", f"the paper's file ({d.get('paper_title') or ''})", "the paper's Table 1", "ours = the file"],
+        [
+            [r["facet"], str(r["ours"]), str(r["file"]), str(r["table1"]), "yes" if r["same"] else "**no**"]
+            for r in rows
+        ],
+    )
 
 
 def verdict_line(d: dict[str, Any]) -> str | None:
@@ -91,11 +99,13 @@ def profile_line(d: dict[str, Any]) -> str | None:
         return None
     steps = t.get("steps_per_epoch")
     why = t.get("profile_reason")
-    return (f"**Training profile:** `{t.get('profile') or 'default'}` ({why or 'params.yaml `profile`'}) — "
-            f"{t.get('epochs')} epochs × {steps if steps is not None else '?'} optimizer steps × batch "
-            f"{t.get('batch_size')} (ran {t.get('epochs_run')}, best epoch {t.get('best_epoch')} of 1..{t.get('epochs_run')}), "
-            f"lr {t.get('lr')} ({t.get('scheduler')}), {t.get('workers')} worker(s); backbone `{t.get('backbone')}`, "
-            f"{t.get('vfm_blocks')} VFM blocks.")
+    return (
+        f"**Training profile:** `{t.get('profile') or 'default'}` ({why or 'params.yaml `profile`'}) — "
+        f"{t.get('epochs')} epochs × {steps if steps is not None else '?'} optimizer steps × batch "
+        f"{t.get('batch_size')} (ran {t.get('epochs_run')}, best epoch {t.get('best_epoch')} of 1..{t.get('epochs_run')}), "
+        f"lr {t.get('lr')} ({t.get('scheduler')}), {t.get('workers')} worker(s); backbone `{t.get('backbone')}`, "
+        f"{t.get('vfm_blocks')} VFM blocks."
+    )
 
 
 def per_channel_table(d: dict[str, Any]) -> str | None:
@@ -118,25 +128,35 @@ def backbone_line(d: dict[str, Any]) -> str:
     if d.get("test") is None:
         return "**Backbone:** no ST-VFM model evaluated yet (run the train and evaluate stages)."
     pre = d.get("pretrained")
-    state = ("PRETRAINED weights" if pre else "NOT pretrained (random-init backbone: no weights file given, "
-             "`model.allow_random_init: true`) — the frozen VFM carries no image prior, so this is not the paper's setting")
+    state = (
+        "PRETRAINED weights"
+        if pre
+        else "NOT pretrained (random-init backbone: no weights file given, "
+        "`model.allow_random_init: true`) — the frozen VFM carries no image prior, so this is not the paper's setting"
+    )
     return f"**Backbone:** `{d.get('backbone')}` — {state}."
 
 
 def span_line(d: dict[str, Any]) -> str:
     s = d["span"]
-    split = next((r["ours"] for r in d.get("differs") or [] if r["facet"] == "split"), None) or d.get("protocol", "ratio")
-    return (f"**Data used:** {s['start']} .. {s['end']} ({s['steps']} steps of {s['interval_minutes']} min, "
-            f"{s['days']} days; grid {d['grid'][0]}×{d['grid'][1]}, {d['channels']} channels; split: {split} → "
-            f"test windows: {(d.get('n_windows') or {}).get('test', '?')})."
-            + ("" if _banner(d) else f" Relation to the paper: {d['comparability']}"))
+    split = next((r["ours"] for r in d.get("differs") or [] if r["facet"] == "split"), None) or d.get(
+        "protocol", "ratio"
+    )
+    return (
+        f"**Data used:** {s['start']} .. {s['end']} ({s['steps']} steps of {s['interval_minutes']} min, "
+        f"{s['days']} days; grid {d['grid'][0]}×{d['grid'][1]}, {d['channels']} channels; split: {split} → "
+        f"test windows: {(d.get('n_windows') or {}).get('test', '?')})."
+        + ("" if _banner(d) else f" Relation to the paper: {d['comparability']}")
+    )
 
 
 def _banner(d: dict[str, Any]) -> str | None:
     """The line under the title when the data is not the paper's file under the paper's protocol."""
     if d["level"] == "synthetic":
-        return (f"> **SYNTHETIC DATA — NOT COMPARABLE.** {d['comparability']} The paper rows listed at the end are those "
-                f"of {d.get('paper_title')}, the dataset whose shape the synthetic city copies.")
+        return (
+            f"> **SYNTHETIC DATA — NOT COMPARABLE.** {d['comparability']} The paper rows listed at the end are those "
+            f"of {d.get('paper_title')}, the dataset whose shape the synthetic city copies."
+        )
     if not d.get("comparable") and d.get("paper_title"):
         return f"> **NOT THE PAPER'S DATA UNDER THE PAPER'S PROTOCOL — NO GAP IS COMPUTED.** {d['comparability']}"
     return None
@@ -159,10 +179,11 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
         return {}
     t0 = int(t0s[len(t0s) // 2])
     h, o = data.history, data.horizon
+
     def to_tchw(a: np.ndarray) -> np.ndarray:  # (T, H, W, C) -> (T, C, H, W)
         return np.moveaxis(a, -1, 1)
 
-    truth = to_tchw(data.series[t0 + h:t0 + h + o])
+    truth = to_tchw(data.series[t0 + h : t0 + h + o])
     preds: dict[str, np.ndarray] = {}
     best = paths.model_dir / "best.pt"
     if best.is_file():
@@ -187,8 +208,10 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
     drawable = [k for k in sorted(scored, key=scored.get) if k in MAP_BASELINES] or ["ha"]
     pick = drawable[0]
     if best_overall and best_overall != pick:
-        d["maps_note"] = (f"best baseline by test MAE is {LABEL.get(best_overall, best_overall)}, whose per-window "
-                          f"forecasts are not stored; the maps show the best of HA/persistence, {LABEL.get(pick, pick)}")
+        d["maps_note"] = (
+            f"best baseline by test MAE is {LABEL.get(best_overall, best_overall)}, whose per-window "
+            f"forecasts are not stored; the maps show the best of HA/persistence, {LABEL.get(pick, pick)}"
+        )
     if pick == "ha":
         ha = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range)
         preds[LABEL["ha"]] = to_tchw(ha.forecast(np.array([t0]), h, o)[0])
@@ -199,9 +222,14 @@ def _forecast_map(d: dict[str, Any], params: Params, root: Path, out_dir: Path) 
     out: dict[str, Path] = {}
     for c in range(truth.shape[1]):
         name = names[c] if c < len(names) else f"channel {c}"
-        out[name] = figures.forecast_maps(truth, preds, out_dir / f"forecast_maps_{c}.png",
-                                          f"{d['dataset']} test window, first target {when}", channel=c,
-                                          channel_name=name)
+        out[name] = figures.forecast_maps(
+            truth,
+            preds,
+            out_dir / f"forecast_maps_{c}.png",
+            f"{d['dataset']} test window, first target {when}",
+            channel=c,
+            channel_name=name,
+        )
     return out
 
 
@@ -209,64 +237,87 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
     ds, pt = d["dataset"], d.get("paper_title")
     paper_col = (f"paper ({pt})" if pt else "paper") if d.get("comparable") else None
     L = [f"# {TITLE}: {d['title']} (`{ds}`)", ""]
-    if (banner := _banner(d)):
+    if banner := _banner(d):
         L += [banner, ""]
     L += [f"- {span_line(d)}", f"- {backbone_line(d)}"]
-    if (pl := profile_line(d)):
+    if pl := profile_line(d):
         L.append(f"- {pl}")
-    if (vl := verdict_line(d)):
+    if vl := verdict_line(d):
         L.append(f"- {vl}")
     if d.get("test"):
         t = d["test"]
-        L.append(f"- **ST-VFM run:** variant `{t.get('variant')}`, backbone `{t.get('backbone')}`, best epoch "
-                 f"{t.get('best_epoch')}, {t.get('n_windows')} test windows; metrics on the original scale"
-                 + (" ×10³ (as the paper)" if d["scale"] != 1.0 else "") + ".")
-    if (dt := differs_table(d)):
+        L.append(
+            f"- **ST-VFM run:** variant `{t.get('variant')}`, backbone `{t.get('backbone')}`, best epoch "
+            f"{t.get('best_epoch')}, {t.get('n_windows')} test windows; metrics on the original scale"
+            + (" ×10³ (as the paper)" if d["scale"] != 1.0 else "")
+            + "."
+        )
+    if dt := differs_table(d):
         L += ["", f"## Our data against the paper's {pt}", "", dt]
     if d.get("disagreements") and d["level"] in ("comparable", "paper-file"):  # other data: the table above says it
         L += ["", "Where the paper's file and its Table 1 disagree (the file decides):", ""]
         L += [f"- {x}" for x in d["disagreements"]]
     if paper_col:
-        L += ["", "## Ours beside the paper (Table 2)", "",
-              "Gap = (ours − paper) / paper; positive = worse than the paper.", ""]
+        L += [
+            "",
+            "## Ours beside the paper (Table 2)",
+            "",
+            "Gap = (ours − paper) / paper; positive = worse than the paper.",
+            "",
+        ]
     else:
         L += ["", "## Our results (test split)", ""]
     if d["rows"]:
         L.append(results_table(d["rows"], "method", paper_col))
     else:
         L.append("_No results yet: run the baselines, train and evaluate stages._")
-    if (pc := per_channel_table(d)):
+    if pc := per_channel_table(d):
         L += ["", "Per channel (test split, original scale):", "", pc]
     if "bars" in figs:
         L += ["", f"![{'ours vs paper' if paper_col else 'ours'}]({figs['bars']})"]
     s = d.get("baseline_settings") or {}
     if s:
-        L += ["", "Baseline settings: "
-              + "; ".join(f"**{k}** " + ", ".join(f"{a}={b}" for a, b in (v or {}).items() if a != "overrides")
-                          for k, v in s.items()) + "."]
+        L += [
+            "",
+            "Baseline settings: "
+            + "; ".join(
+                f"**{k}** " + ", ".join(f"{a}={b}" for a, b in (v or {}).items() if a != "overrides")
+                for k, v in s.items()
+            )
+            + ".",
+        ]
     if d["table2"] and d["rows"] and paper_col:
         full = next((r for r in d["rows"] if r["key"] == "full"), None)
         if full:
             rank = 1 + sum(1 for r in d["table2"] if r["method"] != "ST-VFM" and r["mae"] < full["mae"])
-            L += ["", f"By MAE our ST-VFM would rank {rank} of {len(d['table2'])} among the paper's Table 2 rows for "
-                      f"{pt} (ours replacing the paper's ST-VFM row)."]
+            L += [
+                "",
+                f"By MAE our ST-VFM would rank {rank} of {len(d['table2'])} among the paper's Table 2 rows for "
+                f"{pt} (ours replacing the paper's ST-VFM row).",
+            ]
     L += ["", "## Variants (Table 3 ablation)", ""]
     if d["variants"]:
         L.append(results_table(d["variants"], "variant", paper_col, "key"))
         bb = {v.get("backbone") for v in d["variants"]}
         pre = {v.get("pretrained") for v in d["variants"]}
-        L += ["", f"Sweep profile (cheap CPU profile from `params.yaml sweeps:`): backbone {', '.join(map(str, bb))}, "
-                  f"pretrained: {', '.join('yes' if p else 'NO' for p in pre)}; see docs/report.md for the paper profile. "
-                  "The paper has Table 3 rows only for Crowd, Cellular, TDrive, BikeNYC and TaxiNYC."]
+        L += [
+            "",
+            f"Sweep profile (cheap CPU profile from `params.yaml sweeps:`): backbone {', '.join(map(str, bb))}, "
+            f"pretrained: {', '.join('yes' if p else 'NO' for p in pre)}; see docs/report.md for the paper profile. "
+            "The paper has Table 3 rows only for Crowd, Cellular, TDrive, BikeNYC and TaxiNYC.",
+        ]
     else:
         L.append("_No variant sweep results (stage `sweep_variant`)._")
     L += ["", "## Backbones (appendix Table 3)", ""]
     if d["backbones"]:
         L.append(results_table(d["backbones"], "backbone", paper_col, "key"))
         pre = {b.get("pretrained") for b in d["backbones"]}
-        L += ["", f"Backbones pretrained: {', '.join('yes' if p else 'NO (random init)' for p in pre)}; VFM blocks used: "
-                  f"{', '.join(str(b.get('vfm_blocks')) for b in d['backbones'])}. With random init and a few batches "
-                  "these numbers test the plumbing of each backbone, not the paper's claim."]
+        L += [
+            "",
+            f"Backbones pretrained: {', '.join('yes' if p else 'NO (random init)' for p in pre)}; VFM blocks used: "
+            f"{', '.join(str(b.get('vfm_blocks')) for b in d['backbones'])}. With random init and a few batches "
+            "these numbers test the plumbing of each backbone, not the paper's claim.",
+        ]
     else:
         L.append("_No backbone sweep results (stage `sweep_backbone`)._")
     L += ["", "## Figures", ""]
@@ -275,21 +326,45 @@ def render_dataset(d: dict[str, Any], figs: dict[str, str]) -> str:
             L += [f"**{cap}**", "", f"![{cap}]({figs[key]})", ""]
     for key in sorted(k for k in figs if k.startswith("maps")):
         cap = "Forecast maps (one test window" + (f", {key.split(':', 1)[1]}" if ":" in key else "") + ")"
-        L += [f"**{cap}** — truth, ST-VFM and the best baseline on one colour scale; absolute-error maps on a "
-              "second shared scale" + (f" ({d['maps_note']})" if d.get("maps_note") else "") + ".", "",
-              f"![{cap}]({figs[key]})", ""]
+        L += [
+            f"**{cap}** — truth, ST-VFM and the best baseline on one colour scale; absolute-error maps on a "
+            "second shared scale" + (f" ({d['maps_note']})" if d.get("maps_note") else "") + ".",
+            "",
+            f"![{cap}]({figs[key]})",
+            "",
+        ]
     if d.get("eval_plots"):
-        L += ["**Evaluate-stage plots** (`metrics/" + ds + "/plots/`): "
-              + ", ".join(f"[{p}](../metrics/{ds}/plots/{p})" for p in d["eval_plots"]), ""]
+        L += [
+            "**Evaluate-stage plots** (`metrics/"
+            + ds
+            + "/plots/`): "
+            + ", ".join(f"[{p}](../metrics/{ds}/plots/{p})" for p in d["eval_plots"]),
+            "",
+        ]
     if d["table2"]:
-        ref = "" if paper_col else (" — for reference only, not comparable with our numbers (differs: "
-                                    + ", ".join(r["facet"] for r in d.get("differs") or [] if not r["same"]) + ")")
-        L += ["## The paper's Table 2 for " + str(pt) + ref, "",
-              _table(["method", "MAE", "RMSE"], [[r["method"], _p(r["mae"]), _p(r["rmse"])] for r in d["table2"]]), "",
-              "Transcribed as printed (stvfm/paper/README.md lists the source's oddities, e.g. the MAU row for "
-              "TDrive/BikeNYC).", ""]
-    L += ["_Generated by `python -m pipelines.report " + ds + "` from the DVC stage outputs; paper numbers from "
-          "`stvfm/paper/*.csv`._", ""]
+        ref = (
+            ""
+            if paper_col
+            else (
+                " — for reference only, not comparable with our numbers (differs: "
+                + ", ".join(r["facet"] for r in d.get("differs") or [] if not r["same"])
+                + ")"
+            )
+        )
+        L += [
+            "## The paper's Table 2 for " + str(pt) + ref,
+            "",
+            _table(["method", "MAE", "RMSE"], [[r["method"], _p(r["mae"]), _p(r["rmse"])] for r in d["table2"]]),
+            "",
+            "Transcribed as printed (stvfm/paper/README.md lists the source's oddities, e.g. the MAU row for "
+            "TDrive/BikeNYC).",
+            "",
+        ]
+    L += [
+        "_Generated by `python -m pipelines.report " + ds + "` from the DVC stage outputs; paper numbers from "
+        "`stvfm/paper/*.csv`._",
+        "",
+    ]
     return "\n".join(L)
 
 
@@ -305,8 +380,12 @@ def build_report(dataset: str, params: Params, root: str | Path = ".", *, maps: 
         rel = f"figures/{dataset}"
         if d["rows"]:
             if d.get("comparable"):
-                figures.bars_vs_paper(d["rows"], tmp / "bars.png", f"{dataset}: ours vs paper ({d.get('paper_title')})",
-                                      f"paper {d.get('paper_title') or ''}")
+                figures.bars_vs_paper(
+                    d["rows"],
+                    tmp / "bars.png",
+                    f"{dataset}: ours vs paper ({d.get('paper_title')})",
+                    f"paper {d.get('paper_title') or ''}",
+                )
             else:
                 figures.bars_vs_paper(d["rows"], tmp / "bars.png", f"{dataset}: test MAE / RMSE", None)
             figs["bars"] = f"{rel}/bars.png"
@@ -330,27 +409,59 @@ def build_report(dataset: str, params: Params, root: str | Path = ".", *, maps: 
 
 
 def render_summary(items: list[dict[str, Any]]) -> str:
-    L = [f"# {TITLE}: summary", "",
-         "One row per dataset run. Ours = this project's DVC stage outputs; paper = Table 2 of the paper for the matching "
-         "dataset. Gap = (ours − paper) / paper on MAE, computed only where the data is the paper's file under the "
-         "paper's protocol; **relation** says what the data is.", ""]
+    L = [
+        f"# {TITLE}: summary",
+        "",
+        "One row per dataset run. Ours = this project's DVC stage outputs; paper = Table 2 of the paper for the matching "
+        "dataset. Gap = (ours − paper) / paper on MAE, computed only where the data is the paper's file under the "
+        "paper's protocol; **relation** says what the data is.",
+        "",
+    ]
     rows = []
     for d in items:
         r = {x["key"]: x for x in d["rows"]}
         full = r.get("full")
         pf = (full or {}).get("paper") or {}
         rel = d["relation"]
+
         def cell(k: str, r: dict = r) -> str:
             return f"{_f(r[k]['mae'])} / {_f(r[k]['rmse'])}" if k in r else "–"
 
-        rows.append([f"[{d['dataset']}]({d['dataset']}.md)", d.get("paper_title") or "–", rel,
-                     f"{d['span']['start'][:10]}..{d['span']['end'][:10]} ({d['span']['days']} d)",
-                     "yes" if d.get("pretrained") else ("NO" if d.get("test") else "–"),
-                     cell("persistence"), cell("ha"), cell("arima"), cell("stid"), cell("full"),
-                     f"{_p(pf.get('mae'))} / {_p(pf.get('rmse'))}" if pf else "–",
-                     _g(gap(full["mae"], pf.get("mae"))) if full and pf else "–"])
-    L.append(_table(["dataset", "paper dataset", "relation", "data span", "pretrained VFM", "Persistence MAE/RMSE",
-                     "HA", "ARIMA", "STID", "ST-VFM full", "paper ST-VFM", "gap MAE"], rows))
+        rows.append(
+            [
+                f"[{d['dataset']}]({d['dataset']}.md)",
+                d.get("paper_title") or "–",
+                rel,
+                f"{d['span']['start'][:10]}..{d['span']['end'][:10]} ({d['span']['days']} d)",
+                "yes" if d.get("pretrained") else ("NO" if d.get("test") else "–"),
+                cell("persistence"),
+                cell("ha"),
+                cell("arima"),
+                cell("stid"),
+                cell("full"),
+                f"{_p(pf.get('mae'))} / {_p(pf.get('rmse'))}" if pf else "–",
+                _g(gap(full["mae"], pf.get("mae"))) if full and pf else "–",
+            ]
+        )
+    L.append(
+        _table(
+            [
+                "dataset",
+                "paper dataset",
+                "relation",
+                "data span",
+                "pretrained VFM",
+                "Persistence MAE/RMSE",
+                "HA",
+                "ARIMA",
+                "STID",
+                "ST-VFM full",
+                "paper ST-VFM",
+                "gap MAE",
+            ],
+            rows,
+        )
+    )
     L += ["", "Variant and backbone sweeps, learning curves and forecast maps are in each dataset's report.", ""]
     return "\n".join(L)
 

@@ -13,6 +13,7 @@ What the run's data is comes from the split stage's ``meta.json`` (``source``, `
 twice: what its published file holds (the dataset table, :mod:`stvfm.datasets.registry`) and what its Table 1 says
 (``meta['table1']`` or the table's ``paper`` row); "same" compares ours with the file.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -118,23 +119,47 @@ def facets(spec, meta: Mapping[str, Any], span: Mapping[str, Any], paper_ds: str
     t1_span = t1.get("span")
     ours_grid = list(meta.get("grid") or [])
     rows = [
-        ("source", _source_text(kind, spec, meta), f"UniST's {', '.join(s.filename for s in f.sources)}", "–",
-         kind == "paper-file"),
-        ("interval", f"{span['interval_minutes']} min", f"{f.interval_minutes} min",
-         _v(t1.get("interval_minutes"), "{} min"), int(span["interval_minutes"]) == f.interval_minutes),
-        ("channels", _v(meta.get("channels")), str(f.channels), _v(t1.get("channels")),
-         meta.get("channels") is not None and int(meta["channels"]) == f.channels),
+        (
+            "source",
+            _source_text(kind, spec, meta),
+            f"UniST's {', '.join(s.filename for s in f.sources)}",
+            "–",
+            kind == "paper-file",
+        ),
+        (
+            "interval",
+            f"{span['interval_minutes']} min",
+            f"{f.interval_minutes} min",
+            _v(t1.get("interval_minutes"), "{} min"),
+            int(span["interval_minutes"]) == f.interval_minutes,
+        ),
+        (
+            "channels",
+            _v(meta.get("channels")),
+            str(f.channels),
+            _v(t1.get("channels")),
+            meta.get("channels") is not None and int(meta["channels"]) == f.channels,
+        ),
         ("grid", grid(ours_grid), grid(f.grid), grid(t1.get("grid")), ours_grid == list(f.grid)),
-        ("span", f"{span['start'][:10]}..{span['end'][:10]} ({span['days']} days)",
-         f"{f.span[0]}..{f.span[1]} ({_days(*f.span)} days)",
-         f"{t1_span[0]}..{t1_span[1]}" if t1_span else "–",
-         span["start"][:10] == f.span[0] and span["end"][:10] == f.span[1]),
-        ("split", _split_text(meta), "UniST's published train/val/test windows", "70/15/15 (§4.1), UniST's protocol",
-         protocol(meta) == PAPER_PROTOCOL),
+        (
+            "span",
+            f"{span['start'][:10]}..{span['end'][:10]} ({span['days']} days)",
+            f"{f.span[0]}..{f.span[1]} ({_days(*f.span)} days)",
+            f"{t1_span[0]}..{t1_span[1]}" if t1_span else "–",
+            span["start"][:10] == f.span[0] and span["end"][:10] == f.span[1],
+        ),
+        (
+            "split",
+            _split_text(meta),
+            "UniST's published train/val/test windows",
+            "70/15/15 (§4.1), UniST's protocol",
+            protocol(meta) == PAPER_PROTOCOL,
+        ),
     ]
     if kind == "paper-file":  # the data is the paper's file itself: its interval/channels/grid/span are the file's
-        rows = [(k, o, fi, t, True if k in ("interval", "channels", "grid", "span") else same)
-                for k, o, fi, t, same in rows]
+        rows = [
+            (k, o, fi, t, True if k in ("interval", "channels", "grid", "span") else same) for k, o, fi, t, same in rows
+        ]
     return [{"facet": k, "ours": o, "file": fi, "table1": t, "same": bool(same)} for k, o, fi, t, same in rows]
 
 
@@ -147,26 +172,43 @@ def relation(spec, span: Mapping[str, Any], meta: Mapping[str, Any] | None = Non
     if kind == "paper-file" and spec.name not in DATASETS:  # e.g. a local_sources entry that names a paper file
         paper_ds = spec.like
     if not paper_ds or paper_ds not in DATASETS:
-        return Relation("none", None, "a local dataset with no paper counterpart (set `like:` in local_sources to "
-                                      "name one); no paper numbers are shown.", [], dis)
+        return Relation(
+            "none",
+            None,
+            "a local dataset with no paper counterpart (set `like:` in local_sources to "
+            "name one); no paper numbers are shown.",
+            [],
+            dis,
+        )
     title = DATASETS[paper_ds].title
     rows = facets(spec, meta, span, paper_ds, kind)
     differ = [r for r in rows if not r["same"]]
     if kind == "paper-file" and not differ:
         note = f" The file disagrees with Table 1: {'; '.join(dis)}." if dis else ""
-        return Relation("comparable", paper_ds, f"the paper's {title} file under the paper's protocol (UniST's "
-                                                f"published split): the gaps to the paper's rows are meaningful.{note}",
-                        rows, dis)
+        return Relation(
+            "comparable",
+            paper_ds,
+            f"the paper's {title} file under the paper's protocol (UniST's "
+            f"published split): the gaps to the paper's rows are meaningful.{note}",
+            rows,
+            dis,
+        )
     what = ", ".join(r["facet"] for r in differ)
     if kind == "synthetic":
-        s = (f"SYNTHETIC data (a generated city shaped like {title}); the paper's numbers are listed for reference "
-             f"only and are NOT comparable (differs: {what}).")
+        s = (
+            f"SYNTHETIC data (a generated city shaped like {title}); the paper's numbers are listed for reference "
+            f"only and are NOT comparable (differs: {what})."
+        )
     elif kind == "paper-file":
-        s = (f"the paper's {title} file, but not under the paper's protocol (ours: {_split_text(meta)}; the paper: "
-             "UniST's published windows, `data.split: published`); the paper's numbers are listed for reference, "
-             "no gap is computed.")
+        s = (
+            f"the paper's {title} file, but not under the paper's protocol (ours: {_split_text(meta)}; the paper: "
+            "UniST's published windows, `data.split: published`); the paper's numbers are listed for reference, "
+            "no gap is computed."
+        )
     else:
         origin = "raw trip records gridded by this project" if kind == "trips" else "a local file"
-        s = (f"NOT the paper's data: {origin}, in the layout of {title} (differs: {what}); the paper's numbers are "
-             "listed for reference, no gap is computed.")
+        s = (
+            f"NOT the paper's data: {origin}, in the layout of {title} (differs: {what}); the paper's numbers are "
+            "listed for reference, no gap is computed."
+        )
     return Relation(kind, paper_ds, s, rows, dis)

@@ -16,6 +16,7 @@ Output: an xarray Dataset in Zarr, variable ``forecast`` (origin_time, step, y, 
 ``origin_time`` is the time of each window's last input step, ``step`` 1..horizon, ``valid_time`` (origin_time,
 step) the time each value forecasts; attributes name the dataset, split, model source and model version.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,8 +72,10 @@ def model_source(params: Params, dataset: str, root: Path, model: str | None) ->
     if model is None:
         folder = paths.model_version_dir
         if not is_local_version(folder):
-            raise DataError(f"no model version in models/{dataset}/version (run the train stage first: "
-                            f"`dvc repro train@{dataset}` or `stvfm train {dataset}`), or give --model")
+            raise DataError(
+                f"no model version in models/{dataset}/version (run the train stage first: "
+                f"`dvc repro train@{dataset}` or `stvfm train {dataset}`), or give --model"
+            )
         config, weights = _verified(folder, str(folder))
         tj = paths.model_dir / "train.json"
         reg = (read_json(tj).get("model") or {}) if tj.is_file() else {}
@@ -105,8 +108,9 @@ def split_windows(paths, split: str, history: int) -> SplitWindows:
 
     for p in (paths.split_meta, paths.windows, paths.grid_zarr):
         if not p.exists():
-            raise DataError(f"missing split-stage output; run `dvc repro split@{paths.name}`", dataset=paths.name,
-                            path=str(p))
+            raise DataError(
+                f"missing split-stage output; run `dvc repro split@{paths.name}`", dataset=paths.name, path=str(p)
+            )
     meta = read_json(paths.split_meta)
     lo, hi = (int(v) for v in meta["bounds"][split])
     t0 = pd.read_parquet(paths.windows, filters=[("split", "==", split)])["t0"].to_numpy(np.int64)
@@ -117,8 +121,11 @@ def split_windows(paths, split: str, history: int) -> SplitWindows:
         ds = xr.open_zarr(paths.grid_zarr, consolidated=False)
         series = ds["flow"].isel(time=slice(base, hi)).transpose("time", "y", "x", "channel").values
     except Exception as e:
-        raise DataError(f"cannot read the grid store ({str(e).splitlines()[0][:200] if str(e) else e!r}); "
-                        f"rerun `dvc repro grid@{paths.name}`", path=str(paths.grid_zarr)) from None
+        raise DataError(
+            f"cannot read the grid store ({str(e).splitlines()[0][:200] if str(e) else e!r}); "
+            f"rerun `dvc repro grid@{paths.name}`",
+            path=str(paths.grid_zarr),
+        ) from None
     series = np.ascontiguousarray(series, dtype=np.float32)
     starts = t0 - 1 - base
     if (starts < 0).any():  # a window at the very start of the series has no step before it: its flow starts at 0
@@ -127,8 +134,14 @@ def split_windows(paths, split: str, history: int) -> SplitWindows:
     start = np.datetime64(meta["start"], "s")
     step = np.timedelta64(int(meta["interval_minutes"]), "m")
     origin = start + (t0 + history - 1) * step
-    return SplitWindows(series, starts, origin.astype("datetime64[s]"), base,
-                        [str(c) for c in meta.get("channel_names") or []], int(meta["interval_minutes"]))
+    return SplitWindows(
+        series,
+        starts,
+        origin.astype("datetime64[s]"),
+        base,
+        [str(c) for c in meta.get("channel_names") or []],
+        int(meta["interval_minutes"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the scorer
@@ -136,8 +149,16 @@ class WindowScorer:
     """Ray Data callable class: one model per actor. ``__call__({"data": window numbers}) -> {"window",
     "forecast" (B, horizon, H, W, C)}``."""
 
-    def __init__(self, config: dict[str, Any], weights: Any, series: Any, starts: Any, origin_s: Any,
-                 torch_threads: int = 1, device: str = "cpu"):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        weights: Any,
+        series: Any,
+        starts: Any,
+        origin_s: Any,
+        torch_threads: int = 1,
+        device: str = "cpu",
+    ):
         import torch
         from safetensors.torch import load
 
@@ -165,8 +186,13 @@ class WindowScorer:
         x = self.series[idx]  # (B, L, H, W, C)
         y = self.f.predict(x, self.origin_s[w], check=False)
         n = len(w)
-        return {"window": w, "forecast": y, "t_ready": np.full(n, self.t_ready), "t_start": np.full(n, t_start),
-                "t_done": np.full(n, time.time())}
+        return {
+            "window": w,
+            "forecast": y,
+            "t_ready": np.full(n, self.t_ready),
+            "t_start": np.full(n, t_start),
+            "t_done": np.full(n, time.time()),
+        }
 
 
 def _batches(n: int, batch_size: int) -> list[np.ndarray]:
@@ -190,8 +216,16 @@ def ensure_ray(num_cpus: int | None = None) -> float:
     return time.perf_counter() - t
 
 
-def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurrency: int, num_cpus: float,
-              num_gpus: float, timings: dict[str, float] | None = None) -> np.ndarray:
+def score_ray(
+    scorer_args: dict[str, Any],
+    n: int,
+    batch_size: int,
+    *,
+    concurrency: int,
+    num_cpus: float,
+    num_gpus: float,
+    timings: dict[str, float] | None = None,
+) -> np.ndarray:
     """Ray Data: a dataset of window numbers (one block per batch, so batches are the plain loop's), map_batches
     with :class:`WindowScorer` on ``concurrency`` actors; results in window order."""
     import ray
@@ -207,8 +241,15 @@ def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurren
     n_batches = len(batches)
     ds = ray.data.from_numpy(batches)
     pool = ray.data.ActorPoolStrategy(size=max(1, min(int(concurrency), n_batches)))
-    out = ds.map_batches(WindowScorer, fn_constructor_kwargs=args, batch_size=batch_size, batch_format="numpy",
-                         compute=pool, num_cpus=num_cpus, num_gpus=num_gpus or None)
+    out = ds.map_batches(
+        WindowScorer,
+        fn_constructor_kwargs=args,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=pool,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus or None,
+    )
     wins, ys, ready, done, busy = [], [], [], [], 0.0
     for b in out.iter_batches(batch_size=None, batch_format="numpy"):
         wins.append(b["window"])
@@ -217,8 +258,9 @@ def score_ray(scorer_args: dict[str, Any], n: int, batch_size: int, *, concurren
         done.append(b["t_done"].max())
         busy += float(np.sum(np.unique(np.stack([b["t_start"], b["t_done"]], 1), axis=0) @ np.array([-1.0, 1.0])))
     if timings is not None:  # wall clock: first actor ready -> last batch scored; busy: seconds inside the model calls
-        timings.update(first_ready=float(min(ready)), last_done=float(max(done)), busy=busy,
-                       last_ready=float(max(ready)))
+        timings.update(
+            first_ready=float(min(ready)), last_done=float(max(done)), busy=busy, last_ready=float(max(ready))
+        )
     w = np.concatenate(wins)
     y = np.concatenate(ys)
     if not np.array_equal(np.sort(w), np.arange(n)):
@@ -235,12 +277,18 @@ def write_forecasts(path: Path, y: np.ndarray, win: SplitWindows, attrs: dict[st
     origin = win.origin.astype("datetime64[ns]")
     valid = origin[:, None] + steps[None, :] * np.timedelta64(win.interval_minutes, "m")
     names = win.channel_names if len(win.channel_names) == y.shape[-1] else [f"ch{i}" for i in range(y.shape[-1])]
-    ds = xr.Dataset({"forecast": (("origin_time", "step", "y", "x", "channel"), y.astype(np.float32))},
-                    coords={"origin_time": origin, "step": steps, "channel": np.array(names, dtype=object),
-                            "valid_time": (("origin_time", "step"), valid.astype("datetime64[ns]"))},
-                    attrs={k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in attrs.items()})
+    ds = xr.Dataset(
+        {"forecast": (("origin_time", "step", "y", "x", "channel"), y.astype(np.float32))},
+        coords={
+            "origin_time": origin,
+            "step": steps,
+            "channel": np.array(names, dtype=object),
+            "valid_time": (("origin_time", "step"), valid.astype("datetime64[ns]")),
+        },
+        attrs={k: (v if isinstance(v, (str, int, float, bool)) else str(v)) for k, v in attrs.items()},
+    )
     per_origin = max(1, int(np.prod(y.shape[1:])) * 4)
-    chunk = max(1, min(n, int(chunk_mb * 2 ** 20 // per_origin)))
+    chunk = max(1, min(n, int(chunk_mb * 2**20 // per_origin)))
     enc = {"forecast": {"chunks": (chunk, *y.shape[1:])}}
     with atomic_path(path) as tmp:
         from stvfm.data.store import write_store
@@ -249,9 +297,16 @@ def write_forecasts(path: Path, y: np.ndarray, win: SplitWindows, attrs: dict[st
     return path
 
 
-def run_forecast(params: Params, dataset: str, root: str | Path = ".", *, split: str | None = None,
-                 model: str | None = None, use_ray: bool | None = None, out: str | Path | None = None
-                 ) -> dict[str, Any]:
+def run_forecast(
+    params: Params,
+    dataset: str,
+    root: str | Path = ".",
+    *,
+    split: str | None = None,
+    model: str | None = None,
+    use_ray: bool | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
     check_dataset_name(dataset)  # it becomes a path
     target = Path(out) if out else Path(root).resolve() / FORECAST_DIR / f"{dataset}.zarr"
     with target_lock(target, f"the forecasts of '{dataset}'"):
@@ -259,8 +314,16 @@ def run_forecast(params: Params, dataset: str, root: str | Path = ".", *, split:
         return _run_forecast(params, dataset, root, target, split=split, model=model, use_ray=use_ray)
 
 
-def _run_forecast(params: Params, dataset: str, root: str | Path, target: Path, *, split: str | None,
-                  model: str | None, use_ray: bool | None) -> dict[str, Any]:
+def _run_forecast(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    target: Path,
+    *,
+    split: str | None,
+    model: str | None,
+    use_ray: bool | None,
+) -> dict[str, Any]:
     t_all = time.perf_counter()
     root = Path(root).resolve()
     fc = params.forecast
@@ -276,31 +339,56 @@ def _run_forecast(params: Params, dataset: str, root: str | Path, target: Path, 
     got = (list(meta["grid"]), int(meta["channels"]), int(meta["interval_minutes"]))
     want = (list(cfg["grid"]), int(cfg["channels"]), int(cfg["interval_minutes"]))
     if got != want:
-        raise DataError(f"the model ({src.source}) was trained for grid {want[0]}, {want[1]} channel(s), "
-                        f"{want[2]}-minute steps; the {split} split has {got[0]}, {got[1]}, {got[2]}",
-                        dataset=dataset)
+        raise DataError(
+            f"the model ({src.source}) was trained for grid {want[0]}, {want[1]} channel(s), "
+            f"{want[2]}-minute steps; the {split} split has {got[0]}, {got[1]}, {got[2]}",
+            dataset=dataset,
+        )
     n = len(win.starts)
     origin_s = win.origin.astype("datetime64[s]").astype(np.int64)
     device = "cuda" if fc.num_gpus > 0 else "cpu"
-    args = dict(config=cfg, weights=src.weights, series=win.series, starts=win.starts, origin_s=origin_s,
-                torch_threads=fc.torch_threads, device=device)
+    args = dict(
+        config=cfg,
+        weights=src.weights,
+        series=win.series,
+        starts=win.starts,
+        origin_s=origin_s,
+        torch_threads=fc.torch_threads,
+        device=device,
+    )
     t = time.perf_counter()
     ray_init_s = 0.0
     if use_ray:
         ray_init_s = ensure_ray()
         t = time.perf_counter()
-        y = score_ray(args, n, fc.batch_size, concurrency=fc.concurrency, num_cpus=fc.num_cpus,
-                      num_gpus=fc.num_gpus)
+        y = score_ray(args, n, fc.batch_size, concurrency=fc.concurrency, num_cpus=fc.num_cpus, num_gpus=fc.num_gpus)
     else:
         y = score_plain(args, n, fc.batch_size)
     score_s = time.perf_counter() - t
-    attrs = {"dataset": dataset, "split": split, "model": src.source, "model_version": src.version,
-             "history": int(cfg["history"]), "horizon": int(cfg["horizon"]),
-             "interval_minutes": int(cfg["interval_minutes"]), "time_identity": bool(cfg.get("time_identity")),
-             "scale": "original", "origin_time": "time of each window's last input step",
-             "engine": "ray-data" if use_ray else "plain"}
+    attrs = {
+        "dataset": dataset,
+        "split": split,
+        "model": src.source,
+        "model_version": src.version,
+        "history": int(cfg["history"]),
+        "horizon": int(cfg["horizon"]),
+        "interval_minutes": int(cfg["interval_minutes"]),
+        "time_identity": bool(cfg.get("time_identity")),
+        "scale": "original",
+        "origin_time": "time of each window's last input step",
+        "engine": "ray-data" if use_ray else "plain",
+    }
     write_forecasts(target, y, win, attrs, params.data.chunk_mb)
-    return {"dataset": dataset, "split": split, "windows": n, "out": str(target), "model": src.source,
-            "model_version": src.version, "engine": attrs["engine"], "ray_init_s": round(ray_init_s, 2),
-            "score_s": round(score_s, 2), "windows_per_s": round(n / score_s, 1) if score_s > 0 else None,
-            "seconds": round(time.perf_counter() - t_all, 2)}
+    return {
+        "dataset": dataset,
+        "split": split,
+        "windows": n,
+        "out": str(target),
+        "model": src.source,
+        "model_version": src.version,
+        "engine": attrs["engine"],
+        "ray_init_s": round(ray_init_s, 2),
+        "score_s": round(score_s, 2),
+        "windows_per_s": round(n / score_s, 1) if score_s > 0 else None,
+        "seconds": round(time.perf_counter() - t_all, 2),
+    }

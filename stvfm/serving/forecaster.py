@@ -7,6 +7,7 @@ the model uses time identities. With at least ``history + 1`` steps the first in
 with exactly ``history`` it is 0 (like the first step of a series). ``stvfm predict``, the MLflow pyfunc
 (``mlflow models serve``) and the batch forecasts (``stvfm forecast``) all go through :meth:`Forecaster.predict`.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -55,9 +56,21 @@ class _Deadline(threading.local):
 
 
 class Forecaster:
-    def __init__(self, model: torch.nn.Module, scaler, *, history: int, horizon: int, grid: tuple[int, int],
-                 channels: int, interval_minutes: int, time_identity: bool = False, dataset: str = "",
-                 bf16: bool = False, config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        scaler,
+        *,
+        history: int,
+        horizon: int,
+        grid: tuple[int, int],
+        channels: int,
+        interval_minutes: int,
+        time_identity: bool = False,
+        dataset: str = "",
+        bf16: bool = False,
+        config: dict[str, Any] | None = None,
+    ):
         """``scaler``: the train-fitted :class:`stvfm.data.scaler.Scaler` (used through its methods only)."""
         self.model = model.eval()
         self.scaler = scaler
@@ -96,10 +109,19 @@ class Forecaster:
         except (KeyError, TypeError, ValueError, DataError) as e:
             raise _bad(f"model '{where}': config.json has no usable scaler ({e})") from None
         model = build_network(config, state_dict, where)
-        return cls(model, scaler, history=config["history"], horizon=config["horizon"], grid=config["grid"],
-                   channels=config["channels"], interval_minutes=config["interval_minutes"],
-                   time_identity=bool(config.get("time_identity")), dataset=config.get("dataset", ""),
-                   bf16=bool(config["model_cfg"].get("bf16")), config=config)
+        return cls(
+            model,
+            scaler,
+            history=config["history"],
+            horizon=config["horizon"],
+            grid=config["grid"],
+            channels=config["channels"],
+            interval_minutes=config["interval_minutes"],
+            time_identity=bool(config.get("time_identity")),
+            dataset=config.get("dataset", ""),
+            bf16=bool(config["model_cfg"].get("bf16")),
+            config=config,
+        )
 
     # ------------------------------------------------------------------ checks
     def check(self, flow: np.ndarray, last_time: Any = None, where: str | None = None) -> None:
@@ -115,31 +137,43 @@ class Forecaster:
         if t < self.history:
             raise _bad(f"needs at least {self.history} time steps to forecast, got {t}", where=where)
         if (h, w) != self.grid:
-            raise _bad(f"grid {h}x{w} does not match the model's {self.grid[0]}x{self.grid[1]} "
-                       f"(trained on '{self.dataset}')", where=where)
+            raise _bad(
+                f"grid {h}x{w} does not match the model's {self.grid[0]}x{self.grid[1]} (trained on '{self.dataset}')",
+                where=where,
+            )
         if c != self.channels:
-            raise _bad(f"{c} channel(s) given, the model expects {self.channels} (trained on '{self.dataset}')",
-                       where=where)
-        tail = flow[:, -(self.history + 1):]
+            raise _bad(
+                f"{c} channel(s) given, the model expects {self.channels} (trained on '{self.dataset}')", where=where
+            )
+        tail = flow[:, -(self.history + 1) :]
         if flow.dtype.kind == "f" and not np.isfinite(tail).all():
             bad = int((~np.isfinite(tail)).sum())
-            raise _bad(f"{bad} NaN/inf value(s) in the last {tail.shape[1]} steps; fill or drop them first",
-                       where=where)
+            raise _bad(
+                f"{bad} NaN/inf value(s) in the last {tail.shape[1]} steps; fill or drop them first", where=where
+            )
         neg = int((tail < 0).sum())
         if neg:
-            raise _bad(f"{neg} negative value(s) in the last {tail.shape[1]} steps (flows are counts >= 0; "
-                       f"give the series on its original scale)", where=where)
+            raise _bad(
+                f"{neg} negative value(s) in the last {tail.shape[1]} steps (flows are counts >= 0; "
+                f"give the series on its original scale)",
+                where=where,
+            )
         z = np.abs(self.scaler.transform(tail.astype(np.float64), channel_axis=-1))
         far = int((z > MAX_SCALED).sum())
         if far:
-            raise _bad(f"{far} value(s) in the last {tail.shape[1]} steps lie beyond {MAX_SCALED:g} training standard "
-                       f"deviations (largest {float(np.abs(tail).max()):.3g}); is the series on its original scale?",
-                       where=where)
+            raise _bad(
+                f"{far} value(s) in the last {tail.shape[1]} steps lie beyond {MAX_SCALED:g} training standard "
+                f"deviations (largest {float(np.abs(tail).max()):.3g}); is the series on its original scale?",
+                where=where,
+            )
         if self.time_identity:
             if last_time is None:
-                raise _bad("this model uses time identities: give the time of each window's last step "
-                           "('last_time', unix seconds; for files an .npz 'start' + 'freq_minutes', the Zarr "
-                           "time axis, or --last-time)", where=where)
+                raise _bad(
+                    "this model uses time identities: give the time of each window's last step "
+                    "('last_time', unix seconds; for files an .npz 'start' + 'freq_minutes', the Zarr "
+                    "time axis, or --last-time)",
+                    where=where,
+                )
             self.check_last_time(last_time, b, where)
 
     def check_last_time(self, last_time: Any, b: int, where: str | None = None) -> None:
@@ -160,8 +194,11 @@ class Forecaster:
         off = lt.astype(np.int64) % 86400 % step
         if off.any():
             i = int(np.flatnonzero(off)[0])
-            raise _bad(f"'last_time'[{i}] = {int(lt[i])} is not on the model's {self.interval_minutes}-minute grid "
-                       f"(seconds since midnight must be a multiple of {step})", where=where)
+            raise _bad(
+                f"'last_time'[{i}] = {int(lt[i])} is not on the model's {self.interval_minutes}-minute grid "
+                f"(seconds since midnight must be a multiple of {step})",
+                where=where,
+            )
 
     def time_ids(self, last_time: Any) -> torch.Tensor | None:
         if not self.time_identity:
@@ -170,8 +207,16 @@ class Forecaster:
 
     # ------------------------------------------------------------------ predict
     @torch.no_grad()
-    def predict(self, flow: np.ndarray, last_time: Any = None, *, check: bool = True,
-                where: str | None = None, deadline: float | None = None, max_batch: int | None = None) -> np.ndarray:
+    def predict(
+        self,
+        flow: np.ndarray,
+        last_time: Any = None,
+        *,
+        check: bool = True,
+        where: str | None = None,
+        deadline: float | None = None,
+        max_batch: int | None = None,
+    ) -> np.ndarray:
         """(B, T, H, W, C) original scale (+ last_time (B,) when the model uses time identities) ->
         (B, horizon, H, W, C) float32 original scale, all finite (else :class:`NonFiniteForecast`).
 
@@ -183,8 +228,17 @@ class Forecaster:
             lt = None if last_time is None else np.asarray(last_time)
             if check:
                 self.check(flow, lt, where)
-            return np.concatenate([self.predict(flow[i:i + max_batch], None if lt is None else lt[i:i + max_batch],
-                                                check=False, deadline=deadline) for i in range(0, b, max_batch)])
+            return np.concatenate(
+                [
+                    self.predict(
+                        flow[i : i + max_batch],
+                        None if lt is None else lt[i : i + max_batch],
+                        check=False,
+                        deadline=deadline,
+                    )
+                    for i in range(0, b, max_batch)
+                ]
+            )
         if check:
             self.check(flow, last_time, where)
         if deadline is not None:
@@ -201,7 +255,7 @@ class Forecaster:
         return y
 
     def _forward(self, flow: np.ndarray, last_time: Any) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(np.asarray(flow)[:, -(self.history + 1):], dtype=np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(flow)[:, -(self.history + 1) :], dtype=np.float32))
         x = x.permute(0, 1, 4, 2, 3).to(self.device)  # (B, L, C, H, W)
         if x.shape[1] > self.history:
             d = x[:, 1:] - x[:, :-1]
@@ -255,13 +309,20 @@ def predict_file(uri: str, inp: str | Path, out: str | Path, last_time: str | No
     s = read_series(inp)
     where = str(inp)
     if s.interval_minutes is not None and s.interval_minutes != f.interval_minutes:
-        raise _bad(f"the input has {s.interval_minutes}-minute steps, the model forecasts "
-                   f"{f.interval_minutes}-minute steps (trained on '{f.dataset}')", where=where)
+        raise _bad(
+            f"the input has {s.interval_minutes}-minute steps, the model forecasts "
+            f"{f.interval_minutes}-minute steps (trained on '{f.dataset}')",
+            where=where,
+        )
     lt = parse_time(last_time, "--last-time", where) if last_time is not None else s.last_time
-    y = forecast(f, s.flow, None if lt is None else unix_seconds(lt, "the time of the last step", where),
-                 where=where)
+    y = forecast(f, s.flow, None if lt is None else unix_seconds(lt, "the time of the last step", where), where=where)
     out = Path(out)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, forecast=y.astype(np.float32), history_steps=np.int64(s.flow.shape[0]))
-    return {"out": str(out), "shape": list(y.shape), "model": str(uri), "dataset": f.dataset,
-            "last_time": None if lt is None else str(lt)}
+    return {
+        "out": str(out),
+        "shape": list(y.shape),
+        "model": str(uri),
+        "dataset": f.dataset,
+        "last_time": None if lt is None else str(lt),
+    }

@@ -3,6 +3,7 @@
 Shared by ``stvfm predict`` (:func:`stvfm.serving.forecaster.predict_file`) and the MLflow pyfunc; every problem is one
 :class:`~stvfm.errors.DataError` line naming the file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,9 @@ def check_unix_seconds(v: int, what: str, path: str | None = None) -> int:
     """``v`` (an int) if it lies in 1900-01-01..2200-01-01, else one line naming ``what``."""
     if not UNIX_MIN <= v <= UNIX_MAX:
         shown = str(v) if len(str(v)) <= 24 else str(v)[:21] + "..."
-        raise bad_input(f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX} (unix seconds {UNIX_MIN}..{UNIX_MAX})",
-                        path=path)
+        raise bad_input(
+            f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX} (unix seconds {UNIX_MIN}..{UNIX_MAX})", path=path
+        )
     return int(v)
 
 
@@ -69,8 +71,10 @@ def parse_time(value: Any, what: str, path: str) -> np.datetime64:
                 if not np.isfinite(v) or not float(v).is_integer():
                     raise bad_input(f"{what} must be whole unix seconds, got {shown}", path=path)
                 if not UNIX_MIN <= float(v) <= UNIX_MAX:  # before int(): no overflow on the way
-                    raise bad_input(f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX} (unix seconds "
-                                    f"{UNIX_MIN}..{UNIX_MAX})", path=path)
+                    raise bad_input(
+                        f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX} (unix seconds {UNIX_MIN}..{UNIX_MAX})",
+                        path=path,
+                    )
             return np.datetime64(check_unix_seconds(int(v), what, path), "s")
         if not isinstance(v, str) or not v.strip():
             raise ValueError(v)
@@ -78,8 +82,9 @@ def parse_time(value: Any, what: str, path: str) -> np.datetime64:
         if np.isnat(t):
             raise ValueError(v)
     except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
-        raise bad_input(f"{what} is not a date/time: {shown} (give an ISO time like 2024-01-31T08:30 "
-                        f"or unix seconds)", path=path) from None
+        raise bad_input(
+            f"{what} is not a date/time: {shown} (give an ISO time like 2024-01-31T08:30 or unix seconds)", path=path
+        ) from None
     if not TIME_MIN <= t <= TIME_MAX:
         raise bad_input(f"{what} {shown} is outside {TIME_MIN}..{TIME_MAX}", path=path)
     return t
@@ -87,10 +92,10 @@ def parse_time(value: Any, what: str, path: str) -> np.datetime64:
 
 def _freq(value: Any, path: str) -> int:
     a = np.asarray(value)
-    if (a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a) or a <= 0 or int(a) != a
-            or a > MAX_FREQ_MINUTES):
-        raise bad_input(f"'freq_minutes' must be a positive integer scalar (at most a year), got {value!r}"[:200],
-                        path=path)
+    if a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a) or a <= 0 or int(a) != a or a > MAX_FREQ_MINUTES:
+        raise bad_input(
+            f"'freq_minutes' must be a positive integer scalar (at most a year), got {value!r}"[:200], path=path
+        )
     return int(a)
 
 
@@ -100,8 +105,9 @@ def _read_npz(path: Path) -> Series:
         with np.load(path, allow_pickle=False) as z:
             files = list(z.files)
             if "flow" not in files:
-                raise bad_input(f"no array 'flow' (T, H, W, C) in the .npz; it has {', '.join(files) or 'none'}",
-                           where=where)
+                raise bad_input(
+                    f"no array 'flow' (T, H, W, C) in the .npz; it has {', '.join(files) or 'none'}", where=where
+                )
             arr = np.asarray(z["flow"])
             start = np.asarray(z["start"]) if "start" in files else None
             freq = np.asarray(z["freq_minutes"]) if "freq_minutes" in files else None
@@ -128,19 +134,24 @@ def _read_zarr(path: Path) -> Series:
     try:
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as e:  # zarr raises many kinds
-        raise bad_input(f"cannot open as a zarr store: {str(e).splitlines()[0][:200] if str(e) else e!r}",
-                   where=where) from None
+        raise bad_input(
+            f"cannot open as a zarr store: {str(e).splitlines()[0][:200] if str(e) else e!r}", where=where
+        ) from None
     if "flow" not in ds:
-        raise bad_input(f"no variable 'flow' in the zarr store; it has {', '.join(ds.data_vars) or 'none'}",
-                   where=where)
+        raise bad_input(
+            f"no variable 'flow' in the zarr store; it has {', '.join(ds.data_vars) or 'none'}", where=where
+        )
     da = ds["flow"]
     if set(da.dims) != {"time", "y", "x", "channel"}:
         raise bad_input(f"'flow' must have dims (time, y, x, channel), got {da.dims}", where=where)
     try:
         arr = da.transpose("time", "y", "x", "channel").values
     except Exception as e:  # a corrupt or missing chunk surfaces here (codec errors of many kinds)
-        raise bad_input(f"cannot read 'flow' from the zarr store (corrupt chunk?): "
-                   f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}", where=where) from None
+        raise bad_input(
+            f"cannot read 'flow' from the zarr store (corrupt chunk?): "
+            f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}",
+            where=where,
+        ) from None
     last = interval = None
     if "time" in ds.coords and ds.sizes.get("time", 0) > 0:
         times = ds["time"].values

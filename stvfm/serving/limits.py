@@ -5,6 +5,7 @@ the environment only, since a registry version has no params.yaml — by the pyf
 Each key can be set by an env var ``STVFM_SERVE_<KEY>`` (e.g. ``STVFM_SERVE_MAX_WINDOWS=16``), which wins over
 params.yaml; ``stvfm serve --set serve.<key>=<value>`` wins over both.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,7 @@ from stvfm.errors import ConfigError
 ENV_PREFIX = "STVFM_SERVE_"
 BYTES_PER_NUMBER = 24  # the longest JSON number a client sends for a float ("-1.2345678901234567e+123,")
 BODY_SLACK = 64 * 1024  # keys, brackets, last_time
-MAX_DERIVED_BODY = 256 * 2 ** 20  # a derived body limit never exceeds 256 MB (set serve.max_body_mb to go beyond)
+MAX_DERIVED_BODY = 256 * 2**20  # a derived body limit never exceeds 256 MB (set serve.max_body_mb to go beyond)
 
 
 def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -31,10 +32,11 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     for var, text in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
-        key = var[len(ENV_PREFIX):].lower()
+        key = var[len(ENV_PREFIX) :].lower()
         if key not in names:
-            raise ConfigError(f"env {var}: not a serve key; known: "
-                              + ", ".join(ENV_PREFIX + n.upper() for n in sorted(names)))
+            raise ConfigError(
+                f"env {var}: not a serve key; known: " + ", ".join(ENV_PREFIX + n.upper() for n in sorted(names))
+            )
         try:
             out[key] = yaml.safe_load(text)
         except yaml.YAMLError:
@@ -50,8 +52,9 @@ def resolve(base: ServeConfig | None = None, environ: Mapping[str, str] | None =
     hints = typing.get_type_hints(ServeConfig)
     env = env_overrides(environ)
     if env:
-        cfg = dataclasses.replace(cfg, **{k: _coerce(v, hints[k], f"env {ENV_PREFIX}{k.upper()}")
-                                          for k, v in env.items()})
+        cfg = dataclasses.replace(
+            cfg, **{k: _coerce(v, hints[k], f"env {ENV_PREFIX}{k.upper()}") for k, v in env.items()}
+        )
     validate_serve(cfg, where="serve")
     return cfg
 
@@ -65,6 +68,6 @@ def max_body_bytes(cfg: ServeConfig, history: int, grid: tuple[int, int], channe
     """The body-size limit: ``max_body_mb`` when set, else what the largest legal request needs (``max_windows``
     windows of ``max_steps`` steps, H·W·C numbers of up to 24 characters each, + 64 KB), capped at 256 MB."""
     if cfg.max_body_mb is not None:
-        return int(cfg.max_body_mb * 2 ** 20)
+        return int(cfg.max_body_mb * 2**20)
     numbers = int(cfg.max_windows) * max_steps(cfg, history) * int(grid[0]) * int(grid[1]) * int(channels)
     return min(numbers * BYTES_PER_NUMBER + BODY_SLACK, MAX_DERIVED_BODY)

@@ -3,6 +3,7 @@
 It only imports the pyfunc class from the *installed* ``stvfm`` package; the version's weights and config are
 tensors + JSON (``artifacts/``), never pickles.
 """
+
 import mlflow
 
 from stvfm.serving.pyfunc import STVFMPyfunc

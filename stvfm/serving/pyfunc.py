@@ -19,6 +19,7 @@ shorter. A refusal is HTTP 400 with the reason alone as ``message`` (:class:`Req
 prefixing it with a dump of the input). Body size, Content-Type and JSON errors happen in MLflow before the model is
 called: ``stvfm serve`` is the server that limits those (docs/serving.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -84,7 +85,9 @@ class STVFMPyfunc(mlflow.pyfunc.PythonModel):
             flow, last = check_arrays(model_input, f, self.limits)
             return f.predict(flow, last, check=False, deadline=deadline, max_batch=self.limits.forward_batch)
         except Cancelled:
-            raise RequestRefused("the forecast took longer than the request timeout and was stopped; send fewer "
-                                 "windows per request", error_code=INVALID_PARAMETER_VALUE) from None
+            raise RequestRefused(
+                "the forecast took longer than the request timeout and was stopped; send fewer windows per request",
+                error_code=INVALID_PARAMETER_VALUE,
+            ) from None
         except StvfmError as e:
             raise RequestRefused(str(e), error_code=INVALID_PARAMETER_VALUE) from None

@@ -4,6 +4,7 @@ move the ``champion`` alias only when a version's validation MAE beats the champ
 
 Runs, experiments and the store are :mod:`stvfm.tracking`'s; this module adds the registered models.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,16 @@ def registered_name(dataset: str) -> str:
     return f"stvfm-{dataset}"
 
 
-def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any], dataset: str, val_mae: float, *,
-                           input_example: dict[str, Any] | None = None, tags: Mapping[str, Any] | None = None,
-                           register: bool = True) -> dict[str, Any]:
+def log_and_register_model(
+    config: dict[str, Any],
+    state_dict: Mapping[str, Any],
+    dataset: str,
+    val_mae: float,
+    *,
+    input_example: dict[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    register: bool = True,
+) -> dict[str, Any]:
     """Log a safe model version in the active run — an MLflow pyfunc written as "models from code"
     (``stvfm/serving/mlflow_model.py``) whose artifacts are ``config.json`` + ``weights.safetensors`` (no pickles) —
     register it as ``stvfm-<dataset>`` with ``tags`` and a model card as its description, and move ``champion``
@@ -62,10 +70,15 @@ def log_and_register_model(config: dict[str, Any], state_dict: Mapping[str, Any]
         write_version(tmp, config, dict(state_dict))
         digest = json.loads((Path(tmp) / CONFIG_FILE).read_text())["digest"]
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(MODEL_CODE),
+            name="model",
+            python_model=str(MODEL_CODE),
             artifacts={"config": str(Path(tmp) / CONFIG_FILE), "weights": str(Path(tmp) / WEIGHTS_FILE)},
-            signature=signature(config), input_example=input_example, pip_requirements=[],
-            registered_model_name=name if register else None, metadata={"stvfm_format": FORMAT})
+            signature=signature(config),
+            input_example=input_example,
+            pip_requirements=[],
+            registered_model_name=name if register else None,
+            metadata={"stvfm_format": FORMAT},
+        )
     res: dict[str, Any] = {"model_uri": info.model_uri, "registered_model": None, "version": None, "champion": False}
     if not register:
         return res
@@ -113,8 +126,7 @@ def promote_if_better(name: str, version: str, val_mae: float) -> bool:
 
     cur, cur_val = champion_val(name)
     if cur is not None and not val_mae < cur_val:
-        log.info("champion stays %s v%s (its val_mae %.4g is not worse than the new %.4g)", name, cur, cur_val,
-                 val_mae)
+        log.info("champion stays %s v%s (its val_mae %.4g is not worse than the new %.4g)", name, cur, cur_val, val_mae)
         return False
     mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
     log.info("champion -> %s v%s (val_mae %.4g, was %s)", name, version, val_mae, cur_val)
@@ -131,8 +143,10 @@ def fetch_version(uri: str, dst: str | Path) -> Path:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except (MlflowException, OSError) as e:
-        raise DataError(f"cannot load model '{uri}': {str(e).splitlines()[0][:300]} "
-                        f"(train it first, or check MLFLOW_TRACKING_URI / the alias)") from None
+        raise DataError(
+            f"cannot load model '{uri}': {str(e).splitlines()[0][:300]} "
+            f"(train it first, or check MLFLOW_TRACKING_URI / the alias)"
+        ) from None
     for cand in (local / "artifacts", local):
         if (cand / CONFIG_FILE).is_file() or (cand / WEIGHTS_FILE).is_file():
             return cand
@@ -143,7 +157,7 @@ def _model_version(uri: str):
     """The registry's ModelVersion named by ``models:/name@alias`` or ``models:/name/N`` (None for other URIs)."""
     import mlflow
 
-    body = uri[len("models:/"):].strip("/") if uri.startswith("models:/") else ""
+    body = uri[len("models:/") :].strip("/") if uri.startswith("models:/") else ""
     client = mlflow.MlflowClient()
     if "@" in body:
         name, alias = body.split("@", 1)
@@ -173,7 +187,7 @@ def registered_version(uri: str) -> str:
     """``name/version`` of a ``models:/name@alias`` or ``models:/name/N`` URI (else the URI)."""
     if not uri.startswith("models:/"):
         return uri
-    body = uri[len("models:/"):].strip("/")
+    body = uri[len("models:/") :].strip("/")
     try:
         import mlflow
 

@@ -5,6 +5,7 @@ Used by ``stvfm serve`` (raw JSON bytes: :func:`parse_body`) and by the MLflow p
 :func:`check_arrays`). The model-level checks (grid, channels, history, NaN/inf, negative counts, values far outside
 the training range, ``last_time`` range and grid) are :meth:`Forecaster.check`'s, shared with ``stvfm predict``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,8 +44,11 @@ def check_size(b: int, t: int, forecaster, cfg: ServeConfig) -> None:
         raise RequestError(f"{b} windows in one request; at most {cfg.max_windows} (serve.max_windows)", 413)
     most = max_steps(cfg, forecaster.history)
     if t > most:
-        raise RequestError(f"{t} steps in a window; at most {most}: the model reads the last "
-                           f"{forecaster.history + 1}, plus serve.max_extra_steps={cfg.max_extra_steps}", 413)
+        raise RequestError(
+            f"{t} steps in a window; at most {most}: the model reads the last "
+            f"{forecaster.history + 1}, plus serve.max_extra_steps={cfg.max_extra_steps}",
+            413,
+        )
 
 
 def _flow_array(flow: Any, forecaster, cfg: ServeConfig) -> np.ndarray:
@@ -58,8 +62,10 @@ def _flow_array(flow: Any, forecaster, cfg: ServeConfig) -> np.ndarray:
     try:
         arr = np.asarray(flow)
     except (ValueError, OverflowError, TypeError):
-        raise RequestError("'flow' is ragged (windows, steps or rows of different lengths) or holds non-numbers; "
-                           "it must be a regular (B, T, H, W, C) array of numbers") from None
+        raise RequestError(
+            "'flow' is ragged (windows, steps or rows of different lengths) or holds non-numbers; "
+            "it must be a regular (B, T, H, W, C) array of numbers"
+        ) from None
     if arr.dtype.kind not in "iuf":
         what = {"b": "booleans", "U": "strings", "S": "strings", "O": "nulls, objects or integers beyond 64 bits"}
         raise RequestError(f"'flow' must hold numbers only, got {what.get(arr.dtype.kind, arr.dtype.name)}")
@@ -68,8 +74,10 @@ def _flow_array(flow: Any, forecaster, cfg: ServeConfig) -> np.ndarray:
 
 def _last_time_array(last: Any, b: int) -> np.ndarray:
     if not isinstance(last, list):
-        raise RequestError(f"'last_time' must be a list of {b} integer(s) (unix seconds of each window's last step), "
-                           f"got a {type(last).__name__}")
+        raise RequestError(
+            f"'last_time' must be a list of {b} integer(s) (unix seconds of each window's last step), "
+            f"got a {type(last).__name__}"
+        )
     if len(last) != b:
         raise RequestError(f"'last_time' has {len(last)} value(s); give one per window ({b})")
     out = np.empty(b, dtype=np.int64)
@@ -104,8 +112,10 @@ def parse_inputs(doc: Any, forecaster, cfg: ServeConfig) -> tuple[np.ndarray, np
     if "last_time" in inputs:  # checked also when the model does not read it (then it is ignored)
         last = _last_time_array(inputs["last_time"], len(inputs["flow"]))
     elif f.time_identity:
-        raise RequestError("this model uses time identities: give 'last_time', the unix seconds of each window's "
-                           "last step, one per window")
+        raise RequestError(
+            "this model uses time identities: give 'last_time', the unix seconds of each window's "
+            "last step, one per window"
+        )
     f.check(flow, last if f.time_identity else None)
     return flow, last if f.time_identity else None
 
@@ -148,7 +158,9 @@ def check_arrays(model_input: Any, forecaster, cfg: ServeConfig | None) -> tuple
             raise RequestError("'last_time' must be a list of integers (unix seconds), one per window")
         last = _last_time_array(a.tolist(), flow.shape[0] if flow.ndim else 0)
     elif f.time_identity:
-        raise RequestError("this model uses time identities: give 'last_time', the unix seconds of each window's "
-                           "last step, one per window")
+        raise RequestError(
+            "this model uses time identities: give 'last_time', the unix seconds of each window's "
+            "last step, one per window"
+        )
     f.check(flow, last if f.time_identity else None)
     return flow, last if f.time_identity else None

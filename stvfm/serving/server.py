@@ -21,6 +21,7 @@ limits). What it adds, in the order a request meets it:
 Every refusal is ``{"error_code": ..., "message": <reason>}`` with the reason first, never the body, a trace or a
 file path; an unexpected error is logged here and answered 500 with a generic message.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,9 +38,18 @@ from stvfm.serving.request import RequestError, parse_body
 
 log = logging.getLogger(__name__)
 
-ERROR_CODES = {400: "BAD_REQUEST", 404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT",
-               413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 422: "UNPROCESSABLE", 500: "INTERNAL_ERROR",
-               503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "ENDPOINT_NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "UNPROCESSABLE",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 class _Refused(Exception):
@@ -98,25 +108,37 @@ class ForecastApp:
             elif path in ("/ping", "/health", "/version", "/metadata"):
                 if method != "GET":
                     raise _Refused(405, f"use GET {path}", [(b"allow", b"GET")])
-                body = b"\n" if path in ("/ping", "/health") else _json(self.info() if path == "/metadata" else
-                                                                      {"stvfm": _version()})
+                body = (
+                    b"\n"
+                    if path in ("/ping", "/health")
+                    else _json(self.info() if path == "/metadata" else {"stvfm": _version()})
+                )
                 await self._send(send, 200, body)
             else:
                 raise _Refused(404, "no such endpoint; POST /invocations, GET /ping, /health, /version, /metadata")
         except _Refused as e:
-            await self._send(send, e.status, _json({"error_code": ERROR_CODES.get(e.status, "BAD_REQUEST"),
-                                                    "message": e.reason}), e.headers, close=True)
+            await self._send(
+                send,
+                e.status,
+                _json({"error_code": ERROR_CODES.get(e.status, "BAD_REQUEST"), "message": e.reason}),
+                e.headers,
+                close=True,
+            )
         except _Gone:
             return
         except Exception:  # never a trace to the client; the log has it
             log.exception("unexpected error answering %s %s", method, path[:100])
-            await self._send(send, 500, _json({"error_code": "INTERNAL_ERROR",
-                                               "message": "internal error; the server log has the details"}),
-                             close=True)
+            await self._send(
+                send,
+                500,
+                _json({"error_code": "INTERNAL_ERROR", "message": "internal error; the server log has the details"}),
+                close=True,
+            )
 
     @staticmethod
-    async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,
-                    close: bool = False) -> None:
+    async def _send(
+        send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False
+    ) -> None:
         h = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
         if close:
             h.append((b"connection", b"close"))
@@ -125,14 +147,26 @@ class ForecastApp:
 
     def info(self) -> dict[str, Any]:
         f = self.f
-        return {"model": self.model, "dataset": f.dataset, "grid": list(f.grid), "channels": f.channels,
-                "history": f.history, "horizon": f.horizon, "interval_minutes": f.interval_minutes,
-                "time_identity": f.time_identity,
-                "limits": {"max_body_bytes": self.max_body, "max_windows": self.cfg.max_windows,
-                           "max_steps": max_steps(self.cfg, f.history), "timeout_s": self.cfg.timeout_s,
-                           "read_timeout_s": self.cfg.read_timeout_s, "workers": self.cfg.workers,
-                           "forward_batch": self.cfg.forward_batch,
-                           "max_queue": self.cfg.max_queue}}
+        return {
+            "model": self.model,
+            "dataset": f.dataset,
+            "grid": list(f.grid),
+            "channels": f.channels,
+            "history": f.history,
+            "horizon": f.horizon,
+            "interval_minutes": f.interval_minutes,
+            "time_identity": f.time_identity,
+            "limits": {
+                "max_body_bytes": self.max_body,
+                "max_windows": self.cfg.max_windows,
+                "max_steps": max_steps(self.cfg, f.history),
+                "timeout_s": self.cfg.timeout_s,
+                "read_timeout_s": self.cfg.read_timeout_s,
+                "workers": self.cfg.workers,
+                "forward_batch": self.cfg.forward_batch,
+                "max_queue": self.cfg.max_queue,
+            },
+        }
 
     # ------------------------------------------------------------------ POST /invocations
     async def _invocations(self, scope, receive, send) -> None:
@@ -148,8 +182,12 @@ class ForecastApp:
             if p.startswith("charset=") and p[8:].strip('"') not in ("utf-8", "utf8"):
                 raise _Refused(415, "only UTF-8 JSON is accepted (charset=utf-8)")
         if self.in_progress >= self.admit:
-            raise _Refused(503, f"busy: {self.in_progress} requests in progress (serve.workers + serve.max_queue = "
-                                f"{self.admit}); retry later", [(b"retry-after", b"1")])
+            raise _Refused(
+                503,
+                f"busy: {self.in_progress} requests in progress (serve.workers + serve.max_queue = "
+                f"{self.admit}); retry later",
+                [(b"retry-after", b"1")],
+            )
         self.in_progress += 1
         try:
             body = await self._read_body(scope, receive)
@@ -158,8 +196,11 @@ class ForecastApp:
             try:
                 await asyncio.wait_for(self._slots.acquire(), timeout=max(deadline - time.monotonic(), 0.001))
             except (asyncio.TimeoutError, TimeoutError):
-                raise _Refused(503, f"busy: no forecast slot free within serve.timeout_s={self.cfg.timeout_s:g} s; "
-                                    f"retry later", [(b"retry-after", b"1")]) from None
+                raise _Refused(
+                    503,
+                    f"busy: no forecast slot free within serve.timeout_s={self.cfg.timeout_s:g} s; retry later",
+                    [(b"retry-after", b"1")],
+                ) from None
             try:
                 loop = asyncio.get_running_loop()
                 status, out, timing = await loop.run_in_executor(self._pool, self._score, body, deadline)
@@ -170,8 +211,12 @@ class ForecastApp:
         if status != 200:
             raise _Refused(status, out.decode())
         timing["total"] = time.monotonic() - t0
-        await self._send(send, 200, out, [(b"server-timing", ", ".join(
-            f"{k};dur={v * 1e3:.1f}" for k, v in timing.items()).encode())])
+        await self._send(
+            send,
+            200,
+            out,
+            [(b"server-timing", ", ".join(f"{k};dur={v * 1e3:.1f}" for k, v in timing.items()).encode())],
+        )
 
     async def _read_body(self, scope, receive) -> bytes:
         cl = _header(scope, b"content-length")
@@ -179,8 +224,11 @@ class ForecastApp:
             if not cl.strip().isdigit():
                 raise _Refused(400, "Content-Length is not a number")
             if int(cl) > self.max_body:
-                raise _Refused(413, f"body of {int(cl)} bytes; at most {self.max_body} (serve.max_body_mb; by default "
-                                    f"what serve.max_windows windows of the longest accepted length need)")
+                raise _Refused(
+                    413,
+                    f"body of {int(cl)} bytes; at most {self.max_body} (serve.max_body_mb; by default "
+                    f"what serve.max_windows windows of the longest accepted length need)",
+                )
         buf = bytearray()
 
         async def read() -> None:
@@ -197,8 +245,9 @@ class ForecastApp:
         try:
             await asyncio.wait_for(read(), timeout=float(self.cfg.read_timeout_s))
         except (asyncio.TimeoutError, TimeoutError):
-            raise _Refused(408, f"the body did not arrive within serve.read_timeout_s={self.cfg.read_timeout_s:g} s")\
-                from None
+            raise _Refused(
+                408, f"the body did not arrive within serve.read_timeout_s={self.cfg.read_timeout_s:g} s"
+            ) from None
         return bytes(buf)
 
     def _score(self, body: bytes, deadline: float) -> tuple[int, bytes, dict[str, float]]:
@@ -220,8 +269,14 @@ class ForecastApp:
         except RequestError as e:
             return e.status, str(e).encode(), timing
         except Cancelled:
-            return 504, (f"the forecast took longer than serve.timeout_s={self.cfg.timeout_s:g} s and was stopped; "
-                         f"send fewer windows per request").encode(), timing
+            return (
+                504,
+                (
+                    f"the forecast took longer than serve.timeout_s={self.cfg.timeout_s:g} s and was stopped; "
+                    f"send fewer windows per request"
+                ).encode(),
+                timing,
+            )
         except NonFiniteForecast as e:
             return 422, str(e).encode(), timing
         except DataError as e:  # the model-level checks (Forecaster.check)
@@ -237,8 +292,9 @@ def _version() -> str:
         return "unknown"
 
 
-def serve(forecaster: Forecaster, cfg: ServeConfig, *, host: str, port: int, model: str = "",
-          log_level: str = "warning") -> None:
+def serve(
+    forecaster: Forecaster, cfg: ServeConfig, *, host: str, port: int, model: str = "", log_level: str = "warning"
+) -> None:
     """Run the app on uvicorn until SIGINT/SIGTERM."""
     import uvicorn
 
@@ -247,10 +303,27 @@ def serve(forecaster: Forecaster, cfg: ServeConfig, *, host: str, port: int, mod
 
         torch.set_num_threads(int(cfg.torch_threads))
     app = ForecastApp(forecaster, cfg, model=model)
-    config = uvicorn.Config(app, host=host, port=int(port), log_level=log_level, access_log=False, lifespan="on",
-                            limit_concurrency=app.admit + 8, timeout_keep_alive=5, http="h11",
-                            server_header=False)
-    log.warning("stvfm serve: %s on http://%s:%d (body <= %d bytes, <= %d windows, timeout %g s, %d worker(s), "
-                "queue %d)", model, host, port, app.max_body, cfg.max_windows, cfg.timeout_s, cfg.workers,
-                cfg.max_queue)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=int(port),
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        limit_concurrency=app.admit + 8,
+        timeout_keep_alive=5,
+        http="h11",
+        server_header=False,
+    )
+    log.warning(
+        "stvfm serve: %s on http://%s:%d (body <= %d bytes, <= %d windows, timeout %g s, %d worker(s), queue %d)",
+        model,
+        host,
+        port,
+        app.max_body,
+        cfg.max_windows,
+        cfg.timeout_s,
+        cfg.workers,
+        cfg.max_queue,
+    )
     uvicorn.Server(config).run()

@@ -18,6 +18,7 @@ loads the tensors into it (strict: every key must match). No pickle and no code 
 loaded: an old pickled version (``mlflow.pytorch``), a weights file that is not safetensors, or a config that is not
 this JSON is refused with one line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,18 @@ from stvfm.io import atomic_path, write_json
 FORMAT = "stvfm-model-version/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
-REQUIRED = ("model_cfg", "arch", "dataset", "grid", "channels", "history", "horizon", "interval_minutes", "scaler",
-            "digest")
+REQUIRED = (
+    "model_cfg",
+    "arch",
+    "dataset",
+    "grid",
+    "channels",
+    "history",
+    "horizon",
+    "interval_minutes",
+    "scaler",
+    "digest",
+)
 DIGEST = "digest"
 SHAPE_KEYS = ("grid", "channels", "history", "horizon")  # repeated in the weights file's metadata
 
@@ -89,8 +100,11 @@ def write_version(folder: str | Path, config: dict[str, Any], state_dict: dict[s
     # contiguous copies: safetensors refuses tensors that share storage (tied or sliced parameters)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     data = save(tensors, metadata={"format": FORMAT, **_shape_meta(config)})
-    config[DIGEST] = {"algorithm": "sha256", "config": hashlib.sha256(canonical(config)).hexdigest(),
-                      "weights": hashlib.sha256(data).hexdigest()}
+    config[DIGEST] = {
+        "algorithm": "sha256",
+        "config": hashlib.sha256(canonical(config)).hexdigest(),
+        "weights": hashlib.sha256(data).hexdigest(),
+    }
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
         tmp.write_bytes(data)
     write_json(folder / CONFIG_FILE, config)
@@ -100,8 +114,10 @@ def write_version(folder: str | Path, config: dict[str, Any], state_dict: dict[s
 def read_config(path: str | Path, where: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"model '{where}' is not a safe ST-VFM model version: no {CONFIG_FILE} (an old pickled "
-                        f"version? it is refused, never unpickled; re-register it with `stvfm train`)")
+        raise DataError(
+            f"model '{where}' is not a safe ST-VFM model version: no {CONFIG_FILE} (an old pickled "
+            f"version? it is refused, never unpickled; re-register it with `stvfm train`)"
+        )
     try:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -111,8 +127,11 @@ def read_config(path: str | Path, where: str) -> dict[str, Any]:
         raise DataError(f"model '{where}': {CONFIG_FILE} has format {got!r}, expected {FORMAT!r}")
     missing = [k for k in REQUIRED if k not in cfg]
     if missing:
-        hint = " (written before versions carried digests: export it again with the train stage)" \
-            if missing == [DIGEST] else ""
+        hint = (
+            " (written before versions carried digests: export it again with the train stage)"
+            if missing == [DIGEST]
+            else ""
+        )
         raise DataError(f"model '{where}': {CONFIG_FILE} lacks key(s) {', '.join(missing)}{hint}")
     return cfg
 
@@ -131,15 +150,16 @@ def _load_tensors(data: bytes, where: str) -> tuple[dict[str, Any], dict[str, st
 
     try:
         n = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + n]) if 0 < n <= len(data) - 8 else None
+        header = json.loads(data[8 : 8 + n]) if 0 < n <= len(data) - 8 else None
         if not isinstance(header, dict):
             raise ValueError("no safetensors header")
         meta = header.get("__metadata__") or {}
         return load(data), meta if isinstance(meta, dict) else {}
     except (SafetensorError, OSError, ValueError, RuntimeError, UnicodeDecodeError) as e:
-        raise DataError(f"model '{where}': {WEIGHTS_FILE} is not a valid safetensors file "
-                        f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); it is never unpickled"
-                        ) from None
+        raise DataError(
+            f"model '{where}': {WEIGHTS_FILE} is not a valid safetensors file "
+            f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); it is never unpickled"
+        ) from None
 
 
 def read_weights(path: str | Path, where: str) -> dict[str, Any]:
@@ -147,39 +167,52 @@ def read_weights(path: str | Path, where: str) -> dict[str, Any]:
     return _load_tensors(read_weights_bytes(path, where), where)[0]
 
 
-def verify_digest(config: dict[str, Any], weights: bytes, where: str, expect: dict[str, str] | None = None
-                  ) -> dict[str, Any]:
+def verify_digest(
+    config: dict[str, Any], weights: bytes, where: str, expect: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The tensors of ``weights`` once the version's parts are proven to belong together: the config's digest matches
     the config and the weights bytes (and ``expect``, the digest the registry recorded, when given), and the weights'
     metadata repeat the config's grid, channels, history and horizon. One line names the first disagreement."""
     state, meta = _load_tensors(weights, where)  # a pickle or a zip is named as such first (safetensors runs no code)
     d = config.get(DIGEST)
-    if not isinstance(d, dict) or d.get("algorithm") != "sha256" or not all(
-            isinstance(d.get(k), str) for k in ("config", "weights")):
-        raise DataError(f"model '{where}': {CONFIG_FILE} has no sha256 digest; refusing a version whose parts "
-                        f"cannot be checked")
+    if (
+        not isinstance(d, dict)
+        or d.get("algorithm") != "sha256"
+        or not all(isinstance(d.get(k), str) for k in ("config", "weights"))
+    ):
+        raise DataError(
+            f"model '{where}': {CONFIG_FILE} has no sha256 digest; refusing a version whose parts cannot be checked"
+        )
     try:
         got_config = hashlib.sha256(canonical(config)).hexdigest()
     except (TypeError, ValueError):  # not JSON data (a config built in memory)
         raise DataError(f"model '{where}': {CONFIG_FILE} is not plain JSON data") from None
     got_weights = hashlib.sha256(weights).hexdigest()
     if got_config != d["config"]:
-        raise DataError(f"model '{where}': {CONFIG_FILE} does not match its digest (sha256 {got_config[:12]}..., "
-                        f"recorded {d['config'][:12]}...): it was changed after the version was written")
+        raise DataError(
+            f"model '{where}': {CONFIG_FILE} does not match its digest (sha256 {got_config[:12]}..., "
+            f"recorded {d['config'][:12]}...): it was changed after the version was written"
+        )
     if got_weights != d["weights"]:
-        raise DataError(f"model '{where}': {WEIGHTS_FILE} does not match the digest in {CONFIG_FILE} (sha256 "
-                        f"{got_weights[:12]}..., recorded {d['weights'][:12]}...): it was changed after the version "
-                        f"was written")
+        raise DataError(
+            f"model '{where}': {WEIGHTS_FILE} does not match the digest in {CONFIG_FILE} (sha256 "
+            f"{got_weights[:12]}..., recorded {d['weights'][:12]}...): it was changed after the version "
+            f"was written"
+        )
     for key, got in (("config", got_config), ("weights", got_weights)):
         want = (expect or {}).get(key)
         if want and want != got:
-            raise DataError(f"model '{where}': its {key} sha256 {got[:12]}... is not the {want[:12]}... recorded "
-                            f"in the registry when it was registered; refusing a changed version")
+            raise DataError(
+                f"model '{where}': its {key} sha256 {got[:12]}... is not the {want[:12]}... recorded "
+                f"in the registry when it was registered; refusing a changed version"
+            )
     want = _shape_meta(config)
     for k in SHAPE_KEYS:
         if meta.get(k) != want[k]:
-            raise DataError(f"model '{where}': {CONFIG_FILE} says {k} {want[k]}, its {WEIGHTS_FILE} was written for "
-                            f"{meta.get(k, 'an unknown value')}")
+            raise DataError(
+                f"model '{where}': {CONFIG_FILE} says {k} {want[k]}, its {WEIGHTS_FILE} was written for "
+                f"{meta.get(k, 'an unknown value')}"
+            )
     return state
 
 
@@ -203,7 +236,7 @@ def check_config(config: dict[str, Any], where: str) -> None:
         raise bad(f"{CONFIG_FILE} grid must be two positive integers, got {str(grid)[:60]}")
     for k in ("channels", "history", "horizon", "interval_minutes"):
         v = config.get(k)
-        if type(v) is not int or not 0 < v <= 10 ** 6:
+        if type(v) is not int or not 0 < v <= 10**6:
             raise bad(f"{CONFIG_FILE} {k} must be a positive integer, got {str(v)[:60]}")
     h, w = grid
     c = config["channels"]
@@ -215,8 +248,10 @@ def check_config(config: dict[str, Any], where: str) -> None:
     want = (c, h, w) if scaler.per_cell else (c,)
     for arr in (scaler.shift, scaler.scale):
         if arr.shape != want:
-            raise bad(f"the {scaler.kind} scaler has shape {arr.shape}, the config's {c} channel(s)"
-                      f"{f' on a {h}x{w} grid' if scaler.per_cell else ''} need {want}")
+            raise bad(
+                f"the {scaler.kind} scaler has shape {arr.shape}, the config's {c} channel(s)"
+                f"{f' on a {h}x{w} grid' if scaler.per_cell else ''} need {want}"
+            )
         if not np.isfinite(arr).all():
             raise bad(f"the {scaler.kind} scaler holds NaN/inf values")
     if not (scaler.scale > 0).all():
@@ -235,8 +270,10 @@ def check_tensors(state_dict: dict[str, Any], where: str) -> None:
             raise bad(f"{WEIGHTS_FILE} entry {k[:80]!r} is not a tensor")
         if t.is_floating_point():
             if t.dtype != torch.float32:
-                raise bad(f"{WEIGHTS_FILE} tensor {k[:80]!r} is {str(t.dtype).replace('torch.', '')}; versions "
-                          f"hold float32 tensors")
+                raise bad(
+                    f"{WEIGHTS_FILE} tensor {k[:80]!r} is {str(t.dtype).replace('torch.', '')}; versions "
+                    f"hold float32 tensors"
+                )
             if not bool(torch.isfinite(t).all()):
                 raise bad(f"{WEIGHTS_FILE} tensor {k[:80]!r} holds NaN/inf values")
 
@@ -253,9 +290,14 @@ def build_network(config: dict[str, Any], state_dict: dict[str, Any], where: str
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # "random init" is only the skeleton: every weight comes from the state dict
         try:
-            model, _ = build_model(cfg, grid=tuple(config["grid"]), channels=int(config["channels"]),
-                                   history=int(config["history"]), horizon=int(config["horizon"]),
-                                   interval_minutes=int(config["interval_minutes"]))
+            model, _ = build_model(
+                cfg,
+                grid=tuple(config["grid"]),
+                channels=int(config["channels"]),
+                history=int(config["history"]),
+                horizon=int(config["horizon"]),
+                interval_minutes=int(config["interval_minutes"]),
+            )
         finally:
             quiet.setLevel(level)
     except StvfmError as e:
@@ -263,8 +305,9 @@ def build_network(config: dict[str, Any], state_dict: dict[str, Any], where: str
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:
-        raise DataError(f"model '{where}': {WEIGHTS_FILE} does not fit its {CONFIG_FILE} "
-                        f"({' '.join(str(e).split())[:300]})") from None
+        raise DataError(
+            f"model '{where}': {WEIGHTS_FILE} does not fit its {CONFIG_FILE} ({' '.join(str(e).split())[:300]})"
+        ) from None
     return model.eval()
 
 
@@ -295,8 +338,9 @@ def model_card(config: dict[str, Any], tags: dict[str, Any]) -> str:
         f"- data: {config['dataset']}, split md5 {tags.get('data_md5', 'unknown')}; profile {tags.get('profile', '?')}; "
         f"git {tags.get('git_commit', 'unknown')}",
         f"- validation MAE (best epoch {config.get('epoch')}): {val if val is None else f'{float(val):.4g}'}",
-        f"{TEST_LINE} {tags['test_mae']} / {tags['test_rmse']}" if "test_mae" in tags else
-        f"{TEST_LINE} pending (the evaluate stage fills it in)",
+        f"{TEST_LINE} {tags['test_mae']} / {tags['test_rmse']}"
+        if "test_mae" in tags
+        else f"{TEST_LINE} pending (the evaluate stage fills it in)",
         "- files: artifacts/config.json + artifacts/weights.safetensors (tensors and JSON only, no pickles)",
         f"- use: `stvfm predict --model models:/stvfm-{config['dataset']}@champion --input series.npz --out fc.npz`, "
         f"`mlflow models serve -m models:/stvfm-{config['dataset']}@champion --env-manager local` (docs/serving.md)",

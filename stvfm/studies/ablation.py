@@ -4,6 +4,7 @@
 test once (:func:`stvfm.studies.quality.fit_and_score`); results go to ``metrics/<ds>/ablation/<name>.json`` and the
 table to ``reports/ablation-<ds>.md`` (its own file: the dataset reports are not touched).
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,9 @@ def result_path(root: Path, dataset: str, name: str, data_root: str = "data") ->
     return dataset_paths(dataset, root, data_root).metrics_dir / "ablation" / f"{name}.json"
 
 
-def run_ablation(dataset: str, params: Params, root: str | Path = ".", names: list[str] | None = None,
-                 threads: int | None = 1) -> dict[str, Any]:
+def run_ablation(
+    dataset: str, params: Params, root: str | Path = ".", names: list[str] | None = None, threads: int | None = 1
+) -> dict[str, Any]:
     root = Path(root)
     rows = []
     for name, ov in ABLATION:
@@ -46,12 +48,24 @@ def run_ablation(dataset: str, params: Params, root: str | Path = ".", names: li
         r = fit_and_score(p, dataset, root, test=True, threads=threads)
         model = {k: getattr(p.model, k) for k in ("variant", "time_identity", "output", "vfm_blocks")}
         if p.model.arch == "stid":
-            model.update(variant="– (STID network, no VFM)", time_identity=p.model.stid.time_identity,
-                         output="identity only", vfm_blocks=0)
+            model.update(
+                variant="– (STID network, no VFM)",
+                time_identity=p.model.stid.time_identity,
+                output="identity only",
+                vfm_blocks=0,
+            )
         r.update(name=name, overrides=ov, profile=params.profile, model=model)
         write_json(result_path(root, dataset, name, params.data.root), r)
-        log.info("ablation %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)", dataset, name,
-                 r["val"]["mae"], r["val"]["rmse"], r["test"]["mae"], r["test"]["rmse"], r["fit_s"])
+        log.info(
+            "ablation %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)",
+            dataset,
+            name,
+            r["val"]["mae"],
+            r["val"]["rmse"],
+            r["test"]["mae"],
+            r["test"]["rmse"],
+            r["fit_s"],
+        )
         rows.append(r)
     refs = {s: reference_scores(params, dataset, root, s) for s in ("val", "test")}
     out = dataset_paths(dataset, root, params.data.root).report_dir / f"ablation-{dataset}.md"
@@ -65,15 +79,21 @@ def render_ablation(dataset: str, rows: list[dict[str, Any]], refs: dict[str, di
     def f(d):
         return f"{d['mae']:.3f} / {d['rmse']:.3f}" if d else "–"
 
-    L = [f"# Ablation on real data: {dataset}", "",
-         "Each row: the same training profile, best-validation checkpoint, test read once. MAE / RMSE on the original "
-         "scale. `clock` = model.time_identity, `output` = model.output (beyond the paper).", "",
-         "| run | variant | clock | output | val MAE / RMSE | test MAE / RMSE | best epoch / run | fit s |",
-         "|---|---|---|---|---|---|---|---|"]
+    L = [
+        f"# Ablation on real data: {dataset}",
+        "",
+        "Each row: the same training profile, best-validation checkpoint, test read once. MAE / RMSE on the original "
+        "scale. `clock` = model.time_identity, `output` = model.output (beyond the paper).",
+        "",
+        "| run | variant | clock | output | val MAE / RMSE | test MAE / RMSE | best epoch / run | fit s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         m = r["model"]
-        L.append(f"| {r['name']} | {m['variant']} | {'on' if m['time_identity'] else 'off'} | {m['output']} | "
-                 f"{f(r['val'])} | {f(r['test'])} | {r['best_epoch']} / {r['epochs_run']} | {r['fit_s']:.0f} |")
+        L.append(
+            f"| {r['name']} | {m['variant']} | {'on' if m['time_identity'] else 'off'} | {m['output']} | "
+            f"{f(r['val'])} | {f(r['test'])} | {r['best_epoch']} / {r['epochs_run']} | {r['fit_s']:.0f} |"
+        )
     for k in ("persistence", "ha"):
         L.append(f"| {k} (reference) | – | – | – | {f(refs['val'][k])} | {f(refs['test'][k])} | – | – |")
     L += ["", f"Profile: `{rows[0]['profile']}`." if rows else "", ""]

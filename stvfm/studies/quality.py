@@ -5,6 +5,7 @@ Used by the real-data ablation (``pipelines/ablation.py``, ``make ablation-real`
 (``tests/quality/``) and ``benchmarks/bench_quality.py``. Same components, loop, early stopping and best-validation
 checkpoint as the train stage (``train.use_ray: false`` path); no MLflow, no files.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,9 +30,15 @@ def _figures(acc) -> dict[str, float]:
     return {"mae": float(acc.mae), "rmse": float(acc.rmse)}
 
 
-def fit_and_score(params: Params, dataset: str, root: str | Path = ".", *, test: bool = False,
-                  threads: int | None = None, on_epoch: Callable[[EpochResult, LoopTrainer], None] | None = None
-                  ) -> dict[str, Any]:
+def fit_and_score(
+    params: Params,
+    dataset: str,
+    root: str | Path = ".",
+    *,
+    test: bool = False,
+    threads: int | None = None,
+    on_epoch: Callable[[EpochResult, LoopTrainer], None] | None = None,
+) -> dict[str, Any]:
     """Train ``params`` on ``dataset`` (plain loop), restore the best-validation weights, return
     ``{"val": {mae, rmse}, "test": {...} | None, "best_epoch", "epochs_run", "fit_s", "epoch_s"}`` (original scale)."""
     old = torch.get_num_threads()
@@ -45,17 +52,31 @@ def fit_and_score(params: Params, dataset: str, root: str | Path = ".", *, test:
         g = torch.Generator().manual_seed(cfg.seed)
         train = DataLoader(comp.datasets["train"], batch_size=cfg.batch_size, shuffle=True, generator=g)
         val = DataLoader(comp.datasets["val"], batch_size=params.eval.batch_size)
-        tr = LoopTrainer(comp.model, train, val, cfg, loss_fn=loss_fn_for(params, comp.scaler),
-                         inverse=comp.inverse, bf16=comp.bf16, meta=comp.meta)
+        tr = LoopTrainer(
+            comp.model,
+            train,
+            val,
+            cfg,
+            loss_fn=loss_fn_for(params, comp.scaler),
+            inverse=comp.inverse,
+            bf16=comp.bf16,
+            meta=comp.meta,
+        )
         st = tr.fit(on_epoch)
         fit_s = time.perf_counter() - t0
         if tr.best_model_state is not None:
             unwrap(tr.model).load_state_dict(tr.best_model_state, strict=False)
         _, v = tr.validate(val)
-        out: dict[str, Any] = {"dataset": dataset, "val": _figures(v), "test": None, "best_epoch": st.best_epoch,
-                               "epochs_run": st.next_epoch, "fit_s": round(fit_s, 1),
-                               "epoch_s": round(sum(h["epoch_seconds"] for h in st.history) / max(1, len(st.history)), 2),
-                               "threads": torch.get_num_threads()}
+        out: dict[str, Any] = {
+            "dataset": dataset,
+            "val": _figures(v),
+            "test": None,
+            "best_epoch": st.best_epoch,
+            "epochs_run": st.next_epoch,
+            "fit_s": round(fit_s, 1),
+            "epoch_s": round(sum(h["epoch_seconds"] for h in st.history) / max(1, len(st.history)), 2),
+            "threads": torch.get_num_threads(),
+        }
         if test:
             _, te = tr.validate(DataLoader(comp.datasets["test"], batch_size=params.eval.batch_size))
             out["test"] = _figures(te)
@@ -69,8 +90,10 @@ def reference_scores(params: Params, dataset: str, root: str | Path = ".", split
     data = load_series_split(dataset_paths(dataset, Path(root), params.data.root))
     h, o = data.history, data.horizon
     ha = HistoricalAverage.fit(data.series, data.times, data.interval_minutes, data.train_range, "day")
-    res = {"persistence": score(data, lambda s, t0: persistence_forecast(s, t0, h, o), split=split),
-           "ha": score(data, lambda s, t0: ha.forecast(t0, h, o), split=split)}
+    res = {
+        "persistence": score(data, lambda s, t0: persistence_forecast(s, t0, h, o), split=split),
+        "ha": score(data, lambda s, t0: ha.forecast(t0, h, o), split=split),
+    }
     return {k: {"mae": float(r["mae"]), "rmse": float(r["rmse"])} for k, r in res.items()}
 
 

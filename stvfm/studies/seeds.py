@@ -7,6 +7,7 @@ Jobs are named ``<model>@<seed>`` (``stvfm@1``, ``stid@0``); results go to ``met
 a job whose result exists is skipped unless named) and the table to ``reports/seeds-<ds>.md``. Several processes may
 each take a share of the jobs; every one rewrites the report from all results present. Not part of ``dvc repro``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,10 @@ _JOB = re.compile(r"^(stvfm|stid)@(\d{1,6})$")
 def parse_job(job: str) -> tuple[str, int]:
     m = _JOB.match(job)
     if not m:
-        raise ConfigError(f"seed job '{job}': expected <model>@<seed> with model one of {', '.join(MODELS)} "
-                          f"and an integer seed, e.g. stvfm@1")
+        raise ConfigError(
+            f"seed job '{job}': expected <model>@<seed> with model one of {', '.join(MODELS)} "
+            f"and an integer seed, e.g. stvfm@1"
+        )
     return m.group(1), int(m.group(2))
 
 
@@ -52,8 +55,9 @@ def result_path(root: Path, dataset: str, job: str, data_root: str = "data") -> 
     return seeds_dir(root, dataset, data_root) / f"{job}.json"
 
 
-def run_seeds(dataset: str, params: Params, root: str | Path = ".", jobs: list[str] | None = None,
-              threads: int | None = 1) -> dict[str, Any]:
+def run_seeds(
+    dataset: str, params: Params, root: str | Path = ".", jobs: list[str] | None = None, threads: int | None = 1
+) -> dict[str, Any]:
     root = Path(root)
     named = bool(jobs)
     jobs = list(jobs) if jobs else [f"{m}@{s}" for m in MODELS for s in SEEDS]
@@ -67,8 +71,16 @@ def run_seeds(dataset: str, params: Params, root: str | Path = ".", jobs: list[s
         r.update(job=job, model=model, seed=seed, profile=params.profile)
         write_json(path, r)
         ran += 1
-        log.info("seeds %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)", dataset, job,
-                 r["val"]["mae"], r["val"]["rmse"], r["test"]["mae"], r["test"]["rmse"], r["fit_s"])
+        log.info(
+            "seeds %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)",
+            dataset,
+            job,
+            r["val"]["mae"],
+            r["val"]["rmse"],
+            r["test"]["mae"],
+            r["test"]["rmse"],
+            r["fit_s"],
+        )
     refs = {s: reference_scores(params, dataset, root, s) for s in ("val", "test")}
     folder = seeds_dir(root, dataset, params.data.root)
     rows = [read_json(q) for q in sorted(folder.glob("*.json"))] if folder.is_dir() else []
@@ -100,26 +112,38 @@ def render_seeds(dataset: str, rows: list[dict[str, Any]], refs: dict[str, dict[
         return f"{d['mae']:.3f} / {d['rmse']:.3f}"
 
     name = {"stvfm": "ST-VFM", "stid": "STID (baseline recipe)"}
-    L = [f"# Seed study on real data: {dataset}", "",
-         "Each run: the profile's ST-VFM or the STID baseline's reference recipe (`baselines.stid`), one seed, "
-         "best-validation checkpoint, test read once. MAE / RMSE on the original scale.", "",
-         "| model | seed | val MAE / RMSE | test MAE / RMSE | best epoch / run | fit s |", "|---|---|---|---|---|---|"]
+    L = [
+        f"# Seed study on real data: {dataset}",
+        "",
+        "Each run: the profile's ST-VFM or the STID baseline's reference recipe (`baselines.stid`), one seed, "
+        "best-validation checkpoint, test read once. MAE / RMSE on the original scale.",
+        "",
+        "| model | seed | val MAE / RMSE | test MAE / RMSE | best epoch / run | fit s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: (MODELS.index(r["model"]), r["seed"])):
-        L.append(f"| {name[r['model']]} | {r['seed']} | {f(r['val'])} | {f(r['test'])} | "
-                 f"{r['best_epoch']} / {r['epochs_run']} | {r['fit_s']:.0f} |")
+        L.append(
+            f"| {name[r['model']]} | {r['seed']} | {f(r['val'])} | {f(r['test'])} | "
+            f"{r['best_epoch']} / {r['epochs_run']} | {r['fit_s']:.0f} |"
+        )
     s = summarise(rows)
     L += ["", "| model | seeds | val MAE / RMSE (mean ± std) | test MAE / RMSE (mean ± std) |", "|---|---|---|---|"]
     for model, d in s.items():
-        L.append(f"| {name[model]} | {len(d['seeds'])} | {d['val_mae']:.3f} ± {d['val_mae_std']:.3f} / "
-                 f"{d['val_rmse']:.3f} ± {d['val_rmse_std']:.3f} | {d['test_mae']:.3f} ± {d['test_mae_std']:.3f} / "
-                 f"{d['test_rmse']:.3f} ± {d['test_rmse_std']:.3f} |")
+        L.append(
+            f"| {name[model]} | {len(d['seeds'])} | {d['val_mae']:.3f} ± {d['val_mae_std']:.3f} / "
+            f"{d['val_rmse']:.3f} ± {d['val_rmse_std']:.3f} | {d['test_mae']:.3f} ± {d['test_mae_std']:.3f} / "
+            f"{d['test_rmse']:.3f} ± {d['test_rmse_std']:.3f} |"
+        )
     for k in ("persistence", "ha"):
         L.append(f"| {k} (reference) | – | {f(refs['val'][k])} | {f(refs['test'][k])} |")
     if len(s) == 2:
         a, b = s["stvfm"], s["stid"]
-        L += ["", f"ST-VFM ÷ STID, means: val MAE {a['val_mae'] / b['val_mae']:.3f}, RMSE "
-                  f"{a['val_rmse'] / b['val_rmse']:.3f}; test MAE {a['test_mae'] / b['test_mae']:.3f}, RMSE "
-                  f"{a['test_rmse'] / b['test_rmse']:.3f}."]
+        L += [
+            "",
+            f"ST-VFM ÷ STID, means: val MAE {a['val_mae'] / b['val_mae']:.3f}, RMSE "
+            f"{a['val_rmse'] / b['val_rmse']:.3f}; test MAE {a['test_mae'] / b['test_mae']:.3f}, RMSE "
+            f"{a['test_rmse'] / b['test_rmse']:.3f}.",
+        ]
     L += ["", f"Profile: `{rows[0]['profile']}`." if rows else "", ""]
     return "\n".join(L)
 

@@ -5,6 +5,7 @@ A checkpoint is a plain dict of tensors and Python primitives (no pickled classe
 (``model_cfg``, ``arch``, ``dataset``, ``grid``, ``channels``, ``epoch``, ``val``, ``backbone``); ``last.pt`` adds
 the full training state (optimizer, scheduler, RNG, early-stopping counters) for resuming.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -17,8 +18,18 @@ import torch
 from stvfm.errors import CheckpointError
 from stvfm.io import atomic_path
 
-META_KEYS = ("model_cfg", "arch", "dataset", "grid", "channels", "history", "horizon", "backbone", "interval_minutes",
-             "scaler_kind")
+META_KEYS = (
+    "model_cfg",
+    "arch",
+    "dataset",
+    "grid",
+    "channels",
+    "history",
+    "horizon",
+    "backbone",
+    "interval_minutes",
+    "scaler_kind",
+)
 
 
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:
@@ -32,19 +43,23 @@ def load_checkpoint(path: str | Path, *, require: tuple[str, ...] = ("model_stat
     """Load with ``weights_only=True``; a missing, truncated or corrupt file raises :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist (run the train stage first: "
-                              f"`dvc repro train` or `stvfm train`)")
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist (run the train stage first: `dvc repro train` or `stvfm train`)"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError, KeyError) as e:
-        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); delete it and train again") from e
+        raise CheckpointError(
+            f"checkpoint '{path}' is corrupt or truncated ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); delete it and train again"
+        ) from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(obj).__name__}, expected a dict")
     missing = [k for k in require if k not in obj]
     if missing:
-        raise CheckpointError(f"checkpoint '{path}' lacks key(s) {', '.join(missing)}; it was not written by "
-                              f"stvfm train")
+        raise CheckpointError(
+            f"checkpoint '{path}' lacks key(s) {', '.join(missing)}; it was not written by stvfm train"
+        )
     return obj
 
 
@@ -55,5 +70,3 @@ def best_from_state(state: dict[str, Any]) -> dict[str, Any]:
     out = {k: state[k] for k in META_KEYS if k in state}
     out.update(model_state=best, epoch=state["loop"]["best_epoch"], val=state["loop"].get("best_metrics", {}))
     return out
-
-

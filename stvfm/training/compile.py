@@ -12,6 +12,7 @@ compiling again.
 Measured on the `real` profile (bikenyc2_test, batch 16, one CPU thread, docs/training.md): the step 1.3x faster in
 steady state; compiling costs minutes the first time and seconds from the cache.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Each Ray worker calls :func:`build_components` itself, so it reads only its split ranges from the Zarr/Parquet files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,9 @@ from stvfm.paths import DatasetPaths, dataset_paths
 
 def read_meta(paths: DatasetPaths) -> dict[str, Any]:
     if not paths.split_meta.is_file():
-        raise DataError("split outputs are missing; run `dvc repro split` first", dataset=paths.name,
-                        path=str(paths.split_meta))
+        raise DataError(
+            "split outputs are missing; run `dvc repro split` first", dataset=paths.name, path=str(paths.split_meta)
+        )
     return read_json(paths.split_meta)
 
 
@@ -36,8 +38,10 @@ def load_scaler(paths: DatasetPaths, kind: str | None = None):
 
 def make_inverse(scaler) -> Callable[[torch.Tensor], torch.Tensor]:
     """Inverse transform (scaled -> original) for (..., C, H, W) tensors."""
+
     def inv(t: torch.Tensor) -> torch.Tensor:
         return scaler.inverse(t, channel_axis=-3)
+
     return inv
 
 
@@ -80,28 +84,47 @@ def build_model_from_meta(meta: dict[str, Any]):
     cfg = from_dict(ModelConfig, meta["model_cfg"], "checkpoint.model_cfg")
     interval = meta.get("interval_minutes")
     if interval is None and needs_time_ids(cfg):
-        raise ConfigError("model.time_identity / model.output=anchored|identity need the data interval "
-                          "(interval_minutes); this model's metadata (the checkpoint, or the split's meta.json when "
-                          "training) has none (re-run the split stage and retrain, or switch both off)")
-    return build_model(cfg, grid=tuple(meta["grid"]), channels=int(meta["channels"]), history=int(meta["history"]),
-                       horizon=int(meta["horizon"]), interval_minutes=None if interval is None else int(interval))
+        raise ConfigError(
+            "model.time_identity / model.output=anchored|identity need the data interval "
+            "(interval_minutes); this model's metadata (the checkpoint, or the split's meta.json when "
+            "training) has none (re-run the split stage and retrain, or switch both off)"
+        )
+    return build_model(
+        cfg,
+        grid=tuple(meta["grid"]),
+        channels=int(meta["channels"]),
+        history=int(meta["history"]),
+        horizon=int(meta["horizon"]),
+        interval_minutes=None if interval is None else int(interval),
+    )
 
 
-def build_components(params: Params, dataset: str, root: str | Path, splits: tuple[str, ...] = ("train", "val"),
-                     *, with_model: bool = True) -> Components:
+def build_components(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    splits: tuple[str, ...] = ("train", "val"),
+    *,
+    with_model: bool = True,
+) -> Components:
     from stvfm.data.windows import WindowDataset
 
     paths = dataset_paths(dataset, root, params.data.root)
     split_meta = read_meta(paths)
     spec = get_spec(dataset, params.local_sources)
     model_cfg = resolve_model_config(params, spec)
-    meta = {"model_cfg": dataclasses.asdict(model_cfg), "arch": model_cfg.arch, "dataset": dataset,
-            "grid": [int(v) for v in split_meta["grid"]], "channels": int(split_meta["channels"]),
-            "history": int(split_meta.get("history", params.data.history)),
-            "horizon": int(split_meta.get("horizon", params.data.horizon)),
-            "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3)),
-            "interval_minutes": int(split_meta["interval_minutes"]) if split_meta.get("interval_minutes") else None,
-            "scaler_kind": params.data.scaler}
+    meta = {
+        "model_cfg": dataclasses.asdict(model_cfg),
+        "arch": model_cfg.arch,
+        "dataset": dataset,
+        "grid": [int(v) for v in split_meta["grid"]],
+        "channels": int(split_meta["channels"]),
+        "history": int(split_meta.get("history", params.data.history)),
+        "horizon": int(split_meta.get("horizon", params.data.horizon)),
+        "scale_1e3": bool(split_meta.get("scale_1e3", spec.scale_1e3)),
+        "interval_minutes": int(split_meta["interval_minutes"]) if split_meta.get("interval_minutes") else None,
+        "scaler_kind": params.data.scaler,
+    }
     model = None
     if with_model:
         model, info = build_model_from_meta(meta)
@@ -113,6 +136,9 @@ def build_components(params: Params, dataset: str, root: str | Path, splits: tup
         model.output_path.fit_anchor(torch.from_numpy(tr._x), torch.from_numpy(tr._tid[:, 0]))
     for s, d in ds.items():
         if len(d) == 0:
-            raise DataError(f"the {s} split has no windows; lengthen the series or change data.split",
-                            dataset=dataset, path=str(paths.windows))
+            raise DataError(
+                f"the {s} split has no windows; lengthen the series or change data.split",
+                dataset=dataset,
+                path=str(paths.windows),
+            )
     return Components(paths, meta, model, make_inverse(scaler), scaler, ds, bool(model_cfg.bf16))

@@ -6,6 +6,7 @@ n_windows, best_epoch (1-based), dataset, plus the persistence reference on the 
 truth maps for ``eval.n_maps`` test windows, learning curves). Metrics are ×1e3 where the dataset table says so
 (Crowd, Cellular), as the paper reports them. With tracking on, everything is also logged into the training run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,15 @@ def load_best(path: str | Path):
 
 
 @torch.no_grad()
-def predict_split(model, ds, scaler, batch_size: int, bf16: bool = False, keep: set[int] = frozenset(),
-                  channels: ChannelErrors | None = None):
+def predict_split(
+    model,
+    ds,
+    scaler,
+    batch_size: int,
+    bf16: bool = False,
+    keep: set[int] = frozenset(),
+    channels: ChannelErrors | None = None,
+):
     """Returns (ErrorAccumulator model, ErrorAccumulator persistence, {index: (truth, pred)} for ``keep``); the
     model's per-channel errors go into ``channels`` when given."""
     acc = ErrorAccumulator(ds.horizon)
@@ -88,25 +96,39 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
     if len(ds) == 0:
         raise DataError("the test split has no windows", dataset=dataset, path=str(paths.windows))
     if list(ds.grid) != list(best["grid"]) or ds.channels != int(best["channels"]):
-        raise DataError(f"test data is {ds.grid[0]}x{ds.grid[1]}x{ds.channels} but the checkpoint was trained on "
-                        f"{best['grid'][0]}x{best['grid'][1]}x{best['channels']}; retrain (dvc repro train)",
-                        dataset=dataset, path=str(paths.model_dir / "best.pt"))
+        raise DataError(
+            f"test data is {ds.grid[0]}x{ds.grid[1]}x{ds.channels} but the checkpoint was trained on "
+            f"{best['grid'][0]}x{best['grid'][1]}x{best['channels']}; retrain (dvc repro train)",
+            dataset=dataset,
+            path=str(paths.model_dir / "best.pt"),
+        )
     n_maps = max(0, min(params.eval.n_maps, len(ds)))
     keep = set(np.linspace(0, len(ds) - 1, n_maps).astype(int).tolist()) if n_maps else set()
     chan = ChannelErrors()
-    acc, pers, kept = predict_split(model, ds, scaler, params.eval.batch_size, bool(best["model_cfg"].get("bf16")),
-                                    keep, chan)
+    acc, pers, kept = predict_split(
+        model, ds, scaler, params.eval.batch_size, bool(best["model_cfg"].get("bf16")), keep, chan
+    )
     meta = read_json(paths.split_meta)
     factor = 1e3 if meta.get("scale_1e3") else 1.0
     train_info = read_json(paths.model_dir / "train.json") if (paths.model_dir / "train.json").is_file() else {}
     per_step = [{"step": r["step"], "mae": r["mae"] * factor, "rmse": r["rmse"] * factor} for r in acc.per_step()]
-    result = {"dataset": dataset, "mae": acc.mae * factor, "rmse": acc.rmse * factor, "per_step": per_step,
-              "per_channel": chan.result(meta.get("channel_names") or [], factor),
-              "profile": train_info.get("profile", params.profile), "scale": factor, "n_windows": len(ds), "pretrained_backbone": is_pretrained(best.get("backbone", {})),
-              "backbone": best.get("backbone", {}).get("name", best["model_cfg"].get("backbone")),
-              "arch": best.get("arch"), "variant": best["model_cfg"].get("variant"), "best_epoch": best.get("epoch"),
-              "val_mae": (best.get("val") or {}).get("val_mae"),
-              "persistence": {"mae": pers.mae * factor, "rmse": pers.rmse * factor}}
+    result = {
+        "dataset": dataset,
+        "mae": acc.mae * factor,
+        "rmse": acc.rmse * factor,
+        "per_step": per_step,
+        "per_channel": chan.result(meta.get("channel_names") or [], factor),
+        "profile": train_info.get("profile", params.profile),
+        "scale": factor,
+        "n_windows": len(ds),
+        "pretrained_backbone": is_pretrained(best.get("backbone", {})),
+        "backbone": best.get("backbone", {}).get("name", best["model_cfg"].get("backbone")),
+        "arch": best.get("arch"),
+        "variant": best["model_cfg"].get("variant"),
+        "best_epoch": best.get("epoch"),
+        "val_mae": (best.get("val") or {}).get("val_mae"),
+        "persistence": {"mae": pers.mae * factor, "rmse": pers.rmse * factor},
+    }
     mdir = paths.metrics_dir
     pdir = mdir / "plots"
     with atomic_path(pdir) as tmp:
@@ -115,8 +137,13 @@ def run_evaluate(params: Params, dataset: str, root: str | Path = ".", *, track:
         times = ds.time
         for idx, (truth, pred) in sorted(kept.items()):
             when = str(times[idx])[:16] if times is not None else f"window {idx}"
-            forecast_map(truth, pred, tmp / f"forecast_{idx:04d}.png", title=f"{dataset} test, first target {when}",
-                         channel_name=names[0] if names else "")
+            forecast_map(
+                truth,
+                pred,
+                tmp / f"forecast_{idx:04d}.png",
+                title=f"{dataset} test, first target {when}",
+                channel_name=names[0] if names else "",
+            )
         hist = paths.model_dir / "history.json"
         if hist.is_file():
             learning_curves(read_json(hist), tmp / "learning_curves.png", title=dataset)
@@ -138,18 +165,30 @@ def _log(params: Params, dataset: str, root: Path, paths, result: dict[str, Any]
     run_id = read_json(tj).get("run_id") if tj.is_file() else None
     finish = None
     if run_id is None:
-        run_id, finish = tracking.timed_run(exp_id, tracking.run_name("evaluate", dataset),
-                                            tracking.run_tags(params, dataset, "evaluate", root),
-                                            time.time() - result.get("seconds", 0.0))
-    tracking.log_to_run(run_id, {"test_mae": result["mae"], "test_rmse": result["rmse"],
-                                 "test_persistence_mae": result["persistence"]["mae"],
-                                 "test_persistence_rmse": result["persistence"]["rmse"]},
-                        per_step=result["per_step"],
-                        artifacts=[(paths.metrics_dir / "test.json", "metrics"),
-                                   (paths.metrics_dir / "per_step.csv", "metrics"), (paths.metrics_dir / "plots", "plots")])
+        run_id, finish = tracking.timed_run(
+            exp_id,
+            tracking.run_name("evaluate", dataset),
+            tracking.run_tags(params, dataset, "evaluate", root),
+            time.time() - result.get("seconds", 0.0),
+        )
+    tracking.log_to_run(
+        run_id,
+        {
+            "test_mae": result["mae"],
+            "test_rmse": result["rmse"],
+            "test_persistence_mae": result["persistence"]["mae"],
+            "test_persistence_rmse": result["persistence"]["rmse"],
+        },
+        per_step=result["per_step"],
+        artifacts=[
+            (paths.metrics_dir / "test.json", "metrics"),
+            (paths.metrics_dir / "per_step.csv", "metrics"),
+            (paths.metrics_dir / "plots", "plots"),
+        ],
+    )
     if finish is not None:
         finish()
     if tj.is_file():
-        model = (read_json(tj).get("model") or {})
+        model = read_json(tj).get("model") or {}
         if model.get("version"):
             record_test_metrics(model["registered_model"], model["version"], result["mae"], result["rmse"])

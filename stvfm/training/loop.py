@@ -11,6 +11,7 @@ report's curves. Only the loop's own index (``EpochResult.epoch``, sampler seeds
 Data-parallel wrappers (stvfm/training/ray_train.py) hand in a DDP model and distributed loaders plus an
 ``all_reduce`` for the metric sums; the loop itself knows nothing of Ray or MLflow.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -52,8 +53,16 @@ class EpochResult:
         return self.epoch + 1
 
     def metrics(self) -> dict[str, float]:
-        return {"epoch": self.number, "train_loss": self.train_loss, "val_loss": self.val_loss, "val_mae": self.val_mae,
-                "val_rmse": self.val_rmse, "lr": self.lr, "epoch_seconds": self.seconds, "started_at": self.started_at}
+        return {
+            "epoch": self.number,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "val_mae": self.val_mae,
+            "val_rmse": self.val_rmse,
+            "lr": self.lr,
+            "epoch_seconds": self.seconds,
+            "started_at": self.started_at,
+        }
 
 
 @dataclass
@@ -67,8 +76,15 @@ class LoopState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, kind: str = "cosine", *, steps_per_epoch: int = 1,
-                  milestones: list[int] | tuple[int, ...] = (), gamma: float = 0.5) -> Callable[[int], float]:
+def warmup_cosine(
+    total_steps: int,
+    warmup_steps: int,
+    kind: str = "cosine",
+    *,
+    steps_per_epoch: int = 1,
+    milestones: list[int] | tuple[int, ...] = (),
+    gamma: float = 0.5,
+) -> Callable[[int], float]:
     """LR multiplier per optimizer step: linear warmup over ``warmup_steps``, then
 
     - ``cosine``: cosine decay to 0 at ``total_steps``;
@@ -78,6 +94,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int, kind: str = "cosine", *, 
     """
     if kind not in ("cosine", "multistep", "none", "constant"):
         from stvfm.errors import ConfigError
+
         raise ConfigError(f"train.scheduler: '{kind}' is not one of cosine, multistep, none")
     ms = sorted(int(m) for m in milestones)
     spe = max(1, int(steps_per_epoch))
@@ -91,6 +108,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int, kind: str = "cosine", *, 
             return ramp
         span = max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+
     return f
 
 
@@ -108,6 +126,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, **kw)
     from stvfm.errors import ConfigError
+
     raise ConfigError(f"train.optimizer: '{cfg.optimizer}' is not one of adamw, adam")
 
 
@@ -124,16 +143,29 @@ def _set_epoch(loader, epoch: int) -> None:
 def _to(batch: dict, device) -> tuple[torch.Tensor, ...]:
     """(x, x_flow, y, y_flow, time_ids) on ``device``; ``time_ids`` is None for datasets without a clock."""
     tid = batch.get("time_ids")
-    return (*(batch[k].to(device, non_blocking=True) for k in ("x", "x_flow", "y", "y_flow")),
-            None if tid is None else tid.to(device, non_blocking=True))
+    return (
+        *(batch[k].to(device, non_blocking=True) for k in ("x", "x_flow", "y", "y_flow")),
+        None if tid is None else tid.to(device, non_blocking=True),
+    )
 
 
 class LoopTrainer:
     """Owns optimizer, scheduler and early-stopping state for one model. ``fit(on_epoch)`` runs the remaining epochs."""
 
-    def __init__(self, model: nn.Module, train_loader, val_loader, cfg: TrainConfig, *, loss_fn: LossFn,
-                 inverse: Inverse, device: str | torch.device = "cpu", bf16: bool = False,
-                 all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, meta: dict | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader,
+        val_loader,
+        cfg: TrainConfig,
+        *,
+        loss_fn: LossFn,
+        inverse: Inverse,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+        all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        meta: dict | None = None,
+    ):
         self.model, self.train_loader, self.val_loader, self.cfg = model, train_loader, val_loader, cfg
         self.loss_fn, self.inverse, self.device, self.bf16 = loss_fn, inverse, torch.device(device), bf16
         self.all_reduce = all_reduce
@@ -141,14 +173,26 @@ class LoopTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             from stvfm.errors import ConfigError
+
             raise ConfigError("the model has no trainable parameters (check model.variant / adapter settings)")
         self.optimizer = make_optimizer(params, cfg)
-        self.steps_per_epoch = max(1, len(train_loader) if cfg.max_batches_per_epoch is None
-                                   else min(len(train_loader), cfg.max_batches_per_epoch))
+        self.steps_per_epoch = max(
+            1,
+            len(train_loader)
+            if cfg.max_batches_per_epoch is None
+            else min(len(train_loader), cfg.max_batches_per_epoch),
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(cfg.epochs * self.steps_per_epoch, cfg.warmup_epochs * self.steps_per_epoch,
-                                          cfg.scheduler, steps_per_epoch=self.steps_per_epoch,
-                                          milestones=cfg.milestones, gamma=cfg.gamma))
+            self.optimizer,
+            warmup_cosine(
+                cfg.epochs * self.steps_per_epoch,
+                cfg.warmup_epochs * self.steps_per_epoch,
+                cfg.scheduler,
+                steps_per_epoch=self.steps_per_epoch,
+                milestones=cfg.milestones,
+                gamma=cfg.gamma,
+            ),
+        )
         self.state = LoopState()
         self.best_model_state: dict[str, torch.Tensor] | None = None
         # train.compile: the compiled model for full batches; a short batch takes the eager one (no recompile)
@@ -165,8 +209,9 @@ class LoopTrainer:
             return values
         return self.all_reduce(torch.tensor(values, dtype=torch.float64)).tolist()
 
-    def train_step(self, x: torch.Tensor, xf: torch.Tensor, y: torch.Tensor, yf: torch.Tensor,
-                   tid: torch.Tensor | None) -> torch.Tensor:
+    def train_step(
+        self, x: torch.Tensor, xf: torch.Tensor, y: torch.Tensor, yf: torch.Tensor, tid: torch.Tensor | None
+    ) -> torch.Tensor:
         """One optimizer step on one batch (forward under the model's autocast, Eq. 11, backward, clipping, optimizer
         and scheduler step); returns the detached loss. ``benchmarks/bench_train.py`` times exactly this."""
         model = self.model
@@ -241,13 +286,25 @@ class LoopTrainer:
                 st.best_metrics = {"val_loss": val_loss, "val_mae": val_mae, "val_rmse": val_rmse}
                 # frozen weights never change: keep only what training changes (trainable params, buffers)
                 frozen = {n for n, p in unwrap(self.model).named_parameters() if not p.requires_grad}
-                self.best_model_state = {k: v.detach().cpu().clone() for k, v in unwrap(self.model).state_dict().items()
-                                         if k not in frozen}
+                self.best_model_state = {
+                    k: v.detach().cpu().clone() for k, v in unwrap(self.model).state_dict().items() if k not in frozen
+                }
             else:
                 st.bad_epochs += 1
             stop = self.cfg.patience > 0 and st.bad_epochs >= self.cfg.patience
-            res = EpochResult(epoch, train_loss, val_loss, val_mae, val_rmse, self.optimizer.param_groups[0]["lr"],
-                              time.perf_counter() - t, samples, is_best, stop, started)
+            res = EpochResult(
+                epoch,
+                train_loss,
+                val_loss,
+                val_mae,
+                val_rmse,
+                self.optimizer.param_groups[0]["lr"],
+                time.perf_counter() - t,
+                samples,
+                is_best,
+                stop,
+                started,
+            )
             st.history.append(res.metrics())
             st.next_epoch = epoch + 1
             st.stopped_early = stop
@@ -259,10 +316,17 @@ class LoopTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (and to export best.pt): a weights_only-loadable dict."""
         d = dict(self.meta)
-        d.update(model_state={k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()},
-                 best_model_state=self.best_model_state, optimizer=self.optimizer.state_dict(),
-                 scheduler=self.scheduler.state_dict(), rng=rng_state(), loop=asdict(self.state),
-                 epoch=self.state.next_epoch - 1, val=self.state.best_metrics, train_cfg=asdict(self.cfg))
+        d.update(
+            model_state={k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()},
+            best_model_state=self.best_model_state,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng=rng_state(),
+            loop=asdict(self.state),
+            epoch=self.state.next_epoch - 1,
+            val=self.state.best_metrics,
+            train_cfg=asdict(self.cfg),
+        )
         return d
 
     def load_state_dict(self, d: dict[str, Any], source: str = "checkpoint") -> None:
@@ -274,8 +338,10 @@ class LoopTrainer:
             self.best_model_state = d.get("best_model_state")
             set_rng_state(d["rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot resume from '{source}': {type(e).__name__}: {str(e)[:300]} "
-                                  f"(was it written by a different model config?)") from e
+            raise CheckpointError(
+                f"cannot resume from '{source}': {type(e).__name__}: {str(e)[:300]} "
+                f"(was it written by a different model config?)"
+            ) from e
 
 
 def make_loss_fn(lambda_flow: float, kind: str = "mse", scaler=None) -> LossFn:
@@ -292,13 +358,15 @@ def make_loss_fn(lambda_flow: float, kind: str = "mse", scaler=None) -> LossFn:
             y = scaler.inverse(y.float())
             y_flow = None if y_flow is None else scaler.inverse_diff(y_flow.float())
         return stvfm_loss(out, y, y_flow, lambda_flow, kind)
+
     return f
 
 
 def loss_fn_for(params, scaler) -> LossFn:
     """The loss of a run: ``model.lambda_flow``, ``train.loss``, ``train.loss_scale`` (scaler used when original)."""
-    return make_loss_fn(params.model.lambda_flow, params.train.loss,
-                        scaler if params.train.loss_scale == "original" else None)
+    return make_loss_fn(
+        params.model.lambda_flow, params.train.loss, scaler if params.train.loss_scale == "original" else None
+    )
 
 
 __all__ = [

@@ -7,6 +7,7 @@ attaches a checkpoint directory holding ``state.pt`` (full training state incl. 
 worker group resumes from ``ray.train.get_checkpoint()``. :func:`export_checkpoint` turns a checkpoint into
 ``models/<ds>/best.pt``/``last.pt``/``history.json``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ from stvfm.training.checkpoint import load_checkpoint, save_checkpoint
 from stvfm.training.run import export_state, worker_body
 
 STATE_FILE = "state.pt"
+
 
 def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float:
     """Start a private local Ray with the dashboard on, or join ``address`` (``train.ray_address``) / env RAY_ADDRESS
@@ -56,8 +58,9 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
                 except Exception as e:
                     # a local raylet must register within a fixed 30 s; on an overloaded box it sometimes does not
                     if local and "timed out during startup" in str(e) and attempt < 2:
-                        logging.getLogger(__name__).warning("Ray start-up timed out (busy machine); retrying (%d/2)",
-                                                            attempt + 1)
+                        logging.getLogger(__name__).warning(
+                            "Ray start-up timed out (busy machine); retrying (%d/2)", attempt + 1
+                        )
                         ray.shutdown()
                         continue
                     raise
@@ -72,6 +75,7 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> float
 def _quiet_worker_logs() -> None:
     try:
         import ray.train.v2._internal.execution.context as c
+
         logging.getLogger(c.__file__).setLevel(logging.WARNING)
     except Exception:  # pragma: no cover - layout of a future Ray
         pass
@@ -119,25 +123,44 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             # upload in the background (Ray deletes the local dir afterwards): training goes on meanwhile
             tmp = tempfile.mkdtemp(prefix="stvfm-ck-")
             save_checkpoint(Path(tmp) / STATE_FILE, trainer.state_dict())
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
-                             delete_local_checkpoint_after_upload=True)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_upload_mode=CheckpointUploadMode.ASYNC,
+                delete_local_checkpoint_after_upload=True,
+            )
         else:
             ray.train.report(metrics, checkpoint=None)
 
     device = ray.train.torch.get_device() if params.train.use_gpu else "cpu"
-    worker_body(params, config["dataset"], config["root"], rank=rank, world=world,
-                prepare_model=ray.train.torch.prepare_model, prepare_loader=ray.train.torch.prepare_data_loader,
-                all_reduce=_all_reduce_sum if world > 1 else None, resume_state=resume_state, on_epoch=on_epoch,
-                device=str(device))
+    worker_body(
+        params,
+        config["dataset"],
+        config["root"],
+        rank=rank,
+        world=world,
+        prepare_model=ray.train.torch.prepare_model,
+        prepare_loader=ray.train.torch.prepare_data_loader,
+        all_reduce=_all_reduce_sum if world > 1 else None,
+        resume_state=resume_state,
+        on_epoch=on_epoch,
+        device=str(device),
+    )
 
 
 def default_run_name(dataset: str) -> str:
     return f"train-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
-def build_trainer(params: Params, dataset: str, root: str | Path, *, name: str | None = None,
-                  callbacks: Iterable[Any] = (), storage_path: str | Path | None = None):
+def build_trainer(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    *,
+    name: str | None = None,
+    callbacks: Iterable[Any] = (),
+    storage_path: str | Path | None = None,
+):
     """A Train V2 ``TorchTrainer`` for ``dataset``; workers report epoch, train_loss, val_loss, val_mae, val_rmse
     (validation metrics on the original scale), lr, resumed_from. ``name`` should be unique per run: Train V2 resumes
     a run whose storage_path/name already holds checkpoints."""
@@ -156,17 +179,26 @@ def build_trainer(params: Params, dataset: str, root: str | Path, *, name: str |
         resources["GPU"] = t.gpus_per_worker
     scaling = ray.train.ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources)
     run_cfg = ray.train.RunConfig(
-        name=name or default_run_name(dataset), storage_path=str(storage),
+        name=name or default_run_name(dataset),
+        storage_path=str(storage),
         failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         callbacks=list(callbacks),
         logging_config=ray.train.LoggingConfig(log_level="WARNING"),
-        worker_runtime_env={"env_vars": {k: os.environ[k] for k in (*RAY_ENV_DEFAULTS, "STVFM_TRAIN_PID_DIR",
-                                                                    "HF_HUB_OFFLINE") if k in os.environ}},
+        worker_runtime_env={
+            "env_vars": {
+                k: os.environ[k]
+                for k in (*RAY_ENV_DEFAULTS, "STVFM_TRAIN_PID_DIR", "HF_HUB_OFFLINE")
+                if k in os.environ
+            }
+        },
     )
-    return TorchTrainer(train_loop_per_worker,
-                        train_loop_config={"params": params.to_dict(), "dataset": dataset, "root": str(root)},
-                        scaling_config=scaling, run_config=run_cfg)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"params": params.to_dict(), "dataset": dataset, "root": str(root)},
+        scaling_config=scaling,
+        run_config=run_cfg,
+    )
 
 
 def export_checkpoint(checkpoint: Any, model_dir: str | Path) -> dict[str, Any]:
@@ -184,8 +216,15 @@ def export_checkpoint(checkpoint: Any, model_dir: str | Path) -> dict[str, Any]:
     return state
 
 
-def fit(params: Params, dataset: str, root: str | Path, model_dir: str | Path, *, name: str | None = None,
-        callbacks: Iterable[Any] = ()) -> dict[str, Any]:
+def fit(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    model_dir: str | Path,
+    *,
+    name: str | None = None,
+    callbacks: Iterable[Any] = (),
+) -> dict[str, Any]:
     """Start Ray if needed, fit, export the checkpoint; returns {state, result_metrics, ray_init_s, fit_s, name}."""
     init_s = ensure_ray(address=params.train.ray_address)
     name = name or default_run_name(dataset)
@@ -196,5 +235,11 @@ def fit(params: Params, dataset: str, root: str | Path, model_dir: str | Path, *
     if result.error is not None:
         raise result.error
     state = export_checkpoint(result.checkpoint, model_dir)
-    return {"state": state, "result_metrics": dict(result.metrics or {}), "ray_init_s": init_s, "fit_s": fit_s,
-            "name": name, "checkpoint_path": str(result.checkpoint.path) if result.checkpoint else None}
+    return {
+        "state": state,
+        "result_metrics": dict(result.metrics or {}),
+        "ray_init_s": init_s,
+        "fit_s": fit_s,
+        "name": name,
+        "checkpoint_path": str(result.checkpoint.path) if result.checkpoint else None,
+    }

@@ -2,6 +2,7 @@
 
 :func:`worker_body` is shared with the Ray wrapper, which passes DDP/distributed hooks and a report callback.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,11 +44,20 @@ def _write_pid(rank: int, epoch: int) -> None:
         os.replace(tmp, p)
 
 
-def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0, world: int = 1,
-                prepare_model: Callable | None = None, prepare_loader: Callable | None = None,
-                all_reduce: Callable | None = None, resume_state: dict | None = None,
-                on_epoch: Callable[[EpochResult, LoopTrainer], None] | None = None,
-                device: str = "cpu") -> TrainOutcome:
+def worker_body(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    prepare_model: Callable | None = None,
+    prepare_loader: Callable | None = None,
+    all_reduce: Callable | None = None,
+    resume_state: dict | None = None,
+    on_epoch: Callable[[EpochResult, LoopTrainer], None] | None = None,
+    device: str = "cpu",
+) -> TrainOutcome:
     t0 = time.perf_counter()
     cfg = params.train
     seed_everything(cfg.seed)
@@ -58,19 +68,32 @@ def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0
     bs = max(1, cfg.batch_size // world)
     g = torch.Generator().manual_seed(cfg.seed)
     if prepare_loader is None:  # in-process: same per-epoch shuffling scheme as the distributed sampler
-        train_loader = DataLoader(comp.datasets["train"], batch_size=bs,
-                                  sampler=DistributedSampler(comp.datasets["train"], num_replicas=1, rank=0,
-                                                             shuffle=True, seed=cfg.seed))
+        train_loader = DataLoader(
+            comp.datasets["train"],
+            batch_size=bs,
+            sampler=DistributedSampler(comp.datasets["train"], num_replicas=1, rank=0, shuffle=True, seed=cfg.seed),
+        )
         val_loader = DataLoader(comp.datasets["val"], batch_size=params.eval.batch_size, shuffle=False)
     else:
         train_loader = prepare_loader(DataLoader(comp.datasets["train"], batch_size=bs, shuffle=True, generator=g))
         # validation: every rank takes windows rank, rank + world, ... (no padding duplicates, unlike a
         # DistributedSampler), so the all-reduced MAE/RMSE are exactly those of the whole split
         val = comp.datasets["val"]
-        val_loader = DataLoader(Subset(val, range(rank, len(val), world)), batch_size=params.eval.batch_size,
-                                shuffle=False)
-    trainer = LoopTrainer(model, train_loader, val_loader, cfg, loss_fn=loss_fn_for(params, comp.scaler),
-                          inverse=comp.inverse, device=device, bf16=comp.bf16, all_reduce=all_reduce, meta=comp.meta)
+        val_loader = DataLoader(
+            Subset(val, range(rank, len(val), world)), batch_size=params.eval.batch_size, shuffle=False
+        )
+    trainer = LoopTrainer(
+        model,
+        train_loader,
+        val_loader,
+        cfg,
+        loss_fn=loss_fn_for(params, comp.scaler),
+        inverse=comp.inverse,
+        device=device,
+        bf16=comp.bf16,
+        all_reduce=all_reduce,
+        meta=comp.meta,
+    )
     resumed_from = None
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
@@ -81,10 +104,12 @@ def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0
         counters["samples"] += res.samples
         counters["seconds"] += res.seconds
         if rank == 0:
-            print(f"[{dataset}] epoch {res.number}/{cfg.epochs}: train_loss {res.train_loss:.4f}  val_loss "
-                  f"{res.val_loss:.4f}  val_mae {res.val_mae:.4f}  val_rmse {res.val_rmse:.4f}  lr {res.lr:.2e}  "
-                  f"({res.seconds:.1f} s{', best' if res.is_best else ''}{', early stop' if res.stop else ''})",
-                  flush=True)
+            print(
+                f"[{dataset}] epoch {res.number}/{cfg.epochs}: train_loss {res.train_loss:.4f}  val_loss "
+                f"{res.val_loss:.4f}  val_mae {res.val_mae:.4f}  val_rmse {res.val_rmse:.4f}  lr {res.lr:.2e}  "
+                f"({res.seconds:.1f} s{', best' if res.is_best else ''}{', early stop' if res.stop else ''})",
+                flush=True,
+            )
         if on_epoch is not None:
             on_epoch(res, tr)
 
@@ -94,10 +119,12 @@ def worker_body(params: Params, dataset: str, root: str | Path, *, rank: int = 0
     def train_epoch(epoch: int):
         _write_pid(rank, epoch)
         return orig_train_epoch(epoch)
+
     trainer.train_epoch = train_epoch  # type: ignore[method-assign]
     trainer.fit(hook)
-    return TrainOutcome(trainer.state_dict(), resumed_from, time.perf_counter() - t0, counters["samples"],
-                        counters["seconds"])
+    return TrainOutcome(
+        trainer.state_dict(), resumed_from, time.perf_counter() - t0, counters["samples"], counters["seconds"]
+    )
 
 
 def export_state(state: dict[str, Any], model_dir: str | Path) -> dict[str, Any]:
@@ -111,8 +138,15 @@ def export_state(state: dict[str, Any], model_dir: str | Path) -> dict[str, Any]
     return best
 
 
-def train_plain(params: Params, dataset: str, root: str | Path, *, resume: str | Path | None = None,
-                model_dir: str | Path | None = None, on_epoch: Callable | None = None) -> TrainOutcome:
+def train_plain(
+    params: Params,
+    dataset: str,
+    root: str | Path,
+    *,
+    resume: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    on_epoch: Callable | None = None,
+) -> TrainOutcome:
     """Train in this process (``train.use_ray: false``); with ``model_dir`` also save ``last.pt`` every epoch."""
     resume_state = load_checkpoint(resume, require=("model_state", "optimizer", "loop")) if resume else None
 
@@ -121,6 +155,7 @@ def train_plain(params: Params, dataset: str, root: str | Path, *, resume: str |
             save_checkpoint(Path(model_dir) / "last.pt", tr.state_dict())
         if on_epoch is not None:
             on_epoch(res, tr)
+
     return worker_body(params, dataset, root, resume_state=resume_state, on_epoch=hook)
 
 

@@ -1,5 +1,6 @@
 """The baselines stage end to end on a tiny synthetic city: same windows/metrics as the model, files written, STID
 trained by the project's loop (with time identities), report generated from the outputs."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,17 @@ def tiny(tmp_path_factory, project_root):
     from stvfm.datasets.download import run_download
 
     root = tmp_path_factory.mktemp("proj")
-    params = load_params(project_root / "params.yaml", [
-        "data.synthetic.span_days=8", "datasets=[synthetic]",
-        "baselines.stid.overrides.train.epochs=2", "baselines.stid.overrides.train.batch_size=16",
-        "baselines.stid.overrides.train.max_batches_per_epoch=3", "baselines.arima.max_fit_steps=120"])
+    params = load_params(
+        project_root / "params.yaml",
+        [
+            "data.synthetic.span_days=8",
+            "datasets=[synthetic]",
+            "baselines.stid.overrides.train.epochs=2",
+            "baselines.stid.overrides.train.batch_size=16",
+            "baselines.stid.overrides.train.max_batches_per_epoch=3",
+            "baselines.arima.max_fit_steps=120",
+        ],
+    )
     for f in (run_download, run_grid, run_flow, run_split):
         f("synthetic", params, root)
     return root, params
@@ -42,9 +50,12 @@ def _grid_and_windows(paths):
 
 def _errors(pred: np.ndarray, X: np.ndarray, t0: np.ndarray) -> dict:
     """MAE, RMSE and per-step MAE of forecasts (N, 6, H, W, C) against the grid's targets of the windows ``t0``."""
-    err = pred - np.stack([X[t + 6:t + 12] for t in t0])
-    return {"mae": np.abs(err).mean(), "rmse": np.sqrt((err ** 2).mean()),
-            "per_step_mae": np.abs(err).mean(axis=(0, 2, 3, 4))}
+    err = pred - np.stack([X[t + 6 : t + 12] for t in t0])
+    return {
+        "mae": np.abs(err).mean(),
+        "rmse": np.sqrt((err**2).mean()),
+        "per_step_mae": np.abs(err).mean(axis=(0, 2, 3, 4)),
+    }
 
 
 def _arima_by_hand(X: np.ndarray, train: tuple[int, int], t0: np.ndarray, fit_steps: int) -> np.ndarray:
@@ -62,23 +73,30 @@ def _arima_by_hand(X: np.ndarray, train: tuple[int, int], t0: np.ndarray, fit_st
     for s in range(S):
         m = flat[a:b, s].mean()
         y = flat[:, s] - m
-        fit = y[max(a, b - fit_steps):b]
+        fit = y[max(a, b - fit_steps) : b]
         if np.ptp(fit) == 0:
             out[:, :, s] = m
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = ARIMA(fit, order=(2, 0, 1), trend="n", enforce_stationarity=False,
-                        enforce_invertibility=False).fit(method="hannan_rissanen")
+            res = ARIMA(fit, order=(2, 0, 1), trend="n", enforce_stationarity=False, enforce_invertibility=False).fit(
+                method="hannan_rissanen"
+            )
             phi, theta = res.arparams, res.maparams
             if np.any(np.abs(np.roots([theta[0], 1.0])) <= 1.0 + 1e-6):
-                phi = ARIMA(fit, order=(2, 0, 0), trend="n", enforce_stationarity=False,
-                            enforce_invertibility=False).fit(method="hannan_rissanen").arparams
+                phi = (
+                    ARIMA(fit, order=(2, 0, 0), trend="n", enforce_stationarity=False, enforce_invertibility=False)
+                    .fit(method="hannan_rissanen")
+                    .arparams
+                )
                 theta = np.zeros(1)
         eps = np.zeros(T)
         for t in range(T):
-            eps[t] = y[t] - sum(phi[i] * y[t - 1 - i] for i in range(2) if t - 1 - i >= 0) \
+            eps[t] = (
+                y[t]
+                - sum(phi[i] * y[t - 1 - i] for i in range(2) if t - 1 - i >= 0)
                 - (theta[0] * eps[t - 1] if t >= 1 else 0.0)
+            )
         for n, t in enumerate(t0):
             last = t + 5
             hist, e = [y[last], y[last - 1]], eps[last]
@@ -102,8 +120,11 @@ def test_baselines_stage_writes_metrics_with_the_split_windows(tiny, tmp_path, m
 
     root, params = tiny
     real_fit = run_mod.train_and_test
-    monkeypatch.setattr(run_mod, "train_and_test",  # the same fit, also saving the best state it scores
-                        lambda *a, **k: real_fit(*a, out_dir=tmp_path / "stid", **k))
+    monkeypatch.setattr(
+        run_mod,
+        "train_and_test",  # the same fit, also saving the best state it scores
+        lambda *a, **k: real_fit(*a, out_dir=tmp_path / "stid", **k),
+    )
     out = run_mod.run_baselines("synthetic", params, root, log_mlflow=False)
     assert list(out) == ["persistence", "ha", "arima", "stid"]
     paths = dataset_paths("synthetic", root)
@@ -131,7 +152,7 @@ def test_baselines_stage_writes_metrics_with_the_split_windows(tiny, tmp_path, m
     slot = np.asarray((times.hour * 60 + times.minute) // interval)
     table = {k: X[a:b][slot[a:b] == k].mean(axis=0) for k in np.unique(slot[a:b])}
     assert len(table) == 24 * 60 // interval and detail["ha"]["settings"]["empty_slots"] == 0
-    check("ha", np.stack([[table[k] for k in slot[t + 6:t + 12]] for t in t0]), 1e-12)
+    check("ha", np.stack([[table[k] for k in slot[t + 6 : t + 12]] for t in t0]), 1e-12)
     assert saved["ha"]["mae"] != pytest.approx(saved["persistence"]["mae"], rel=1e-3)
     # ARIMA (max_fit_steps 120 in this fixture; measured: equal to the last bit)
     assert detail["arima"]["settings"]["order"] == [2, 0, 1] and detail["arima"]["settings"]["max_fit_steps"] == 120
@@ -143,7 +164,7 @@ def test_baselines_stage_writes_metrics_with_the_split_windows(tiny, tmp_path, m
     model.load_state_dict(best["model_state"])
     mean, std = X[a:b].mean(axis=0), X[a:b].std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    x = np.stack([(X[t:t + 6] - mean) / std for t in t0]).transpose(0, 1, 4, 2, 3)  # (N, 6, C, H, W)
+    x = np.stack([(X[t : t + 6] - mean) / std for t in t0]).transpose(0, 1, 4, 2, 3)  # (N, 6, C, H, W)
     steps = np.stack([np.arange(t, t + 12) for t in t0])
     tid = np.stack([slot[steps], np.asarray(times.dayofweek)[steps]], axis=-1)  # (N, 12, 2) Monday = 0
     with torch.no_grad():
@@ -167,7 +188,8 @@ def test_stid_seeds_mean_and_std(tiny):
     p = with_overrides(params, {"baselines.stid.seeds": [0, 1]})
     out = run_baselines("synthetic", p, root, methods=["stid"], log_mlflow=False)["stid"]
     per_seed = read_json(dataset_paths("synthetic", root).metrics_dir / "baselines_detail.json")["baselines"]["stid"][
-        "per_seed"]
+        "per_seed"
+    ]
     assert [r["seed"] for r in per_seed] == [0, 1] and per_seed[0]["mae"] != per_seed[1]["mae"]
     assert out["seeds"] == 2
     assert out["mae"] == pytest.approx(statistics.fmean(r["mae"] for r in per_seed))

@@ -1,4 +1,5 @@
 """Persistence and HA exact on constructed series; ARIMA sane on an AR(1) series; the shared scorer."""
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,7 @@ def test_ha_uses_train_split_only():
     spd = 24
     s = np.ones((5 * spd, 1, 1, 1))
     s2 = s.copy()
-    s2[3 * spd:] = 1000.0  # change val/test only
+    s2[3 * spd :] = 1000.0  # change val/test only
     a = HistoricalAverage.fit(s, hourly(len(s)), 60, train=(0, 3 * spd)).table
     b = HistoricalAverage.fit(s2, hourly(len(s)), 60, train=(0, 3 * spd)).table
     assert np.array_equal(a, b)
@@ -69,8 +70,14 @@ def test_ha_slots_30min_and_week():
 
 
 def make_split(series, times, train, test_t0):
-    return SeriesSplit("toy", series, times, 60, {"train": train, "val": train, "test": (train[1], len(series))},
-                       {"train": np.array([0]), "val": np.array([0]), "test": np.asarray(test_t0)})
+    return SeriesSplit(
+        "toy",
+        series,
+        times,
+        60,
+        {"train": train, "val": train, "test": (train[1], len(series))},
+        {"train": np.array([0]), "val": np.array([0]), "test": np.asarray(test_t0)},
+    )
 
 
 def test_score_matches_hand_computed_errors_and_scale():
@@ -148,7 +155,7 @@ def test_arima_d1_forecast_is_statsmodels_forecast_with_the_fitted_params():
     t0 = np.array([400, 480, 580])
     pred = fc.forecast(x, t0)
     for i, t in enumerate(t0):  # the forecast conditions on everything up to the window's last input step
-        want = _statsmodels_forecast(x[:t + 6, 0], (1, 1, 0), fc.ar[0], fc.ma[0])
+        want = _statsmodels_forecast(x[: t + 6, 0], (1, 1, 0), fc.ar[0], fc.ma[0])
         np.testing.assert_allclose(pred[i, :, 0], want, rtol=0, atol=1e-8)
     assert np.abs(pred[:, :, 0] - x[t0 + 5]).max() > 1.0  # not persistence
 
@@ -169,7 +176,7 @@ def test_arima_default_order_forecast_is_statsmodels_forecast():
     pred = fc.forecast(series, t0)
     m = fc.means[0]
     for i, t in enumerate(t0):
-        want = _statsmodels_forecast(series[:t + 6, 0] - m, (2, 0, 1), fc.ar[0], fc.ma[0]) + m
+        want = _statsmodels_forecast(series[: t + 6, 0] - m, (2, 0, 1), fc.ar[0], fc.ma[0]) + m
         np.testing.assert_allclose(pred[i, :, 0], want, rtol=0, atol=1e-6)
 
 
@@ -210,8 +217,10 @@ def test_params_yaml_holds_the_stid_reference_recipe(project_root):
     from stvfm.config import load_params
 
     p = load_params(project_root / "params.yaml", ["profile=real"])  # the full budget; the default DAG caps epochs
-    assert BaselinesConfig.from_params(load_params(project_root / "params.yaml").baselines) \
-        .stid_overrides["train.epochs"] == 20
+    assert (
+        BaselinesConfig.from_params(load_params(project_root / "params.yaml").baselines).stid_overrides["train.epochs"]
+        == 20
+    )
     cfg = BaselinesConfig.from_params(p.baselines)
     sp = with_overrides(p, cfg.stid_overrides)
     assert cfg.stid_seeds == [0]

@@ -1,5 +1,6 @@
 """Slow: the STID baseline, trained with params.yaml's recipe for a fixed small budget on the real bikenyc2_test
 sample, beats HA on validation (so a broken STID or recipe cannot slip by). Skips without ../shared."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,10 @@ def test_stid_beats_ha_on_validation_of_bikenyc2(tmp_path, project_root, real_da
     from stvfm.paths import dataset_paths
 
     name = "bikenyc2_test"
-    params = load_params(project_root / "params.yaml", [
-        f"local_sources.{name}.path={real_data_dir / (name + '.npz')}", f"datasets=[{name}]"])
+    params = load_params(
+        project_root / "params.yaml",
+        [f"local_sources.{name}.path={real_data_dir / (name + '.npz')}", f"datasets=[{name}]"],
+    )
     for f in (run_download, run_grid, run_flow, run_split):
         f(name, params, tmp_path)
     data = load_series_split(dataset_paths(name, tmp_path))

@@ -1,4 +1,5 @@
 """Helpers for the data tests: a tiny project root with one raw dataset and its manifest."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ def series(T: int = 100, H: int = 4, W: int = 3, C: int = 2, seed: int = 0) -> n
 
 
 def npz_dataset(root: Path, name: str, flow: np.ndarray, freq: int = 60, start: str = "2024-01-01T00:00:00"):
-    write_raw(root, name, {f"{name}.npz": {"flow": flow, "freq_minutes": np.int64(freq), "start": np.str_(start)}}, "npz")
+    write_raw(
+        root, name, {f"{name}.npz": {"flow": flow, "freq_minutes": np.int64(freq), "start": np.str_(start)}}, "npz"
+    )
     return make_params({name: f"{name}.npz"})
 
 

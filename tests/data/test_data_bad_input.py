@@ -1,4 +1,5 @@
 """Each bad input -> a DataError naming dataset and file, and no output (nor temp files) left behind."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,12 +32,15 @@ def _flow_with(kind):
     return f
 
 
-@pytest.mark.parametrize(("kind", "msg"), [
-    ("nan", r"1 non-finite values \(NaN/inf\); first is NaN at time step 17, cell \(1, 0\), channel 1"),
-    ("inf", r"first is inf at time step 3, cell \(0, 1\), channel 0"),
-    ("negative", r"1 negative values \(min -4.0\); first at time step 9, cell \(2, 1\)"),
-    ("rank", r"rank 3 .*expected rank 4"),
-])
+@pytest.mark.parametrize(
+    ("kind", "msg"),
+    [
+        ("nan", r"1 non-finite values \(NaN/inf\); first is NaN at time step 17, cell \(1, 0\), channel 1"),
+        ("inf", r"first is inf at time step 3, cell \(0, 1\), channel 0"),
+        ("negative", r"1 negative values \(min -4.0\); first at time step 9, cell \(2, 1\)"),
+        ("rank", r"rank 3 .*expected rank 4"),
+    ],
+)
 def test_bad_values_refused(tmp_path, kind, msg):
     params = npz_dataset(tmp_path, "bad", _flow_with(kind))
     with pytest.raises(DataError, match=rf"dataset 'bad', file '.*bad\.npz'.*{msg}"):
@@ -70,13 +74,30 @@ def test_truncated_trip_parquet(tmp_path):
     rng = np.random.default_rng(0)
     n = 1000
     st = np.datetime64("2024-01-01T00:00", "ns") + rng.integers(0, 3600 * 10**9, n).astype("timedelta64[ns]")
-    t = pa.table({"start_time": st, "end_time": st, "start_lat": rng.uniform(0, 1, n), "start_lon": rng.uniform(0, 1, n),
-                  "end_lat": rng.uniform(0, 1, n), "end_lon": rng.uniform(0, 1, n)})
+    t = pa.table(
+        {
+            "start_time": st,
+            "end_time": st,
+            "start_lat": rng.uniform(0, 1, n),
+            "start_lon": rng.uniform(0, 1, n),
+            "end_lat": rng.uniform(0, 1, n),
+            "end_lon": rng.uniform(0, 1, n),
+        }
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(t, sink)
     data = sink.getvalue().to_pybytes()
-    write_raw(tmp_path, "trips", {"trips.parquet": data[: len(data) - 300]}, "trips", bbox=[0, 0, 1, 1],
-              start="2024-01-01T00:00:00", end="2024-01-01T02:00:00", interval_minutes=60, grid=[2, 2])
+    write_raw(
+        tmp_path,
+        "trips",
+        {"trips.parquet": data[: len(data) - 300]},
+        "trips",
+        bbox=[0, 0, 1, 1],
+        start="2024-01-01T00:00:00",
+        end="2024-01-01T02:00:00",
+        interval_minutes=60,
+        grid=[2, 2],
+    )
     with pytest.raises(DataError, match=r"dataset 'trips', file '.*trips\.parquet'.*truncated or corrupt"):
         run_grid("trips", make_params({"trips": "trips.parquet"}), tmp_path)
     assert_no_grid_output(tmp_path, "trips")

@@ -1,4 +1,5 @@
 """`stvfm data <stage> <ds>` runs the same functions as the DVC pipelines and reports errors in one line."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,19 @@ def test_pipeline_entry_point(tmp_path, monkeypatch, capsys):
 def test_cli_all_stages_on_synthetic(tmp_path, capsys):
     """download (the synthetic city) -> grid -> flow -> split, without DVC."""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"datasets": ["synthetic"]}))
-    rc = main(["data", "all", "synthetic", "--params", str(tmp_path / "params.yaml"), "--root", str(tmp_path),
-               "--set", "data.synthetic.span_days=4"])
+    rc = main(
+        [
+            "data",
+            "all",
+            "synthetic",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--root",
+            str(tmp_path),
+            "--set",
+            "data.synthetic.span_days=4",
+        ]
+    )
     assert rc == 0
     meta = json.loads((tmp_path / "data/split/synthetic/meta.json").read_text())
     assert meta["T"] == 96 and meta["grid"] == [16, 8] and meta["n_windows"] == {"train": 56, "val": 3, "test": 4}

@@ -1,5 +1,6 @@
 """Readers into the canonical form: npz, zarr, STDN, ST-SSL windows (with the overlap check), real files. UniST JSON:
 tests/data/test_unist.py."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,8 +80,12 @@ def stssl_windows(full: np.ndarray, first_anchor: int, n: int):
     anchors = first_anchor + np.arange(n)
     x = np.stack([flat[anchors + o] for o in XOFF], axis=1)
     y = np.stack([flat[anchors + o] for o in YOFF], axis=1)
-    return {"x": x.astype(np.float64), "y": y.astype(np.float64), "x_offsets": XOFF.reshape(-1, 1),
-            "y_offsets": YOFF.reshape(-1, 1)}
+    return {
+        "x": x.astype(np.float64),
+        "y": y.astype(np.float64),
+        "x_offsets": XOFF.reshape(-1, 1),
+        "y_offsets": YOFF.reshape(-1, 1),
+    }
 
 
 def test_stssl_rebuild_over_two_files(tmp_path):
@@ -89,8 +94,14 @@ def test_stssl_rebuild_over_two_files(tmp_path):
     np.savez(tmp_path / "val.npz", **stssl_windows(full, 9, 20))
     np.savez(tmp_path / "test.npz", **stssl_windows(full, 29, 30))
     assert guess_kind(tmp_path / "val.npz") == "stssl"
-    ds = read_raw([tmp_path / "test.npz", tmp_path / "val.npz"], "stssl", dataset="nycbike1", grid=(4, 2),
-                  interval_minutes=60, start="2014-08-04T23:00").ds
+    ds = read_raw(
+        [tmp_path / "test.npz", tmp_path / "val.npz"],
+        "stssl",
+        dataset="nycbike1",
+        grid=(4, 2),
+        interval_minutes=60,
+        start="2014-08-04T23:00",
+    ).ds
     np.testing.assert_array_equal(ds["flow"].values, full)
     assert ds["time"].values[0] == np.datetime64("2014-08-04T23:00")
 
@@ -126,11 +137,14 @@ def test_rebuild_needs_adjacent_offsets():
 
 # ---------------------------------------------------------------- the real NYC samples, through the grid stage
 @pytest.mark.real
-@pytest.mark.parametrize(("name", "shape", "freq", "start"), [
-    ("bikenyc1_tail", (1369, 16, 8, 2), 60, "2014-08-04T23:00"),
-    ("bikenyc2_test", (960, 10, 20, 2), 30, "2016-08-10T00:00"),
-    ("taxinyc2_test", (960, 10, 20, 2), 30, "2015-02-10T00:00"),
-])
+@pytest.mark.parametrize(
+    ("name", "shape", "freq", "start"),
+    [
+        ("bikenyc1_tail", (1369, 16, 8, 2), 60, "2014-08-04T23:00"),
+        ("bikenyc2_test", (960, 10, 20, 2), 30, "2016-08-10T00:00"),
+        ("taxinyc2_test", (960, 10, 20, 2), 30, "2015-02-10T00:00"),
+    ],
+)
 def test_real_samples_via_local_sources(tmp_path, real_data_dir, name, shape, freq, start):
     from stvfm.data.stages import run_grid
 

@@ -1,4 +1,5 @@
 """Flow, split lengths, window placement, train-only scaler, no leak, WindowDataset values."""
+
 from __future__ import annotations
 
 import json
@@ -108,14 +109,14 @@ def test_window_dataset_values(tmp_path):
     raw = flow.transpose(0, 3, 1, 2)  # (T, C, H, W)
     z = (raw - mean[None, :, None, None]) / std[None, :, None, None]
     d = st_flow(raw) / std[None, :, None, None]
-    np.testing.assert_allclose(item["x"].numpy(), z[t0:t0 + 6], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(item["y"].numpy(), z[t0 + 6:t0 + 12], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(item["x_flow"].numpy(), d[t0:t0 + 6], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(item["y_flow"].numpy(), d[t0 + 6:t0 + 12], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["x"].numpy(), z[t0 : t0 + 6], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["y"].numpy(), z[t0 + 6 : t0 + 12], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["x_flow"].numpy(), d[t0 : t0 + 6], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["y_flow"].numpy(), d[t0 + 6 : t0 + 12], rtol=1e-5, atol=1e-6)
     # the target flow continues the scaled series: y_flow[0] = y[0] - x[-1]
     np.testing.assert_allclose(item["y_flow"][0].numpy(), (item["y"][0] - item["x"][-1]).numpy(), atol=1e-5)
     # inverse of the scaler restores counts
-    np.testing.assert_allclose(ds.scaler.inverse(item["y"]).numpy(), raw[t0 + 6:t0 + 12], atol=1e-4)
+    np.testing.assert_allclose(ds.scaler.inverse(item["y"]).numpy(), raw[t0 + 6 : t0 + 12], atol=1e-4)
     assert len(WindowDataset(p, "train")) == 59 and int(WindowDataset(p, "test")[3]["t0"]) == 88
 
 
@@ -129,7 +130,10 @@ def test_scaler_uses_only_train(tmp_path):
     b = (tmp_path / "b/data/split/toy/scaler.json").read_text()
     assert a == b
     # and the train windows are unchanged
-    xa, xb = WindowDataset(dataset_paths("toy", tmp_path / "a"), "train"), WindowDataset(dataset_paths("toy", tmp_path / "b"), "train")
+    xa, xb = (
+        WindowDataset(dataset_paths("toy", tmp_path / "a"), "train"),
+        WindowDataset(dataset_paths("toy", tmp_path / "b"), "train"),
+    )
     for i in (0, 30, 58):
         for k in ("x", "x_flow", "y", "y_flow"):
             assert torch.equal(xa[i][k], xb[i][k])
@@ -171,8 +175,11 @@ def test_too_short_series_refused(tmp_path):
     params = npz_dataset(tmp_path, "toy", series(T=60, H=2, W=2))
     run_grid("toy", params, tmp_path)
     run_flow("toy", params, tmp_path)
-    with pytest.raises(DataError, match=r"dataset 'toy'.*60 steps is too short: split lengths train 42, val 9, test 9 "
-                                        r"steps.*needs 12 steps.*at least 80 steps"):
+    with pytest.raises(
+        DataError,
+        match=r"dataset 'toy'.*60 steps is too short: split lengths train 42, val 9, test 9 "
+        r"steps.*needs 12 steps.*at least 80 steps",
+    ):
         run_split("toy", params, tmp_path)
     assert not (tmp_path / "data/split/toy").exists() and leftovers(tmp_path / "data/split") == []
 
@@ -227,9 +234,9 @@ def test_per_cell_scaler_fitted_on_train_only(tmp_path):
     t0 = int(item["t0"])
     mean, sd = np.array(sc["mean"]), np.array(sc["std"])
     raw = flow.transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(item["x"].numpy(), (raw[t0:t0 + 6] - mean) / sd, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(item["y_flow"].numpy(), st_flow(raw)[t0 + 6:t0 + 12] / sd, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ds.scaler.inverse(item["y"]).numpy(), raw[t0 + 6:t0 + 12], atol=1e-4)
+    np.testing.assert_allclose(item["x"].numpy(), (raw[t0 : t0 + 6] - mean) / sd, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(item["y_flow"].numpy(), st_flow(raw)[t0 + 6 : t0 + 12] / sd, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ds.scaler.inverse(item["y"]).numpy(), raw[t0 + 6 : t0 + 12], atol=1e-4)
     tr = WindowDataset(p, "train")
     assert np.isfinite(tr._x).all() and float(np.abs(tr._x[:, 0, 0, 0]).max()) == 0.0
     assert float(np.abs(tr._x[:, 1, 1, 2]).max()) == 0.0
@@ -282,8 +289,8 @@ def test_per_cell_scaler_through_evaluate_and_forecaster(tmp_path):
     ds = WindowDataset(p, "test")
     acc, pers, _ = predict_split(Last(), ds, ds.scaler, batch_size=3)
     t0 = ds.t0
-    y = np.stack([flow[t + 6:t + 12] for t in t0])
-    last = np.stack([np.repeat(flow[t + 5:t + 6], 6, 0) for t in t0])
+    y = np.stack([flow[t + 6 : t + 12] for t in t0])
+    last = np.stack([np.repeat(flow[t + 5 : t + 6], 6, 0) for t in t0])
     assert acc.mae == pytest.approx(float(np.abs(y - last).mean()), rel=1e-5)
     assert pers.mae == pytest.approx(acc.mae, rel=1e-6)
     f = Forecaster(Last(), ds.scaler, history=6, horizon=6, grid=(4, 3), channels=2, interval_minutes=60)

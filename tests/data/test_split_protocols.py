@@ -1,5 +1,6 @@
 """Both split protocols on a UniST file (data.split = ratio list | "published"), the scaler fitted on train only, the
 facts the grid stage records, and stores that open with consolidated metadata."""
+
 from __future__ import annotations
 
 import json
@@ -92,17 +93,30 @@ def test_grid_records_the_files_facts_and_where_table1_differs(bike, caplog):
     with caplog.at_level("WARNING"):
         out, meta, paths = _stages(root)
     dis = ["interval: file 30 min, Table 1 60 min", "span: file 2016-08-03..2016-08-05, Table 1 2016-08-01..2016-09-29"]
-    assert out["disagreements"] == dis and out["file_facts"] == {"interval_minutes": 30, "channels": 1,
-                                                                  "grid": [16, 8], "span": ["2016-08-03", "2016-08-05"]}
+    assert out["disagreements"] == dis and out["file_facts"] == {
+        "interval_minutes": 30,
+        "channels": 1,
+        "grid": [16, 8],
+        "span": ["2016-08-03", "2016-08-05"],
+    }
     line = [r.getMessage() for r in caplog.records if "Table 1 disagree" in r.getMessage()]
     assert len(line) == 1 and "\n" not in line[0] and "interval: file 30 min, Table 1 60 min" in line[0]
     # meta.json: the contract the report and MLflow read
-    assert meta["table1"] == {"interval_minutes": 60, "channels": None, "grid": [16, 8],
-                              "span": ["2016-08-01", "2016-09-29"]}
+    assert meta["table1"] == {
+        "interval_minutes": 60,
+        "channels": None,
+        "grid": [16, 8],
+        "span": ["2016-08-01", "2016-09-29"],
+    }
     assert meta["file_facts"] == out["file_facts"] and meta["disagreements"] == dis
     assert meta["source"] == {"kind": "paper-file", "reader": "unist", "files": ["BikeNYC_short.json"]}
-    assert (meta["interval_minutes"], meta["channels"], meta["grid"], meta["channel_names"], meta["start"]) == \
-        (30, 1, [16, 8], ["flow"], "2016-08-03T18:00:00")
+    assert (meta["interval_minutes"], meta["channels"], meta["grid"], meta["channel_names"], meta["start"]) == (
+        30,
+        1,
+        [16, 8],
+        ["flow"],
+        "2016-08-03T18:00:00",
+    )
     stats = pd.read_parquet(paths.grid_stats)
     assert stats["interval_minutes"].tolist() == [30] and stats["table1_interval_minutes"].tolist() == [60]
     assert stats["disagreements"].tolist() == ["; ".join(dis)]
@@ -128,8 +142,11 @@ def test_published_on_data_without_a_published_split(tmp_path, capsys, monkeypat
     run_grid("mine", params, tmp_path)
     run_flow("mine", params, tmp_path)
     p = make_params({"mine": "mine.npz"}, split="published")
-    with pytest.raises(DataError, match=r"dataset 'mine'.*data\.split 'published': this data has no published "
-                                        r"train/val/test split \(its source is npz:mine\.npz\)"):
+    with pytest.raises(
+        DataError,
+        match=r"dataset 'mine'.*data\.split 'published': this data has no published "
+        r"train/val/test split \(its source is npz:mine\.npz\)",
+    ):
         run_split("mine", p, tmp_path)
     from pipelines.split import main
 

@@ -1,4 +1,5 @@
 """Time identities (slot of day, day of week) of windows: the clock contract of STID and the time-aware ST-VFM."""
+
 import numpy as np
 
 from stvfm.data.timefeatures import series_time_ids, steps_per_day, window_time_ids

@@ -1,4 +1,5 @@
 """The trip-record reader (stvfm.data.trips) on tiny files written in the publishers' real formats."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,30 +26,48 @@ from stvfm.errors import DataError
 
 # --------------------------------------------------------------------------------------------- Citi Bike files
 # 2013 - 2016/09 (and 2017/04 - 2020): lower-case headers, US dates in 2014-2016
-OLD_HEADER = ('"tripduration","starttime","stoptime","start station id","start station name","start station latitude",'
-              '"start station longitude","end station id","end station name","end station latitude",'
-              '"end station longitude","bikeid","usertype","birth year","gender"')
-JULY = OLD_HEADER + "\n" + "\n".join([
-    '"600","7/1/2016 00:00:41","7/1/2016 00:10:41","72","W 52 St & 11 Ave","40.76727216","-73.99392888","505",'
-    '"6 Ave & W 33 St","40.74901271","-73.98848395","17109","Customer","","0"',
-    '"300","7/15/2016 8:05","7/15/2016 8:10","79","Franklin St & W Broadway","40.71911552","-74.00666661","527",'
-    '"E 33 St & 2 Ave","40.74402263","-73.97674683","24000","Subscriber","1980","1"',
-])
+OLD_HEADER = (
+    '"tripduration","starttime","stoptime","start station id","start station name","start station latitude",'
+    '"start station longitude","end station id","end station name","end station latitude",'
+    '"end station longitude","bikeid","usertype","birth year","gender"'
+)
+JULY = (
+    OLD_HEADER
+    + "\n"
+    + "\n".join(
+        [
+            '"600","7/1/2016 00:00:41","7/1/2016 00:10:41","72","W 52 St & 11 Ave","40.76727216","-73.99392888","505",'
+            '"6 Ave & W 33 St","40.74901271","-73.98848395","17109","Customer","","0"',
+            '"300","7/15/2016 8:05","7/15/2016 8:10","79","Franklin St & W Broadway","40.71911552","-74.00666661","527",'
+            '"E 33 St & 2 Ave","40.74402263","-73.97674683","24000","Subscriber","1980","1"',
+        ]
+    )
+)
 # 2016/10 - 2017/03: Title Case headers, ISO times
-OCT_HEADER = ("Trip Duration,Start Time,Stop Time,Start Station ID,Start Station Name,Start Station Latitude,"
-              "Start Station Longitude,End Station ID,End Station Name,End Station Latitude,End Station Longitude,"
-              "Bike ID,User Type,Birth Year,Gender")
-OCTOBER = OCT_HEADER + "\n" + "\n".join([
-    "328,2016-10-01 00:00:07,2016-10-01 00:05:35,471,Grand St & Havemeyer St,40.71286844,-73.95698119,3077,"
-    "Stagg St & Union Ave,40.70867481,-73.95109081,25254,Subscriber,1992,1",
-    "900,2016-10-31 23:55:00,2016-11-01 00:10:00,3077,Stagg St & Union Ave,40.70867481,-73.95109081,471,"
-    "Grand St & Havemeyer St,40.71286844,-73.95698119,25255,Subscriber,1990,2",
-])
+OCT_HEADER = (
+    "Trip Duration,Start Time,Stop Time,Start Station ID,Start Station Name,Start Station Latitude,"
+    "Start Station Longitude,End Station ID,End Station Name,End Station Latitude,End Station Longitude,"
+    "Bike ID,User Type,Birth Year,Gender"
+)
+OCTOBER = (
+    OCT_HEADER
+    + "\n"
+    + "\n".join(
+        [
+            "328,2016-10-01 00:00:07,2016-10-01 00:05:35,471,Grand St & Havemeyer St,40.71286844,-73.95698119,3077,"
+            "Stagg St & Union Ave,40.70867481,-73.95109081,25254,Subscriber,1992,1",
+            "900,2016-10-31 23:55:00,2016-11-01 00:10:00,3077,Stagg St & Union Ave,40.70867481,-73.95109081,471,"
+            "Grand St & Havemeyer St,40.71286844,-73.95698119,25255,Subscriber,1990,2",
+        ]
+    )
+)
 # 2021+: ride ids, started_at/ended_at with fractions, start_lng, empty coordinates possible
-NOV = ("ride_id,rideable_type,started_at,ended_at,start_station_name,start_station_id,end_station_name,end_station_id,"
-       "start_lat,start_lng,end_lat,end_lng,member_casual\n"
-       "A1,classic_bike,2016-11-02 10:00:00.123,2016-11-02 10:20:00.456,X,1,Y,2,40.75,-73.98,40.76,-73.97,member\n"
-       "A2,electric_bike,2016-11-03 11:00:00,2016-11-03 11:05:00,X,1,,,40.75,-73.98,,,casual\n")
+NOV = (
+    "ride_id,rideable_type,started_at,ended_at,start_station_name,start_station_id,end_station_name,end_station_id,"
+    "start_lat,start_lng,end_lat,end_lng,member_casual\n"
+    "A1,classic_bike,2016-11-02 10:00:00.123,2016-11-02 10:20:00.456,X,1,Y,2,40.75,-73.98,40.76,-73.97,member\n"
+    "A2,electric_bike,2016-11-03 11:00:00,2016-11-03 11:05:00,X,1,,,40.75,-73.98,,,casual\n"
+)
 
 
 def _zip_bytes(members: dict[str, bytes | str]) -> bytes:
@@ -62,20 +81,27 @@ def _zip_bytes(members: dict[str, bytes | str]) -> bytes:
 def _citibike_year(tmp: Path, july: str = JULY) -> Path:
     """A yearly archive as on s3://tripdata: month folders of CSVs, one month as a nested monthly zip, mac junk."""
     p = tmp / "2016-citibike-tripdata.zip"
-    p.write_bytes(_zip_bytes({
-        "2016-citibike-tripdata/7_July/201607-citibike-tripdata_1.csv": july,
-        "2016-citibike-tripdata/10_October/201610-citibike-tripdata_1.csv": "\ufeff" + OCTOBER,  # with a BOM
-        "2016-citibike-tripdata/11_November/201611-citibike-tripdata.zip":
-            _zip_bytes({"201611-citibike-tripdata.csv": NOV}),
-        "__MACOSX/2016-citibike-tripdata/._201607-citibike-tripdata_1.csv": b"\x00\x05\x16\x07junk",
-    }))
+    p.write_bytes(
+        _zip_bytes(
+            {
+                "2016-citibike-tripdata/7_July/201607-citibike-tripdata_1.csv": july,
+                "2016-citibike-tripdata/10_October/201610-citibike-tripdata_1.csv": "\ufeff" + OCTOBER,  # with a BOM
+                "2016-citibike-tripdata/11_November/201611-citibike-tripdata.zip": _zip_bytes(
+                    {"201611-citibike-tripdata.csv": NOV}
+                ),
+                "__MACOSX/2016-citibike-tripdata/._201607-citibike-tripdata_1.csv": b"\x00\x05\x16\x07junk",
+            }
+        )
+    )
     return p
 
 
 def _rows(t: pa.Table) -> list[tuple]:
     d = t.to_pydict()
-    return [tuple(str(np.datetime64(d[c][i], "s")) if c.endswith("time") else d[c][i] for c in TRIP_SCHEMA.names)
-            for i in range(t.num_rows)]
+    return [
+        tuple(str(np.datetime64(d[c][i], "s")) if c.endswith("time") else d[c][i] for c in TRIP_SCHEMA.names)
+        for i in range(t.num_rows)
+    ]
 
 
 def test_citibike_yearly_zip_all_column_variants(tmp_path):
@@ -83,9 +109,13 @@ def test_citibike_yearly_zip_all_column_variants(tmp_path):
     assert t.schema == TRIP_SCHEMA
     rows = _rows(t)
     assert [r[:2] for r in rows] == [
-        ("2016-07-01T00:00:41", "2016-07-01T00:10:41"), ("2016-07-15T08:05:00", "2016-07-15T08:10:00"),
-        ("2016-10-01T00:00:07", "2016-10-01T00:05:35"), ("2016-10-31T23:55:00", "2016-11-01T00:10:00"),
-        ("2016-11-02T10:00:00", "2016-11-02T10:20:00"), ("2016-11-03T11:00:00", "2016-11-03T11:05:00")]
+        ("2016-07-01T00:00:41", "2016-07-01T00:10:41"),
+        ("2016-07-15T08:05:00", "2016-07-15T08:10:00"),
+        ("2016-10-01T00:00:07", "2016-10-01T00:05:35"),
+        ("2016-10-31T23:55:00", "2016-11-01T00:10:00"),
+        ("2016-11-02T10:00:00", "2016-11-02T10:20:00"),
+        ("2016-11-03T11:00:00", "2016-11-03T11:05:00"),
+    ]
     assert rows[0][2:] == (40.76727216, -73.99392888, 40.74901271, -73.98848395)
     assert rows[2][2:] == (40.71286844, -73.95698119, 40.70867481, -73.95109081)
     assert rows[4][2:] == (40.75, -73.98, 40.76, -73.97)
@@ -120,8 +150,12 @@ def test_only_the_needed_months_are_read(tmp_path):
     assert "stoptime" in msg and "end_time" in msg  # says which column is missing and how it may be spelled
     # a whole yearly archive outside the span is not even opened
     (tmp_path / "2015-citibike-tripdata.zip").write_bytes(b"not a zip")
-    assert read_trip_table([tmp_path / "2015-citibike-tripdata.zip", z], "trips-citibike",
-                           start="2016-10-01", end="2016-11-01").num_rows == 2
+    assert (
+        read_trip_table(
+            [tmp_path / "2015-citibike-tripdata.zip", z], "trips-citibike", start="2016-10-01", end="2016-11-01"
+        ).num_rows
+        == 2
+    )
 
 
 def test_grid_trip_files_counts_the_records_of_the_span(tmp_path):
@@ -135,8 +169,11 @@ def test_grid_trip_files_counts_the_records_of_the_span(tmp_path):
     assert g.counts.sum() == 3
     csv = tmp_path / "trips.csv"  # no month in the name: read, and every record lies outside the span
     csv.write_text(JULY)
-    with pytest.raises(DataError, match=r"dataset 'cb', file .*trips\.csv.*all 2 trip records read fall outside the "
-                                        r"span 2016-10-01T00:00:00\.\.2016-11-01T00:00:00"):
+    with pytest.raises(
+        DataError,
+        match=r"dataset 'cb', file .*trips\.csv.*all 2 trip records read fall outside the "
+        r"span 2016-10-01T00:00:00\.\.2016-11-01T00:00:00",
+    ):
         grid_trip_files([csv], spec, dataset="cb")
     empty = tmp_path / "none.csv"
     empty.write_text(OLD_HEADER + "\n")
@@ -146,10 +183,14 @@ def test_grid_trip_files_counts_the_records_of_the_span(tmp_path):
 
 def test_name_period():
     assert name_period("2016-citibike-tripdata/8_August/201608-citibike-tripdata_1.csv") == (
-        np.datetime64("2016-08-01", "ns"), np.datetime64("2016-09-01", "ns"))
+        np.datetime64("2016-08-01", "ns"),
+        np.datetime64("2016-09-01", "ns"),
+    )
     assert name_period("yellow_tripdata_2015-12.parquet")[1] == np.datetime64("2016-01-01", "ns")
-    assert name_period("2016-citibike-tripdata.zip") == (np.datetime64("2016-01-01", "ns"),
-                                                         np.datetime64("2017-01-01", "ns"))
+    assert name_period("2016-citibike-tripdata.zip") == (
+        np.datetime64("2016-01-01", "ns"),
+        np.datetime64("2017-01-01", "ns"),
+    )
     assert name_period("JC-201608-citibike-tripdata.csv.zip")[0] == np.datetime64("2016-08-01", "ns")
     assert name_period("trips.parquet") is None and name_period("taxi_zones.zip") is None
     assert name_period("trips_20160801.csv") is None  # a day stamp is not a month file
@@ -215,8 +256,10 @@ def _taxi_zones(tmp: Path, *, id_field: str = "LocationID", prj: bool = True) ->
         w.record(3, 3, "part a")
         w.poly([_square(x3 + 3000, y3, 500)])
         w.record(4, 3, "part b")
-    members = {f"taxi_zones/taxi_zones{ext}": (base.parent / f"taxi_zones{ext}").read_bytes()
-               for ext in (".shp", ".shx", ".dbf")}
+    members = {
+        f"taxi_zones/taxi_zones{ext}": (base.parent / f"taxi_zones{ext}").read_bytes()
+        for ext in (".shp", ".shx", ".dbf")
+    }
     if prj:
         members["taxi_zones/taxi_zones.prj"] = pyproj.CRS.from_epsg(2263).to_wkt(pyproj.enums.WktVersion.WKT1_ESRI)
     p = tmp / "taxi_zones.zip"
@@ -229,17 +272,31 @@ def _tlc_ids(tmp: Path, name: str = "yellow_tripdata_2016-01.parquet") -> Path:
     def ts(*v):
         return pa.array(np.array(v, dtype="datetime64[us]"), pa.timestamp("us"))
 
-    t = pa.table({
-        "VendorID": pa.array([1, 2, 1, 2, 1, 2], pa.int32()),
-        "tpep_pickup_datetime": ts("2016-01-01T00:10", "2016-01-01T01:00", "2015-12-31T23:50", "2016-01-20T12:00",
-                                   "2016-02-01T00:00", "2088-01-01T00:00"),
-        "tpep_dropoff_datetime": ts("2016-01-01T00:30", "2016-01-01T01:15", "2016-01-01T00:05", "2016-01-20T12:30",
-                                    "2016-02-01T00:20", "2088-01-01T00:10"),
-        "passenger_count": pa.array([1, 1, 2, 1, 1, 1], pa.int64()),
-        "PULocationID": pa.array([1, 2, 3, None, 1, 1], pa.int32()),
-        "DOLocationID": pa.array([2, 3, 264, 1, 2, 2], pa.int32()),
-        "fare_amount": pa.array([5.0] * 6),
-    })
+    t = pa.table(
+        {
+            "VendorID": pa.array([1, 2, 1, 2, 1, 2], pa.int32()),
+            "tpep_pickup_datetime": ts(
+                "2016-01-01T00:10",
+                "2016-01-01T01:00",
+                "2015-12-31T23:50",
+                "2016-01-20T12:00",
+                "2016-02-01T00:00",
+                "2088-01-01T00:00",
+            ),
+            "tpep_dropoff_datetime": ts(
+                "2016-01-01T00:30",
+                "2016-01-01T01:15",
+                "2016-01-01T00:05",
+                "2016-01-20T12:30",
+                "2016-02-01T00:20",
+                "2088-01-01T00:10",
+            ),
+            "passenger_count": pa.array([1, 1, 2, 1, 1, 1], pa.int64()),
+            "PULocationID": pa.array([1, 2, 3, None, 1, 1], pa.int32()),
+            "DOLocationID": pa.array([2, 3, 264, 1, 2, 2], pa.int32()),
+            "fare_amount": pa.array([5.0] * 6),
+        }
+    )
     p = tmp / name
     pq.write_table(t, p, row_group_size=2)
     return p
@@ -264,8 +321,12 @@ def test_tlc_zone_ids_become_centroids(tmp_path):
     # the zone file listed among the files (as in the download manifest) is found and not read as trips
     t = read_trip_table([f, zones], "trips-tlc", start="2016-01-01", end="2016-02-01")
     rows = _rows(t)
-    assert [r[0] for r in rows] == ["2016-01-01T00:10:00", "2016-01-01T01:00:00", "2015-12-31T23:50:00",
-                                    "2016-01-20T12:00:00"]
+    assert [r[0] for r in rows] == [
+        "2016-01-01T00:10:00",
+        "2016-01-01T01:00:00",
+        "2015-12-31T23:50:00",
+        "2016-01-20T12:00:00",
+    ]
     assert rows[0][2:] == pytest.approx((*expect[1], *expect[2]), abs=1e-7)
     assert rows[1][2:] == pytest.approx((*expect[2], *expect[3]), abs=1e-7)
     assert rows[2][2:4] == pytest.approx(expect[3], abs=1e-7) and np.isnan(rows[2][4])  # 264 = unknown zone
@@ -277,16 +338,27 @@ def test_tlc_zone_ids_become_centroids(tmp_path):
 
 
 def test_tlc_old_style_coordinates_need_no_zone_file(tmp_path):
-    t = pa.table({
-        # a zone-aware timestamp is read as New York local time (13:00 UTC = 08:00 EST)
-        "tpep_pickup_datetime": pa.array(np.array(["2015-01-05T13:00:00"], "datetime64[us]")).cast(
-            pa.timestamp("us", "UTC")),
-        "tpep_dropoff_datetime": pa.array(np.array(["2015-01-05T08:20:00"], "datetime64[ns]")),
-        "pickup_longitude": [-73.99], "pickup_latitude": [40.75], "dropoff_longitude": [-73.95],
-        "dropoff_latitude": [40.78], "PULocationID": [1], "DOLocationID": [2]})
+    t = pa.table(
+        {
+            # a zone-aware timestamp is read as New York local time (13:00 UTC = 08:00 EST)
+            "tpep_pickup_datetime": pa.array(np.array(["2015-01-05T13:00:00"], "datetime64[us]")).cast(
+                pa.timestamp("us", "UTC")
+            ),
+            "tpep_dropoff_datetime": pa.array(np.array(["2015-01-05T08:20:00"], "datetime64[ns]")),
+            "pickup_longitude": [-73.99],
+            "pickup_latitude": [40.75],
+            "dropoff_longitude": [-73.95],
+            "dropoff_latitude": [40.78],
+            "PULocationID": [1],
+            "DOLocationID": [2],
+        }
+    )
     pq.write_table(t, tmp_path / "yellow_tripdata_2015-01.parquet")
-    out = _rows(read_trip_table([tmp_path / "yellow_tripdata_2015-01.parquet"], "trips-tlc",
-                                start="2015-01-01", end="2015-04-01"))
+    out = _rows(
+        read_trip_table(
+            [tmp_path / "yellow_tripdata_2015-01.parquet"], "trips-tlc", start="2015-01-01", end="2015-04-01"
+        )
+    )
     assert out == [("2015-01-05T08:00:00", "2015-01-05T08:20:00", 40.75, -73.99, 40.78, -73.95)]
 
 
@@ -315,16 +387,18 @@ def test_unreadable_and_malformed_inputs(tmp_path):
         read_trip_table([no_lon], "trips", start="2016-07-01", end="2016-08-01")
     assert "trips.csv" in str(e.value) and "end_lon" in str(e.value) and "end_lng" in str(e.value)
     garbage = tmp_path / "times.csv"
-    garbage.write_text("started_at,ended_at,start_lat,start_lng,end_lat,end_lng\n"
-                       "yesterday,today,40.7,-73.9,40.7,-73.9\n")
+    garbage.write_text(
+        "started_at,ended_at,start_lat,start_lng,end_lat,end_lng\nyesterday,today,40.7,-73.9,40.7,-73.9\n"
+    )
     with pytest.raises(DataError, match=r"times.csv.*started_at.*'yesterday'"):
         read_trip_table([garbage], "trips", start="2016-07-01", end="2016-08-01")
     flipped = bytearray(_zip_bytes({"201610-citibike-tripdata.csv": OCTOBER + ("\n" + OCTOBER.split("\n")[1]) * 2000}))
-    flipped[len(flipped) // 2: len(flipped) // 2 + 64] = bytes(64)  # damaged compressed data
+    flipped[len(flipped) // 2 : len(flipped) // 2 + 64] = bytes(64)  # damaged compressed data
     (tmp_path / "201610-citibike-tripdata.zip").write_bytes(bytes(flipped))
     with pytest.raises(DataError, match=r"201610-citibike-tripdata.zip!201610-citibike-tripdata.csv.*corrupt"):
-        read_trip_table([tmp_path / "201610-citibike-tripdata.zip"], "trips-citibike", start="2016-10-01",
-                        end="2016-11-01")
+        read_trip_table(
+            [tmp_path / "201610-citibike-tripdata.zip"], "trips-citibike", start="2016-10-01", end="2016-11-01"
+        )
     cut = _tlc_ids(tmp_path)
     cut.write_bytes(cut.read_bytes()[:300])
     with pytest.raises(DataError, match=r"yellow_tripdata_2016-01.parquet.*not a readable Parquet"):

@@ -2,6 +2,7 @@
 reads them (src/DataLoader.py: X_<split>[0] (N, T, H, W) + unsqueeze(1), X_<split>[1] (N, T, P, H, W), timestamps as
 step indices -> ((i % 336) // 48 + 2) % 7, i % 48 for Crowd/Cellular, else (weekday, slot) pairs) -- not by the
 reader's code, and not by the fixture generator."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ from stvfm.errors import DataError
 T_SEQ = 12
 
 
-def unist_file(path, full, starts, *, stamps="pairs", first="2016-08-01T00:00", minutes=30, slots=48, periods=2,
-               index0=0):
+def unist_file(
+    path, full, starts, *, stamps="pairs", first="2016-08-01T00:00", minutes=30, slots=48, periods=2, index0=0
+):
     """Write ``full`` (L, H, W) as UniST does: per split the windows starting at ``starts[split]`` (series steps).
     ``stamps``: "index" (step index ``index0 + k``) or "pairs" ((weekday Mon=0, slot) of a ``slots``-a-day clock)."""
     out, ts = {}, {}
@@ -34,8 +36,9 @@ def unist_file(path, full, starts, *, stamps="pairs", first="2016-08-01T00:00", 
         else:
             t = t0 + idx * np.timedelta64(minutes, "m")
             day = t.astype("datetime64[D]")
-            ts[split] = np.stack([(day.astype(np.int64) + 3) % 7,
-                                  (t - day).astype(np.int64) // (1440 // slots)], axis=-1).tolist()
+            ts[split] = np.stack(
+                [(day.astype(np.int64) + 3) % 7, (t - day).astype(np.int64) // (1440 // slots)], axis=-1
+            ).tolist()
     out["timestamps"] = ts
     path.write_text(json.dumps(out))
     return out
@@ -56,21 +59,26 @@ ADJACENT = (win(0, 30), win(41, 8), win(60, 9))  # the series cut first: adjacen
 
 
 @pytest.mark.parametrize("starts", [OVERLAP, ADJACENT], ids=["overlapping-splits", "adjacent-splits"])
-@pytest.mark.parametrize(("form", "minutes", "slots", "first"), [
-    ("index", 30, 48, None),  # Crowd / Cellular
-    ("pairs", 30, 48, "2016-08-01T05:30"),  # 30-minute file, slots 0..47 (Traffic*, BikeNYC-1, TaxiNYC)
-    ("pairs", 60, 24, "2016-07-03T22:00"),  # hourly, slots 0..23 (TDrive, BikeNYC-2)
-    ("pairs", 60, 48, "2016-08-02T01:00"),  # hourly on a 48-slot clock (every other slot, UniST issue #23)
-])
+@pytest.mark.parametrize(
+    ("form", "minutes", "slots", "first"),
+    [
+        ("index", 30, 48, None),  # Crowd / Cellular
+        ("pairs", 30, 48, "2016-08-01T05:30"),  # 30-minute file, slots 0..47 (Traffic*, BikeNYC-1, TaxiNYC)
+        ("pairs", 60, 24, "2016-07-03T22:00"),  # hourly, slots 0..23 (TDrive, BikeNYC-2)
+        ("pairs", 60, 48, "2016-08-02T01:00"),  # hourly on a 48-slot clock (every other slot, UniST issue #23)
+    ],
+)
 def test_reads_as_unists_loader_does(tmp_path, starts, form, minutes, slots, first):
     L = max(max(s) for s in starts) + T_SEQ
     full = counts(L)
     p = tmp_path / "Some_short.json"
-    written = unist_file(p, full, starts, stamps=form, first=first or "2020-11-11T00:00", minutes=minutes, slots=slots,
-                         index0=150)
+    written = unist_file(
+        p, full, starts, stamps=form, first=first or "2020-11-11T00:00", minutes=minutes, slots=slots, index0=150
+    )
     ds = read_unist(p, dataset="x", start="2016-07-30" if form == "pairs" else "2020-11-11")
-    assert ds.attrs["interval_minutes"] == minutes and ds.attrs["stamps"] == ("index" if form == "index" else
-                                                                             "weekday-slot")
+    assert ds.attrs["interval_minutes"] == minutes and ds.attrs["stamps"] == (
+        "index" if form == "index" else "weekday-slot"
+    )
     assert ds["flow"].shape == (L, 3, 2, 1) and list(ds["channel"].values) == ["flow"]
     # float32, as UniST's loader holds them (torch.tensor of the JSON floats)
     np.testing.assert_array_equal(ds["flow"].values[..., 0], full.astype(np.float32))
@@ -129,8 +137,9 @@ def test_slot_past_the_day(tmp_path):
     def edit(d):
         d["timestamps"]["val"][3][5][1] = 48
 
-    assert "timestamps.val: slot 48 at window 3, step 5 is past the day: the file's days have 48 slots" in \
-        _broken(tmp_path, edit)
+    assert "timestamps.val: slot 48 at window 3, step 5 is past the day: the file's days have 48 slots" in _broken(
+        tmp_path, edit
+    )
 
 
 def test_weekday_out_of_range(tmp_path):
@@ -151,8 +160,11 @@ def test_stamps_that_do_not_advance_one_step(tmp_path):
 def test_gap_between_splits(tmp_path, form):
     p = tmp_path / "TaxiNYC_short.json"
     unist_file(p, counts(80), (win(0, 30), win(44, 10), win(54, 10)), stamps=form)  # steps 41..43 in no window
-    with pytest.raises(DataError, match=r"TaxiNYC_short\.json.*a gap of 3 step\(s\) between train and val: train ends "
-                                        r"at step 40, val starts at step 44"):
+    with pytest.raises(
+        DataError,
+        match=r"TaxiNYC_short\.json.*a gap of 3 step\(s\) between train and val: train ends "
+        r"at step 40, val starts at step 44",
+    ):
         read_unist(p, dataset="taxinyc1", start="2016-01-01")
 
 
@@ -161,8 +173,10 @@ def test_a_second_channel(tmp_path):
         X = np.asarray(d["X_train"][0])
         d["X_train"][0] = np.stack([X, X], axis=-1).tolist()
 
-    assert "'X_train[0]' has shape (40, 12, 3, 2, 2): a channel axis (2 channel(s)) where the format has one" in \
-        _broken(tmp_path, edit)
+    assert (
+        "'X_train[0]' has shape (40, 12, 3, 2, 2): a channel axis (2 channel(s)) where the format has one"
+        in _broken(tmp_path, edit)
+    )
 
 
 def test_windows_that_disagree(tmp_path):
@@ -178,8 +192,9 @@ def test_period_arrays_of_the_wrong_shape(tmp_path):
     def edit(d):
         d["X_val"][1] = np.asarray(d["X_val"][1])[:, :, :, :2].tolist()  # (N, T, P, 2, W): not the grid
 
-    assert "'X_val[1]' (X_period) has shape (10, 12, 2, 2, 2); expected (N, T, P, H, W) = (10, 12, P, 3, 2)" in \
-        _broken(tmp_path, edit)
+    assert "'X_val[1]' (X_period) has shape (10, 12, 2, 2, 2); expected (N, T, P, H, W) = (10, 12, P, 3, 2)" in _broken(
+        tmp_path, edit
+    )
 
 
 def test_missing_layout_keys(tmp_path):

@@ -1,4 +1,5 @@
 """The download stage against a local HTTP server on 127.0.0.1: checksums, lock pinning, mirror, resume, offline."""
+
 from __future__ import annotations
 
 import functools
@@ -23,8 +24,14 @@ from stvfm.errors import ConfigError, DataError, DownloadError
 from stvfm.io import read_json
 
 # about 1 MiB of UniST-shaped JSON (the download stage refuses a body that is not a UniST JSON object before pinning)
-PAYLOAD = json.dumps({"X_train": [[float(i) for i in range(125_000)], []], "X_val": [[], []], "X_test": [[], []],
-                      "timestamps": {"train": [], "val": [], "test": []}}).encode()
+PAYLOAD = json.dumps(
+    {
+        "X_train": [[float(i) for i in range(125_000)], []],
+        "X_val": [[], []],
+        "X_test": [[], []],
+        "timestamps": {"train": [], "val": [], "test": []},
+    }
+).encode()
 FILE = "Toy_short.json"
 
 
@@ -91,8 +98,18 @@ def toy(monkeypatch):
         monkeypatch.delenv(env, raising=False)
 
     def make(url: str, sha256: str | None = None, filename: str = FILE) -> DatasetSpec:
-        spec = DatasetSpec("toy", "Toy", "Test", "Nowhere", ("2020-01-01", "2020-01-02"), 60, (4, 4), 2,
-                           ("inflow", "outflow"), sources=(Source(url=url, filename=filename, sha256=sha256),))
+        spec = DatasetSpec(
+            "toy",
+            "Toy",
+            "Test",
+            "Nowhere",
+            ("2020-01-01", "2020-01-02"),
+            60,
+            (4, 4),
+            2,
+            ("inflow", "outflow"),
+            sources=(Source(url=url, filename=filename, sha256=sha256),),
+        )
         monkeypatch.setitem(registry.DATASETS, "toy", spec)
         return spec
 
@@ -118,10 +135,15 @@ def test_download_with_published_checksum(tmp_path, server, toy):
     assert (raw / FILE).read_bytes() == PAYLOAD
     m = read_json(raw / "manifest.json")
     assert m["dataset"] == "toy" and m["kind"] == "unist" and m["source_kind"] == "paper"
-    assert m["files"] == [{"name": FILE, "sha256": SHA, "bytes": len(PAYLOAD), "url": f"{server.url}/{FILE}",
-                           "kind": "unist"}]
-    assert (m["grid"], m["interval_minutes"], m["start"], m["end"]) == ([4, 4], 60, "2020-01-01T00:00:00",
-                                                                         "2020-01-03T00:00:00")
+    assert m["files"] == [
+        {"name": FILE, "sha256": SHA, "bytes": len(PAYLOAD), "url": f"{server.url}/{FILE}", "kind": "unist"}
+    ]
+    assert (m["grid"], m["interval_minutes"], m["start"], m["end"]) == (
+        [4, 4],
+        60,
+        "2020-01-01T00:00:00",
+        "2020-01-03T00:00:00",
+    )
     assert not lock_path(tmp_path).exists()  # a published checksum needs no pin
     assert not list((raw.parent / CACHE_DIR).glob("*.part"))
 
@@ -271,8 +293,11 @@ def test_failed_rerun_keeps_the_previous_complete_copy(tmp_path, server, toy):
 
 # ------------------------------------------------------------------------------ bodies that must never be pinned
 HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Quota exceeded</body></html>\n"
-BAD = {"html": (HTML, "an HTML page"), "truncated": (PAYLOAD[: len(PAYLOAD) // 3], "a truncated JSON file"),
-       "empty": (b"", "an empty file")}
+BAD = {
+    "html": (HTML, "an HTML page"),
+    "truncated": (PAYLOAD[: len(PAYLOAD) // 3], "a truncated JSON file"),
+    "empty": (b"", "an empty file"),
+}
 
 
 def cache_files(root: Path) -> list[str]:
@@ -363,8 +388,9 @@ def test_fixtures_are_never_pinned_into_the_projects_lock(tmp_path, toy, monkeyp
     (tmp_path / "fx").mkdir()
     (tmp_path / "fx" / FILE).write_bytes(PAYLOAD)
     (tmp_path / "fx" / MARKER).write_text("generated")
-    with pytest.raises(DownloadError, match=r"generated fixture .*refusing to pin it into data/sources.lock.json.*"
-                                            + LOCK_ENV):
+    with pytest.raises(
+        DownloadError, match=r"generated fixture .*refusing to pin it into data/sources.lock.json.*" + LOCK_ENV
+    ):
         run_download("toy", params(mirror_dir="fx"), tmp_path)
     assert not lock_path(tmp_path).exists()
     monkeypatch.setenv(LOCK_ENV, "fx/fixtures.lock.json")  # relative to the project root
@@ -398,8 +424,9 @@ def test_local_zarr_and_trips(tmp_path):
     (store / "zarr.json").write_text("{}")
     (store / "flow" / "c0").write_bytes(b"abc")
     (tmp_path / "t.csv").write_text("start_time,end_time,start_lat,start_lon,end_lat,end_lon\n")
-    p = params_from_dict({"local_sources": {"z": "s.zarr",
-                                            "t": {"path": "t.csv", "bbox": [1, 2, 3, 4], "interval_minutes": 15}}})
+    p = params_from_dict(
+        {"local_sources": {"z": "s.zarr", "t": {"path": "t.csv", "bbox": [1, 2, 3, 4], "interval_minutes": 15}}}
+    )
     mz = read_json(run_download("z", p, tmp_path) / "manifest.json")
     assert mz["kind"] == "zarr" and mz["files"][0]["bytes"] == 5 and len(mz["files"][0]["sha256"]) == 64
     assert (tmp_path / "data" / "raw" / "z" / "s.zarr" / "flow" / "c0").read_bytes() == b"abc"
@@ -407,8 +434,9 @@ def test_local_zarr_and_trips(tmp_path):
     assert mt["kind"] == "trips" and mt["bbox"] == [1, 2, 3, 4] and mt["interval_minutes"] == 15
 
 
-@pytest.mark.parametrize(("path", "match"), [("nothere.npz", "not found.*local_sources.bad.path"),
-                                        ("x.txt", "must be an .npz")])
+@pytest.mark.parametrize(
+    ("path", "match"), [("nothere.npz", "not found.*local_sources.bad.path"), ("x.txt", "must be an .npz")]
+)
 def test_local_errors(tmp_path, path, match):
     (tmp_path / "x.txt").write_text("hi")
     p = params_from_dict({"local_sources": {"bad": path}})
@@ -419,8 +447,9 @@ def test_local_errors(tmp_path, path, match):
 
 @pytest.mark.real
 def test_real_sample_through_local_sources(tmp_path, real_data_dir):
-    p = params_from_dict({"local_sources": {"tail": {"path": str(real_data_dir / "bikenyc1_tail.npz"),
-                                                     "like": "bikenyc1"}}})
+    p = params_from_dict(
+        {"local_sources": {"tail": {"path": str(real_data_dir / "bikenyc1_tail.npz"), "like": "bikenyc1"}}}
+    )
     m = read_json(run_download("tail", p, tmp_path) / "manifest.json")
     assert m["files"][0]["sha256"] == "65746ec6cef79c39cbcda6f4e8c3dab9f8a4a5d25a16bac6a412472ef7b1d85e"
     assert m["files"][0]["bytes"] == 265_502 and m["kind"] == "npz"
@@ -433,8 +462,12 @@ def test_registry_sources_are_real_urls():
             assert "github.com/tsinghua-fib-lab/UniST/raw" not in s.url
     assert registry.DATASETS["bikenyc1"].sources[0].filename == "BikeNYC_short.json"
     trips = registry.get_spec("taxinyc2-trips")
-    assert [s.filename for s in trips.sources] == ["yellow_tripdata_2015-01.parquet", "yellow_tripdata_2015-02.parquet",
-                                                   "yellow_tripdata_2015-03.parquet", "taxi_zones.zip"]
+    assert [s.filename for s in trips.sources] == [
+        "yellow_tripdata_2015-01.parquet",
+        "yellow_tripdata_2015-02.parquet",
+        "yellow_tripdata_2015-03.parquet",
+        "taxi_zones.zip",
+    ]
     assert trips.bbox is not None and trips.grid == (10, 20)  # the source grid (Table 1 prints 20x10)
     with pytest.raises(ConfigError, match="no raw trip records"):
         registry.get_spec("crowd-trips")

@@ -1,4 +1,5 @@
 """The embedded virtual city: deterministic trip records with the canonical schema and realistic structure."""
+
 from __future__ import annotations
 
 import time
@@ -70,7 +71,12 @@ def test_schema_row_groups_and_span(small):
     assert df.start_time.min() >= np.datetime64("2024-01-01") and df.end_time.max() < np.datetime64("2024-01-15")
     assert (df.end_time > df.start_time).all()
     lat0, lon0, lat1, lon1 = info.bbox
-    for c, lo, hi in (("start_lat", lat0, lat1), ("end_lat", lat0, lat1), ("start_lon", lon0, lon1), ("end_lon", lon0, lon1)):
+    for c, lo, hi in (
+        ("start_lat", lat0, lat1),
+        ("end_lat", lat0, lat1),
+        ("start_lon", lon0, lon1),
+        ("end_lon", lon0, lon1),
+    ):
         assert df[c].min() >= lo and df[c].max() < hi, c
     # durations follow distance: many trips end in a later hour than they started
     later = (df.end_time.dt.floor("h") > df.start_time.dt.floor("h")).mean()
@@ -139,7 +145,9 @@ def test_default_is_fast_and_bikenyc_shaped(tmp_path):
     assert info.steps == 60 * 24 and info.records > 400_000
 
 
-@pytest.mark.parametrize(("key", "value"), [("trips_per_step", 0), ("burst_rate", 1.5), ("span_days", 0), ("hotspots", -1)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("trips_per_step", 0), ("burst_rate", 1.5), ("span_days", 0), ("hotspots", -1)]
+)
 def test_bad_synthetic_params(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"data.synthetic.{key}"):
         generate_trips(SYNTHETIC, SyntheticConfig(**{key: value}), tmp_path / "x.parquet")
@@ -150,5 +158,7 @@ def test_bad_synthetic_params(tmp_path, key, value):
 
 
 def test_few_hotspots_still_work(tmp_path):
-    info = generate_trips(SYNTHETIC, SyntheticConfig(hotspots=0, span_days=1, trips_per_step=20), tmp_path / "h.parquet")
+    info = generate_trips(
+        SYNTHETIC, SyntheticConfig(hotspots=0, span_days=1, trips_per_step=20), tmp_path / "h.parquet"
+    )
     assert info.records > 0

@@ -1,5 +1,6 @@
 """The fixture generator (UniST's published layout) and the ten fixture files through the real path:
 download (mirror) -> grid -> flow -> split -> train -> evaluate -> report."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,22 @@ def test_counts_carry_float_round_off_like_the_published_files():
 
 
 def test_cli_writes_the_mirror_and_the_archive(tmp_path, capsys):
-    assert cli_main(["fixtures", str(tmp_path / "m"), "--datasets", "crowd", "bikenyc2", "--windows", "14",
-                     "--archive", "UniST.zip"]) == 0
+    assert (
+        cli_main(
+            [
+                "fixtures",
+                str(tmp_path / "m"),
+                "--datasets",
+                "crowd",
+                "bikenyc2",
+                "--windows",
+                "14",
+                "--archive",
+                "UniST.zip",
+            ]
+        )
+        == 0
+    )
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert names == ["BikeNYC2_short.json", "Crowd_short.json", MARKER, "UniST.zip"]
     with zipfile.ZipFile(tmp_path / "m" / "UniST.zip") as zf:
@@ -96,8 +111,10 @@ def test_the_ten_fixture_files_download_to_report(tmp_path, mirror, monkeypatch,
     monkeypatch.setenv(LOCK_ENV, "fixtures.lock.json")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
-    p = load_params(project_root / "params.yaml", ["profile=smoke", f"data.mirror_dir={mirror}", "train.batch_size=8",
-                                                   "train.max_batches_per_epoch=2"])
+    p = load_params(
+        project_root / "params.yaml",
+        ["profile=smoke", f"data.mirror_dir={mirror}", "train.batch_size=8", "train.max_batches_per_epoch=2"],
+    )
     for name, spec in DATASETS.items():
         caplog.clear()
         run_download(name, p, tmp_path)
@@ -106,8 +123,11 @@ def test_the_ten_fixture_files_download_to_report(tmp_path, mirror, monkeypatch,
         ff = out["file_facts"]
         assert (ff["interval_minutes"], ff["channels"], ff["grid"]) == (spec.interval_minutes, 1, list(spec.grid))
         g = xr.open_zarr(tmp_path / "data" / "grid" / f"{name}.zarr")
-        assert (g.attrs["interval_minutes"], g.sizes["channel"], g.sizes["y"], g.sizes["x"]) == \
-            (spec.interval_minutes, 1, *spec.grid)
+        assert (g.attrs["interval_minutes"], g.sizes["channel"], g.sizes["y"], g.sizes["x"]) == (
+            spec.interval_minutes,
+            1,
+            *spec.grid,
+        )
         # where the file and Table 1 disagree: one line in the stage output, both values in meta.json
         expected = [x for x in table1_differences(spec) if x.startswith(("interval", "grid"))]
         assert [x for x in out["disagreements"] if not x.startswith("span")] == expected
@@ -115,8 +135,11 @@ def test_the_ten_fixture_files_download_to_report(tmp_path, mirror, monkeypatch,
         assert len(lines) == 1 and all(x in lines[0] for x in expected)
         run_flow(name, p, tmp_path)
         meta = run_split(name, p, tmp_path)
-        assert meta["disagreements"] == out["disagreements"] and meta["table1"]["interval_minutes"] == \
-            spec.paper.interval_minutes and meta["source"]["kind"] == "paper-file"
+        assert (
+            meta["disagreements"] == out["disagreements"]
+            and meta["table1"]["interval_minutes"] == spec.paper.interval_minutes
+            and meta["source"]["kind"] == "paper-file"
+        )
         run_train(p, name, tmp_path, track=name == "bikenyc1")
         run_evaluate(p, name, tmp_path, track=False)
         rep = run_report(name, p, tmp_path, log_mlflow=False)

@@ -1,6 +1,7 @@
 """infra/: the cluster launcher YAML passes Ray's own schema validator; the KubeRay, MLflow and storage manifests and
 the Dockerfile carry the fields that matter (image, GPU requests, entrypoint, shared storage, token auth, private
 addresses only)."""
+
 from __future__ import annotations
 
 import copy
@@ -207,7 +208,9 @@ def test_mlflow_server_requires_authentication():
     assert ini["mlflow"]["default_permission"] in ("READ", "NO_PERMISSIONS")
     assert "admin_password" not in ini["mlflow"]  # the admin password comes from a secret, not the ConfigMap
     assert ":" not in ini["mlflow"]["database_uri"].split("@")[0].removeprefix("postgresql://")  # no password
-    assert "secretKeyRef" in env["MLFLOW_AUTH_ADMIN_PASSWORD"] and "secretKeyRef" in env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert (
+        "secretKeyRef" in env["MLFLOW_AUTH_ADMIN_PASSWORD"] and "secretKeyRef" in env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    )
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert str(Path(ini_path).parent) in mounts
     # the Ray pods, the server's only clients, log in with a user from a secret
@@ -241,7 +244,9 @@ def test_mlflow_network_policy_admits_only_ray_pods():
             assert not admitted.items() <= labels.items(), (f, d["metadata"]["name"])
     # the database: only the server
     db = [p for p in pols if p["spec"]["podSelector"]["matchLabels"] == {"app": "stvfm-mlflow-db"}]
-    assert len(db) == 1 and db[0]["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "stvfm-mlflow"}}}]
+    assert len(db) == 1 and db[0]["spec"]["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app": "stvfm-mlflow"}}}
+    ]
 
 
 def test_mlflow_db_password_never_in_argv():

@@ -1,6 +1,7 @@
 """`stvfm model-info` under the project's default params (which read the clock: model.time_identity, model.output
 identity): it builds every variant × backbone × grid on the meta device and prints the output shape; the interval that
 sizes the time-of-day tables comes from --interval-minutes, --dataset or the stated default (30 min)."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,8 @@ def test_default_params_read_the_clock(project_root):
 # fast (~0.3 s a build): the five variants × four grids with dinov2_vits14, and every variant once with each ViT-B
 # backbone (on every grid in turn); the rest of the ViT-B matrix is marked slow
 FAST = [("dinov2_vits14", v, g) for v in VARIANTS for g in GRIDS] + [
-    (b, v, GRIDS[(i + j) % len(GRIDS)]) for j, b in enumerate(BACKBONES[1:]) for i, v in enumerate(VARIANTS)]
+    (b, v, GRIDS[(i + j) % len(GRIDS)]) for j, b in enumerate(BACKBONES[1:]) for i, v in enumerate(VARIANTS)
+]
 FULL = [(b, v, g) for b in BACKBONES for v in VARIANTS for g in GRIDS if (b, v, g) not in FAST]
 
 
@@ -50,13 +52,24 @@ def _case_id(c) -> str:
 
 
 CASES = [pytest.param(*c, id=_case_id(c)) for c in FAST] + [
-    pytest.param(*c, id=_case_id(c), marks=pytest.mark.slow) for c in FULL]  # slow: 30 more builds on meta
+    pytest.param(*c, id=_case_id(c), marks=pytest.mark.slow) for c in FULL
+]  # slow: 30 more builds on meta
 
 
 @pytest.mark.parametrize(("backbone", "variant", "grid"), CASES)
 def test_model_info_prints_the_output_shape_under_default_params(capsys, monkeypatch, backbone, variant, grid):
-    rc, r = info(capsys, monkeypatch, "--variant", variant, "--backbone", backbone, "--grid", f"{grid[0]}x{grid[1]}",
-                 "--channels", "2")
+    rc, r = info(
+        capsys,
+        monkeypatch,
+        "--variant",
+        variant,
+        "--backbone",
+        backbone,
+        "--grid",
+        f"{grid[0]}x{grid[1]}",
+        "--channels",
+        "2",
+    )
     assert rc == 0, r
     check_shapes(r, variant, grid)
     assert r["reads_clock"] is True and r["interval_minutes"] == 30  # the stated default
@@ -66,8 +79,10 @@ def test_model_info_prints_the_output_shape_under_default_params(capsys, monkeyp
 def test_model_info_text_output_and_the_clock_line(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("STVFM_PARAMS", raising=False)
-    assert main(["model-info", "--variant", "simple", "--backbone", "dinov2_vits14", "--grid", "16x8",
-                 "--channels", "2"]) == 0
+    assert (
+        main(["model-info", "--variant", "simple", "--backbone", "dinov2_vits14", "--grid", "16x8", "--channels", "2"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "output (B, T, C, H, W)   (2, 6, 2, 16, 8)" in out
     assert "30 min (default; set --dataset or --interval-minutes)" in out
@@ -82,12 +97,30 @@ def test_interval_from_the_dataset_or_the_flag(capsys, monkeypatch):
     assert spec.interval_minutes != 30  # not the default, so the dataset's clock shows
     rc, r = info(capsys, monkeypatch, "--dataset", "tdrive", "--variant", "simple", "--backbone", "dinov2_vits14")
     assert rc == 0, r
-    assert (r["interval_minutes"], r["grid"], r["channels"], r["dataset"]) == \
-        (spec.interval_minutes, list(spec.grid), spec.channels, "tdrive")
+    assert (r["interval_minutes"], r["grid"], r["channels"], r["dataset"]) == (
+        spec.interval_minutes,
+        list(spec.grid),
+        spec.channels,
+        "tdrive",
+    )
     check_shapes(r, "simple", tuple(spec.grid), channels=spec.channels)
-    stid = ["--variant", "simple", "--backbone", "dinov2_vits14", "--grid", "4x4", "--channels", "1",
-            "--set", "model.arch=stid", "--set", "model.stid.tod_dim=1", "--set", "model.stid.time_inputs=false",
-            "--no-forward"]
+    stid = [
+        "--variant",
+        "simple",
+        "--backbone",
+        "dinov2_vits14",
+        "--grid",
+        "4x4",
+        "--channels",
+        "1",
+        "--set",
+        "model.arch=stid",
+        "--set",
+        "model.stid.tod_dim=1",
+        "--set",
+        "model.stid.time_inputs=false",
+        "--no-forward",
+    ]
     counts = {}
     for extra in (["--interval-minutes", "5"], ["--interval-minutes", "7"], ["--dataset", "tdrive"], []):
         rc, r = info(capsys, monkeypatch, *stid, *extra)
@@ -95,18 +128,37 @@ def test_interval_from_the_dataset_or_the_flag(capsys, monkeypatch):
         counts[tuple(extra)] = r["total_params"]
     # a 1-d time-of-day row per slot: 288, 206 (ceil(1440/7)), tdrive's 1440 / its interval, 48 (the 30-min default)
     base = counts[("--interval-minutes", "5")] - 288
-    assert counts == {("--interval-minutes", "5"): base + 288, ("--interval-minutes", "7"): base + 206,
-                      ("--dataset", "tdrive"): base + 1440 // spec.interval_minutes, (): base + 48}
-    rc, r = info(capsys, monkeypatch, "--dataset", "tdrive", "--interval-minutes", "15", "--grid", "8x8",
-                 "--variant", "simple", "--backbone", "dinov2_vits14")
+    assert counts == {
+        ("--interval-minutes", "5"): base + 288,
+        ("--interval-minutes", "7"): base + 206,
+        ("--dataset", "tdrive"): base + 1440 // spec.interval_minutes,
+        (): base + 48,
+    }
+    rc, r = info(
+        capsys,
+        monkeypatch,
+        "--dataset",
+        "tdrive",
+        "--interval-minutes",
+        "15",
+        "--grid",
+        "8x8",
+        "--variant",
+        "simple",
+        "--backbone",
+        "dinov2_vits14",
+    )
     assert rc == 0 and r["interval_minutes"] == 15 and r["grid"] == [8, 8] and r["channels"] == spec.channels
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--interval-minutes", "0"], "--interval-minutes: expected minutes between 1 and 1440, got 0"),
-    (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
-    (["--grid", "0x8"], "--grid: expected a positive height and width, got '0x8'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--interval-minutes", "0"], "--interval-minutes: expected minutes between 1 and 1440, got 0"),
+        (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
+        (["--grid", "0x8"], "--grid: expected a positive height and width, got '0x8'"),
+    ],
+)
 def test_bad_model_info_flags_say_what_is_wrong(capsys, monkeypatch, argv, needle):
     rc, err = info(capsys, monkeypatch, "--variant", "simple", "--backbone", "dinov2_vits14", *argv)
     assert rc == 2 and needle in err and "retrain" not in err and "Traceback" not in err

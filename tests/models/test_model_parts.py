@@ -1,4 +1,5 @@
 """Unit tests of the parts of Section 3: tokenizer, positional embedding, adapters, cross-prompt, loss."""
+
 from __future__ import annotations
 
 import copy
@@ -32,7 +33,7 @@ def test_tokenizer_roundtrip_and_layout(grid, p):
     assert torch.equal(t[0, 0, 0], x[0, 0, :, :p, :p].permute(1, 2, 0).reshape(-1))
     # second token = next patch to the right
     if grid[1] >= 2 * p:
-        assert torch.equal(t[1, 2, 1], x[1, 2, :, :p, p:2 * p].permute(1, 2, 0).reshape(-1))
+        assert torch.equal(t[1, 2, 1], x[1, 2, :, :p, p : 2 * p].permute(1, 2, 0).reshape(-1))
     assert torch.equal(tok.unpatchify(t), x)
 
 

@@ -1,4 +1,5 @@
 """ST-VFM assembled: shapes for every dataset grid × variant, frozen VFM, gradients, training, errors."""
+
 from __future__ import annotations
 
 import logging
@@ -44,9 +45,13 @@ def test_variants_contain_exactly_their_components():
     parts = {}
     for v in VARIANTS:
         m, _ = build_model(tiny_cfg(variant=v), (8, 8), 1)
-        parts[v] = dict(temporal=m.st_in.encoder is not None and m.st_in.encoder.temporal is not None,
-                        adapters=isinstance(m.vfm.blocks[0], AdaptedBlock), flow=m.flow_in is not None,
-                        cross=m.cross is not None, mlp=m.st_head is None)
+        parts[v] = dict(
+            temporal=m.st_in.encoder is not None and m.st_in.encoder.temporal is not None,
+            adapters=isinstance(m.vfm.blocks[0], AdaptedBlock),
+            flow=m.flow_in is not None,
+            cross=m.cross is not None,
+            mlp=m.st_head is None,
+        )
     assert parts["simple"] == dict(temporal=False, adapters=False, flow=False, cross=False, mlp=True)
     assert parts["token"] == dict(temporal=False, adapters=False, flow=False, cross=False, mlp=False)
     assert parts["temporal"] == dict(temporal=True, adapters=False, flow=False, cross=False, mlp=False)
@@ -166,15 +171,18 @@ def test_parameter_counts_and_vfm_blocks():
     assert total - trainable == frozen > 0
 
 
-@pytest.mark.parametrize(("kw", "err", "match"), [
-    (dict(backbone="resnet50"), ConfigError, r"model.backbone: unknown backbone 'resnet50'.*dinov2_vits14"),
-    (dict(variant="fancy"), ConfigError, r"model.variant: 'fancy' is not one of"),
-    (dict(arch="unet"), ConfigError, r"model.arch: 'unet'"),
-    (dict(patch_size=9), ConfigError, r"model.patch_size=9 cannot tile the 8x6 grid.*1\.\.6"),
-    (dict(d_temporal=15, heads=2), ConfigError, r"model.d_temporal=15 is not divisible by model.heads=2"),
-    (dict(vfm_blocks=3), ConfigError, r"model.vfm_blocks: 3 is outside 1\.\.2"),
-    (dict(prompt_tokens=-1), ConfigError, r"model.prompt_tokens"),
-])
+@pytest.mark.parametrize(
+    ("kw", "err", "match"),
+    [
+        (dict(backbone="resnet50"), ConfigError, r"model.backbone: unknown backbone 'resnet50'.*dinov2_vits14"),
+        (dict(variant="fancy"), ConfigError, r"model.variant: 'fancy' is not one of"),
+        (dict(arch="unet"), ConfigError, r"model.arch: 'unet'"),
+        (dict(patch_size=9), ConfigError, r"model.patch_size=9 cannot tile the 8x6 grid.*1\.\.6"),
+        (dict(d_temporal=15, heads=2), ConfigError, r"model.d_temporal=15 is not divisible by model.heads=2"),
+        (dict(vfm_blocks=3), ConfigError, r"model.vfm_blocks: 3 is outside 1\.\.2"),
+        (dict(prompt_tokens=-1), ConfigError, r"model.prompt_tokens"),
+    ],
+)
 def test_bad_config_errors_say_what_to_change(kw, err, match):
     with pytest.raises(err, match=match):
         build_model(tiny_cfg(**kw), (8, 6), 2)

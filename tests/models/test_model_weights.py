@@ -1,4 +1,5 @@
 """Backbones and weights: offline loading of an official-layout DINOv2 checkpoint, checksums, errors, CLI."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,11 @@ def test_timm_names_exist():
     for spec in bb.BACKBONES.values():
         assert timm.is_model(spec.timm_name), spec.timm_name
     assert {k: (v.timm_name, v.embed_dim) for k, v in bb.BACKBONES.items() if k != TINY} == {
-        "dinov2_vits14": ("vit_small_patch14_dinov2", 384), "clip_vitb16": ("vit_base_patch16_clip_224", 768),
-        "deit_vitb16": ("deit_base_patch16_224", 768), "vit_tiny": ("vit_tiny_patch16_224", 192)}
+        "dinov2_vits14": ("vit_small_patch14_dinov2", 384),
+        "clip_vitb16": ("vit_base_patch16_clip_224", 768),
+        "deit_vitb16": ("deit_base_patch16_224", 768),
+        "vit_tiny": ("vit_tiny_patch16_224", 192),
+    }
 
 
 def test_official_layout_checkpoint_loads_every_tensor(ckpt):
@@ -68,12 +72,10 @@ def test_weights_only_load_refuses_pickled_code(tmp_path):
 def test_checksum_mismatch_for_a_known_file(ckpt):
     path, _ = ckpt
     size = path.stat().st_size
-    bb.register_backbone(dataclasses.replace(
-        TINY_SPEC, known_files=(bb.KnownFile(path.name, size, "0" * 64),)))
+    bb.register_backbone(dataclasses.replace(TINY_SPEC, known_files=(bb.KnownFile(path.name, size, "0" * 64),)))
     with pytest.raises(WeightsError, match=r"sha256 [0-9a-f]{64} but the published tiny_dinov2_pretrain.pth has 0{64}"):
         build_model(tiny_cfg(weights=str(path)), (8, 6), 2)
-    bb.register_backbone(dataclasses.replace(
-        TINY_SPEC, known_files=(bb.KnownFile(path.name, size + 1, "0" * 64),)))
+    bb.register_backbone(dataclasses.replace(TINY_SPEC, known_files=(bb.KnownFile(path.name, size + 1, "0" * 64),)))
     with pytest.raises(WeightsError, match=r"bytes but the published"):
         build_model(tiny_cfg(weights=str(path)), (8, 6), 2)
 
@@ -106,8 +108,12 @@ def test_wrong_architecture_checkpoint_is_a_weights_error(tmp_path):
 
 
 def test_paper_backbones_build_on_meta_with_expected_sizes():
-    expected_vfm = {"dinov2_vits14": 21_000_000, "clip_vitb16": 85_000_000, "deit_vitb16": 85_000_000,
-                    "vit_tiny": 5_400_000}
+    expected_vfm = {
+        "dinov2_vits14": 21_000_000,
+        "clip_vitb16": 85_000_000,
+        "deit_vitb16": 85_000_000,
+        "vit_tiny": 5_400_000,
+    }
     for name, approx in expected_vfm.items():
         model, info = build_model_on_meta(tiny_cfg(backbone=name, d_temporal=64, heads=4), (16, 8), 2)
         trainable, total = count_parameters(model)
@@ -143,8 +149,9 @@ def test_fetch_uses_cache_and_verifies(tmp_path, monkeypatch, ckpt):
     # the official DINOv2 fetch passes the published sha256 to the downloader
     seen = {}
     with pytest.raises(WeightsError):  # the fake writes a wrong file, which verification then rejects
-        fetch_weights("dinov2_vits14", tmp_path / "d", url_fetcher=lambda u, t, s: (seen.update(sha=s),
-                                                                                     t.write_bytes(b"x")))
+        fetch_weights(
+            "dinov2_vits14", tmp_path / "d", url_fetcher=lambda u, t, s: (seen.update(sha=s), t.write_bytes(b"x"))
+        )
     assert seen["sha"] == "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9"
 
 
@@ -163,8 +170,22 @@ def test_verify_file_and_cli(ckpt, capsys):
 
 def test_model_info_cli(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no params.yaml here: ModelConfig defaults
-    rc = main(["model-info", "--variant", "full", "--backbone", TINY, "--grid", "10x20", "--channels", "1", "--json",
-               "--set", "model.d_temporal=16"])
+    rc = main(
+        [
+            "model-info",
+            "--variant",
+            "full",
+            "--backbone",
+            TINY,
+            "--grid",
+            "10x20",
+            "--channels",
+            "1",
+            "--json",
+            "--set",
+            "model.d_temporal=16",
+        ]
+    )
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
     assert r["output_st"] == [2, 6, 1, 10, 20] and r["output_flow"] == [2, 6, 1, 10, 20]

@@ -2,6 +2,7 @@
 weights, outputs and gradients, in fp32. Outputs within rtol 1e-5 / atol 1e-6; each gradient tensor within 1e-5 of its
 norm (‖new − old‖ ≤ 1e-5·‖old‖: a weight's gradient is a sum over rows, and the same ops on fewer rows, or another
 kernel for the same softmax, sum in another order). The frozen-weight bf16 copy is bit-identical to autocast's cast."""
+
 from __future__ import annotations
 
 import copy
@@ -187,8 +188,16 @@ def test_bf16_cross_prompt_gradients_agree_with_fp32():
     """The `real` profile's widths at a small batch, random data: under bf16 autocast the cross-prompt blocks'
     gradients (their LayerNorms included) within 15 % of fp32 (measured 7-9 % here, ~1 % on a real batch). With their
     residual stream in bf16 (the heads' bf16 output used as it is), 76 % here and 40-88 % on a real batch."""
-    cfg = tiny_cfg(backbone="vit_tiny", vfm_blocks=1, d_temporal=64, heads=4, prompt_tokens=8, adapter_dim=64,
-                   time_identity=True, output="identity")
+    cfg = tiny_cfg(
+        backbone="vit_tiny",
+        vfm_blocks=1,
+        d_temporal=64,
+        heads=4,
+        prompt_tokens=8,
+        adapter_dim=64,
+        time_identity=True,
+        output="identity",
+    )
     rel = {n: r for n, r in bf16_vs_fp32_grads(cfg).items() if n.startswith("cross.")}
     assert len(rel) > 30 and any("norm" in n for n in rel)
     worst = max(rel.items(), key=lambda kv: kv[1])

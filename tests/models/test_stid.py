@@ -1,4 +1,5 @@
 """STID (stvfm.models.stid): shapes on grids, the frozen forward contract, identities, learning, errors."""
+
 from __future__ import annotations
 
 import inspect
@@ -25,8 +26,19 @@ def tids(batch: int, tod: int = 0, dow: int = 0, history: int = 6, horizon: int 
 @pytest.mark.parametrize("series", ["cell_channel", "cell"])
 @pytest.mark.parametrize(("grid", "channels"), [((16, 8), 2), ((10, 20), 2), ((5, 3), 1)])
 def test_stid_output_shape(grid, channels, series):
-    m = STID(grid, channels, 6, 6, steps_per_day=48, input_dim=16, node_dim=8, tod_dim=4, dow_dim=4, num_layers=2,
-             series=series)
+    m = STID(
+        grid,
+        channels,
+        6,
+        6,
+        steps_per_day=48,
+        input_dim=16,
+        node_dim=8,
+        tod_dim=4,
+        dow_dim=4,
+        num_layers=2,
+        series=series,
+    )
     x = torch.randn(3, 6, channels, *grid)
     out = m(x, torch.zeros_like(x), time_ids=tids(3, 5, 2))
     assert isinstance(out, ModelOutput) and out.st.shape == (3, 6, channels, *grid) and out.flow is None
@@ -48,8 +60,9 @@ def test_stid_keeps_the_frozen_forward_contract():
 @pytest.mark.parametrize("series", ["cell_channel", "cell"])
 def test_stid_spatial_identity_maps_to_the_right_series(series):
     torch.manual_seed(0)
-    m = STID((2, 3), 2, 6, 6, input_dim=4, node_dim=4, tod_dim=2, dow_dim=2, num_layers=1, series=series,
-             time_identity=False).eval()
+    m = STID(
+        (2, 3), 2, 6, 6, input_dim=4, node_dim=4, tod_dim=2, dow_dim=2, num_layers=1, series=series, time_identity=False
+    ).eval()
     x = torch.zeros(1, 6, 2, 2, 3)
     base = m(x).st
     with torch.no_grad():  # series of (channel 1, y=1, x=2) / node of cell (y=1, x=2)
@@ -170,6 +183,8 @@ def test_stid_time_inputs_feed_each_steps_clock_to_the_window_embedding():
     cfg = ModelConfig(arch="stid", stid=STIDConfig(time_identity=False, time_inputs=True))
     from stvfm.models.factory import needs_time_ids
 
-    assert needs_time_ids(cfg) and needs_time_ids({"arch": "stid", "stid": {"time_identity": False, "time_inputs": True}})
+    assert needs_time_ids(cfg) and needs_time_ids(
+        {"arch": "stid", "stid": {"time_identity": False, "time_inputs": True}}
+    )
     with pytest.raises(ConfigError, match="interval"):
         build_model(cfg, (4, 5), 2)

@@ -1,5 +1,6 @@
 """Time identity (model.time_identity) and output path (model.output): shapes, the clock changes the forecast,
 missing ids are a DataError, needs_time_ids, anchored starts as the paper's decoder, the paper profile keeps both off."""
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,9 @@ def test_table_size_follows_interval():
 @pytest.mark.parametrize("output", ["plain", "last", "anchored", "identity"])
 def test_every_variant_with_clock_and_output(variant, output):
     torch.manual_seed(0)
-    model, _ = build_model(tiny_cfg(variant=variant, time_identity=True, output=output), (10, 20), 2,
-                           interval_minutes=30)
+    model, _ = build_model(
+        tiny_cfg(variant=variant, time_identity=True, output=output), (10, 20), 2, interval_minutes=30
+    )
     x = torch.randn(2, 6, 2, 10, 20)
     out = model(x, torch.randn_like(x), time_ids=ids(2))
     assert out.st.shape == (2, 6, 2, 10, 20) and torch.isfinite(out.st).all()
@@ -126,8 +128,13 @@ def test_needs_time_ids_and_interval_required():
 
     from stvfm.training.components import build_model_from_meta
 
-    meta = {"model_cfg": asdict(tiny_cfg(time_identity=True)), "grid": [8, 8], "channels": 1, "history": 6,
-            "horizon": 6}
+    meta = {
+        "model_cfg": asdict(tiny_cfg(time_identity=True)),
+        "grid": [8, 8],
+        "channels": 1,
+        "history": 6,
+        "horizon": 6,
+    }
     with pytest.raises(ConfigError, match=r"metadata .* has none .*retrain"):  # a checkpoint without its interval
         build_model_from_meta(meta)
     assert build_model_from_meta({**meta, "interval_minutes": 30})[0].time_in.tod.num_embeddings == 48
@@ -143,8 +150,13 @@ def test_paper_profile_keeps_the_paper_choices():
 def test_best_checkpoint_keeps_the_interval():
     from stvfm.training.checkpoint import best_from_state
 
-    state = {"model_state": {}, "best_model_state": {}, "loop": {"best_epoch": 0}, "model_cfg": {},
-             "interval_minutes": 30}
+    state = {
+        "model_state": {},
+        "best_model_state": {},
+        "loop": {"best_epoch": 0},
+        "model_cfg": {},
+        "interval_minutes": 30,
+    }
     assert best_from_state(state)["interval_minutes"] == 30
 
 
@@ -181,9 +193,14 @@ def test_one_clock_every_slot_of_a_real_range_is_inside_every_table(interval):
     ha_day = HistoricalAverage.fit(series, times, interval, train=(0, steps))
     ha_week = HistoricalAverage.fit(series, times, interval, train=(0, steps), period="week")
     assert isinstance(stid, STID) and isinstance(stid_vfm.output_path.identity, STID)
-    sizes = {"time identity": time_in.tod.num_embeddings, "anchored table": anchored.output_path.table.shape[0],
-             "STID": stid.tod_emb.shape[0], "STID in ST-VFM": stid_vfm.output_path.identity.tod_emb.shape[0],
-             "HA (day)": ha_day.table.shape[0], "HA (week) / 7": ha_week.table.shape[0] // 7}
+    sizes = {
+        "time identity": time_in.tod.num_embeddings,
+        "anchored table": anchored.output_path.table.shape[0],
+        "STID": stid.tod_emb.shape[0],
+        "STID in ST-VFM": stid_vfm.output_path.identity.tod_emb.shape[0],
+        "HA (day)": ha_day.table.shape[0],
+        "HA (week) / 7": ha_week.table.shape[0] // 7,
+    }
     assert sizes == dict.fromkeys(sizes, n_slots), sizes
     assert ha_day.empty_slots == 0 and ha_week.table.shape[0] == 7 * n_slots
     assert ha_week.slots.max() < ha_week.table.shape[0]

@@ -1,5 +1,6 @@
 """fit_and_score (ablation, quality test, bench_quality) trains with the run's own loss: ``train.loss`` and
 ``train.loss_scale`` (regression: it once ignored ``loss_scale: original`` and trained on the scaled error)."""
+
 from __future__ import annotations
 
 import types
@@ -25,8 +26,14 @@ def test_fit_and_score_uses_the_loss_scale(monkeypatch, project_root, scale):
         def inverse_diff(self, t, channel_axis=-3):
             return t * 10.0
 
-    comp = types.SimpleNamespace(datasets={"train": [0], "val": [0]}, model=torch.nn.Linear(1, 1), inverse=None,
-                                 bf16=False, meta={}, scaler=Scaler())
+    comp = types.SimpleNamespace(
+        datasets={"train": [0], "val": [0]},
+        model=torch.nn.Linear(1, 1),
+        inverse=None,
+        bf16=False,
+        meta={},
+        scaler=Scaler(),
+    )
     monkeypatch.setattr(quality, "build_components", lambda *a, **k: comp)
     seen = {}
 
@@ -46,8 +53,9 @@ def test_fit_and_score_reports_the_1_based_best_epoch(monkeypatch, project_root)
     """best_epoch is the loop's own 1-based epoch number (regression: it once added 1 to it)."""
     from stvfm.training.loop import LoopState
 
-    comp = types.SimpleNamespace(datasets={"train": [0], "val": [0]}, model=torch.nn.Linear(1, 1), inverse=None,
-                                 bf16=False, meta={}, scaler=None)
+    comp = types.SimpleNamespace(
+        datasets={"train": [0], "val": [0]}, model=torch.nn.Linear(1, 1), inverse=None, bf16=False, meta={}, scaler=None
+    )
     monkeypatch.setattr(quality, "build_components", lambda *a, **k: comp)
 
     class Trainer:

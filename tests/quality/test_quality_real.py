@@ -1,5 +1,6 @@
 """Learning cannot silently break: ST-VFM trained on a real NYC sample for a small fixed budget beats persistence and
 HA on validation (MAE and RMSE). Skips where ../shared (the real samples) is absent."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,11 +16,17 @@ DS = "bikenyc2_test"
 
 @pytest.mark.slow
 def test_stvfm_beats_persistence_and_ha_on_validation(tmp_path, project_root, real_data_dir):
-    p = load_params(project_root / "params.yaml", [
-        "profile=real", f"local_sources.{DS}.path={real_data_dir / (DS + '.npz')}",
-        # fixed small budget: 8 full epochs of the real profile (identity output path, MAE on the original scale;
-        # measured: val MAE 1.34 after 8 epochs of a 40-epoch schedule on this sample, HA 1.44)
-        "train.epochs=8", "train.patience=0"])
+    p = load_params(
+        project_root / "params.yaml",
+        [
+            "profile=real",
+            f"local_sources.{DS}.path={real_data_dir / (DS + '.npz')}",
+            # fixed small budget: 8 full epochs of the real profile (identity output path, MAE on the original scale;
+            # measured: val MAE 1.34 after 8 epochs of a 40-epoch schedule on this sample, HA 1.44)
+            "train.epochs=8",
+            "train.patience=0",
+        ],
+    )
     for stage in (run_download, run_grid, run_flow, run_split):
         stage(DS, p, tmp_path)
     refs = reference_scores(p, DS, tmp_path, "val")

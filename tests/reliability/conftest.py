@@ -1,4 +1,5 @@
 """Fixtures of the hostile-user tests (harness.py holds the Project they drive)."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@ DVC stage entry points run on it exactly as `dvc repro` runs them, and a hash of
 
 Every bad-input test asserts: exit code 2, one stderr line naming the file/key, and no byte changed outside the
 stage's own output (for a refused input: nowhere at all)."""
+
 from __future__ import annotations
 
 import contextlib

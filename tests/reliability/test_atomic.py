@@ -1,5 +1,6 @@
 """stvfm.io: a directory output is swapped in whole (renameat2 exchange, or two renames where that is missing); killed
 runs' temp folders are recognised exactly (never another output's)."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,16 @@ def test_failed_write_keeps_the_old_output(tmp_path):
 
 
 def test_clean_stale_matches_only_its_own_temp_folders(tmp_path):
-    names = [".a.abcdefgh.tmp", ".a.old", ".a.b.abcdefgh.tmp", ".a.bcdefghi.abcdefgh.tmp", ".ab.abcdefgh.tmp",
-             ".a.abcdefghi.tmp", "a", ".a.lock"]
+    names = [
+        ".a.abcdefgh.tmp",
+        ".a.old",
+        ".a.b.abcdefgh.tmp",
+        ".a.bcdefghi.abcdefgh.tmp",
+        ".ab.abcdefgh.tmp",
+        ".a.abcdefghi.tmp",
+        "a",
+        ".a.lock",
+    ]
     for n in names:
         (tmp_path / n).mkdir()
     removed = sio.clean_stale(tmp_path / "a")

@@ -1,4 +1,5 @@
 """Issue 11, items 7 and 9: two runs at once, leftovers of killed runs, and Ray addresses that lead nowhere."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,15 @@ def test_two_downloads_of_one_dataset_at_once(project, tmp_path):
 
     def start(log: Path) -> subprocess.Popen:
         with open(log, "w") as err:
-            return subprocess.Popen(cmd, cwd=project.root, env=_env(), stdout=subprocess.DEVNULL, stderr=err,
-                                    text=True, start_new_session=True)
+            return subprocess.Popen(
+                cmd,
+                cwd=project.root,
+                env=_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
 
     a = start(logs[0])
     deadline = time.monotonic() + 120
@@ -85,8 +93,13 @@ def test_sources_lock_pins_of_two_processes_are_merged(tmp_path):
 def test_stale_temp_folders_are_cleaned_at_the_next_start(project):
     project.data_ready()
     grid, raw, split = (project.root / "data" / d for d in ("grid", "raw", "split"))
-    stale = [grid / ".synthetic.zarr.k1ll3d00.tmp", grid / ".synthetic.stats.parquet.abcdefgh.tmp",
-             raw / ".synthetic.zz_zz_zz.tmp", split / ".synthetic.old", project.root / "data/flow/.synthetic.zarr.old"]
+    stale = [
+        grid / ".synthetic.zarr.k1ll3d00.tmp",
+        grid / ".synthetic.stats.parquet.abcdefgh.tmp",
+        raw / ".synthetic.zz_zz_zz.tmp",
+        split / ".synthetic.old",
+        project.root / "data/flow/.synthetic.zarr.old",
+    ]
     others = [grid / ".synthetic-x.zarr.k1ll3d00.tmp", grid / ".synthetic.zarr.toolong99.tmp.keep"]
     for d in stale + others:
         (d / "partial").mkdir(parents=True)
@@ -116,8 +129,9 @@ def test_dead_ray_address_fails_fast_with_one_line(project, monkeypatch, via):
     t = time.monotonic()
     r = project.stage("train", "synthetic", sets=sets)
     assert time.monotonic() - t < 30
-    assert_refused(r, addr, "env RAY_ADDRESS" if via == "env" else "train.ray_address", "refuses connections",
-                   "private local Ray")
+    assert_refused(
+        r, addr, "env RAY_ADDRESS" if via == "env" else "train.ray_address", "refuses connections", "private local Ray"
+    )
     assert changed(before, project.hash()) == []  # no MLflow store, no model dir: refused before anything opened
 
 
@@ -153,8 +167,10 @@ def test_a_silent_cluster_ends_within_the_bound():
 
     th = threading.Thread(target=accept, daemon=True)
     th.start()
-    code = ("from stvfm.cluster.ray_address import init_ray; "
-            f"init_ray('127.0.0.1:{port}', timeout_s=4, logging_level='ERROR'); print('joined')")
+    code = (
+        "from stvfm.cluster.ray_address import init_ray; "
+        f"init_ray('127.0.0.1:{port}', timeout_s=4, logging_level='ERROR'); print('joined')"
+    )
     t = time.monotonic()
     try:
         p = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
@@ -177,10 +193,13 @@ def test_stale_address_file_is_ignored_without_a_configured_address(monkeypatch)
         (tmp / "ray").mkdir()
         stale = f"127.0.0.1:{_dead_port()}"
         (tmp / "ray" / "ray_current_cluster").write_text(stale)
-        code = ("import ray; from stvfm.training.ray_train import ensure_ray; ensure_ray(num_cpus=1); "
-                "print('gcs', ray.get_runtime_context().gcs_address); ray.shutdown()")
-        p = subprocess.run([sys.executable, "-c", code], env=_env(RAY_TMPDIR=str(tmp)), capture_output=True,
-                           text=True, timeout=300)
+        code = (
+            "import ray; from stvfm.training.ray_train import ensure_ray; ensure_ray(num_cpus=1); "
+            "print('gcs', ray.get_runtime_context().gcs_address); ray.shutdown()"
+        )
+        p = subprocess.run(
+            [sys.executable, "-c", code], env=_env(RAY_TMPDIR=str(tmp)), capture_output=True, text=True, timeout=300
+        )
         assert p.returncode == 0, p.stderr[-3000:]
         gcs = [line.split()[1] for line in p.stdout.splitlines() if line.startswith("gcs ")]
         assert gcs and gcs[0] != stale

@@ -9,6 +9,7 @@ cleans up and completes with the same bytes as the reference run.
 
 "New" is known beforehand: the same stage runs to completion in a copy of the project (outputs are deterministic,
 which the final uninterrupted run checks)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -68,15 +69,23 @@ def _run(root: Path, stage: str) -> float:
 
 
 def _leftovers(root: Path) -> list[str]:
-    return sorted(str(q.relative_to(root)) for d in ("raw", "grid", "flow", "split") if (root / "data" / d).exists()
-                  for q in (root / "data" / d).iterdir() if q.name.startswith("."))
+    return sorted(
+        str(q.relative_to(root))
+        for d in ("raw", "grid", "flow", "split")
+        if (root / "data" / d).exists()
+        for q in (root / "data" / d).iterdir()
+        if q.name.startswith(".")
+    )
 
 
 def _temps(root: Path, stage: str) -> set[str]:
     """Temp folders (``.<name>.XXXXXXXX.tmp``, stvfm.io) in the stage's output folder."""
     out = root / "data" / OUT[stage][0]
-    return {e.name for e in os.scandir(out) if e.name.startswith(".") and e.name.endswith(".tmp")} if out.is_dir() \
+    return (
+        {e.name for e in os.scandir(out) if e.name.startswith(".") and e.name.endswith(".tmp")}
+        if out.is_dir()
         else set()
+    )
 
 
 def _commit_mark(root: Path, stage: str) -> int | None:
@@ -92,8 +101,9 @@ def _write_window(root: Path, stage: str) -> tuple[float, float]:
     there to the commit)."""
     before, mark = _temps(root, stage), _commit_mark(root, stage)
     t = time.monotonic()
-    p = subprocess.Popen(_cmd(root, stage), cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        _cmd(root, stage), cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     t_tmp = t_commit = None
     while p.poll() is None:
         now = time.monotonic() - t
@@ -110,8 +120,11 @@ def _write_window(root: Path, stage: str) -> tuple[float, float]:
 
 def _outputs(root: Path, stage: str) -> list[Path]:
     d = root / "data"
-    return {"grid": [d / "grid/synthetic.zarr", d / "grid/synthetic.stats.parquet"],
-            "flow": [d / "flow/synthetic.zarr"], "split": [d / "split/synthetic"]}[stage]
+    return {
+        "grid": [d / "grid/synthetic.zarr", d / "grid/synthetic.stats.parquet"],
+        "flow": [d / "flow/synthetic.zarr"],
+        "split": [d / "split/synthetic"],
+    }[stage]
 
 
 def _put_back(backup: Path, root: Path, stage: str) -> None:
@@ -171,13 +184,21 @@ def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path,
         fractions: list = []
         while counts["mid-write"] < KILLS_PER_STAGE:
             tries = counts["mid-write"] + counts["late"] + counts["finished"]
-            assert tries < MAX_TRIES_PER_STAGE, f"{stage}: only {counts['mid-write']} of {tries} kills landed " \
+            assert tries < MAX_TRIES_PER_STAGE, (
+                f"{stage}: only {counts['mid-write']} of {tries} kills landed "
                 f"before the commit: {counts}, write window {1000 * window:.1f} ms, kill points {fractions}"
+            )
             assert time.monotonic() < t_end, f"fault-injection loop exceeded {DEADLINE_S} s"
             temps_before = _temps(project.root, stage)  # a killed run's leftovers: not the new run's write
             mark = _commit_mark(project.root, stage)
-            p = subprocess.Popen(_cmd(project.root, stage), cwd=project.root, env=_env(), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+            p = subprocess.Popen(
+                _cmd(project.root, stage),
+                cwd=project.root,
+                env=_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             started.append(p)
             while not (_temps(project.root, stage) - temps_before):  # the stage's write has begun
                 assert p.poll() is None, f"{stage} exited (rc {p.returncode}) before its temp folder was seen"
@@ -212,8 +233,12 @@ def test_sigkill_mid_write_leaves_old_and_the_rerun_completes(project, tmp_path,
                 _put_back(backup, project.root, stage)
                 assert _state(project.root, stage) == old
             else:  # before the commit: inside its write, the commit mark is the old one (grid: or already removed)
-                assert writing and (mark_frozen == mark or (stage == "grid" and mark_frozen is None)), \
-                    (stage, writing, mark, mark_frozen)
+                assert writing and (mark_frozen == mark or (stage == "grid" and mark_frozen is None)), (
+                    stage,
+                    writing,
+                    mark,
+                    mark_frozen,
+                )
                 counts["mid-write"] += 1
                 fractions.append(round(fraction, 2))
             counts["with temp leftovers"] += bool(_leftovers(project.root))

@@ -1,5 +1,6 @@
 """`stvfm predict` with bad input files (issue 11, item 6): exit 2 and one stderr line that names the file and what is
 wrong — never a traceback, never an output file, nothing else touched."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,11 +51,14 @@ def good(tiny_versions, tmp_path):
     return x, str(start), tmp_path
 
 
-@pytest.mark.parametrize(("name", "content", "match"), [
-    ("empty.npz", b"", "cannot read .npz"),
-    ("garbage.npz", b"\x00\x01not a zip at all" * 10, "cannot read .npz"),
-    ("pickle.npz", b"\x80\x04\x95", "cannot read .npz"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("empty.npz", b"", "cannot read .npz"),
+        ("garbage.npz", b"\x00\x01not a zip at all" * 10, "cannot read .npz"),
+        ("pickle.npz", b"\x80\x04\x95", "cannot read .npz"),
+    ],
+)
 def test_unreadable_npz(capsys, tiny_versions, tmp_path, name, content, match):
     (tmp_path / name).write_bytes(content)
     _refused(capsys, tiny_versions.plain, tmp_path / name, match)
@@ -140,22 +144,41 @@ def test_zarr_inputs_corrupt_chunk_and_not_a_store(capsys, tiny_versions, good):
 
 def test_cli_process_exit_code_and_one_line(tiny_versions, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
-    r = subprocess.run([sys.executable, "-m", "stvfm.cli", "predict", "--model", str(tiny_versions.plain), "--input",
-                        "bad.npz", "--out", "o.npz"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stvfm.cli",
+            "predict",
+            "--model",
+            str(tiny_versions.plain),
+            "--input",
+            "bad.npz",
+            "--out",
+            "o.npz",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
     assert r.stderr.startswith("stvfm predict: error: file 'bad.npz': cannot read .npz")
     assert not (tmp_path / "o.npz").exists()
 
 
-@pytest.mark.parametrize(("last", "match"), [
-    ("4611686018427387904", "--last-time 4611686018427387904 is outside 1900-01-01T00:00:00..2200-01-01T00:00:00"),
-    ("-4611686018427387904", "is outside 1900-01-01"),  # issue 23: these were an IndexError traceback
-    ("1e300", "is outside 1900-01-01"),
-    ("1704495600.5", "--last-time must be whole unix seconds"),
-    ("1800-01-01T00:00", "is outside 1900-01-01"),
-    ("nan", "must be whole unix seconds"),
-])
+@pytest.mark.parametrize(
+    ("last", "match"),
+    [
+        ("4611686018427387904", "--last-time 4611686018427387904 is outside 1900-01-01T00:00:00..2200-01-01T00:00:00"),
+        ("-4611686018427387904", "is outside 1900-01-01"),  # issue 23: these were an IndexError traceback
+        ("1e300", "is outside 1900-01-01"),
+        ("1704495600.5", "--last-time must be whole unix seconds"),
+        ("1800-01-01T00:00", "is outside 1900-01-01"),
+        ("nan", "must be whole unix seconds"),
+    ],
+)
 def test_last_time_out_of_range_or_fractional(capsys, tiny_versions, good, last, match):
     x, _, d = good
     np.savez(d / "bare.npz", flow=x)
@@ -166,8 +189,9 @@ def test_last_time_off_the_model_grid_and_values_beyond_the_training_range(capsy
     x, start, d = good
     np.savez(d / "bare.npz", flow=x)
     last = int(np.datetime64(start, "s").astype(np.int64)) + 7 * 3600
-    _refused(capsys, tiny_versions.tid, d / "bare.npz", "not on the model's 60-minute grid", "--last-time",
-             str(last + 1800))
+    _refused(
+        capsys, tiny_versions.tid, d / "bare.npz", "not on the model's 60-minute grid", "--last-time", str(last + 1800)
+    )
     huge = x.copy()
     huge[-1] = 3e38
     np.savez(d / "huge.npz", flow=huge)
@@ -181,8 +205,26 @@ def test_huge_last_time_exits_2_with_one_line(tiny_versions, tmp_path):
     """The issue's exact command: a process, exit code 2, one stderr line, no traceback."""
     x, _ = raw_window(tiny_versions.root, steps=8)
     np.savez(tmp_path / "in.npz", flow=x)
-    r = subprocess.run([sys.executable, "-m", "stvfm.cli", "predict", "--model", str(tiny_versions.tid), "--input",
-                        "in.npz", "--out", "o.npz", "--last-time", "4611686018427387904"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stvfm.cli",
+            "predict",
+            "--model",
+            str(tiny_versions.tid),
+            "--input",
+            "in.npz",
+            "--out",
+            "o.npz",
+            "--last-time",
+            "4611686018427387904",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "--last-time 4611686018427387904 is outside" in r.stderr and not (tmp_path / "o.npz").exists()

@@ -1,4 +1,5 @@
 """`stvfm report --paper` and the registered subcommands."""
+
 from __future__ import annotations
 
 from stvfm.cli import build_parser, main

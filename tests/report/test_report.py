@@ -1,6 +1,7 @@
 """Report generation from fixture metrics: paper rows and relative gaps only for the paper's file under the paper's
 protocol, what differs for every other data (synthetic, trip records, local samples, the file under our split), the
 pretrained and data-span lines, summary table."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,14 @@ from stvfm.io import write_json
 from report_fixtures import write_fixture
 
 # the paper's BikeNYC file under the paper's protocol (UniST's published windows): the one case with gaps
-PAPER_FILE = dict(name="bikenyc1", start="2016-08-01T00:00:00", T=60 * 24, interval=60, protocol="published",
-                  source={"kind": "paper-file", "reader": "unist", "files": ["BikeNYC_short.json"]})
+PAPER_FILE = dict(
+    name="bikenyc1",
+    start="2016-08-01T00:00:00",
+    T=60 * 24,
+    interval=60,
+    protocol="published",
+    source={"kind": "paper-file", "reader": "unist", "files": ["BikeNYC_short.json"]},
+)
 
 
 def test_report_gaps_for_the_papers_file_and_protocol(tmp_path, params):
@@ -40,9 +47,14 @@ def test_report_without_gaps_for_synthetic_data(tmp_path, params):
 
     write_fixture(tmp_path, disagreements=["span: file 2024-01-01..2024-01-10, Table 1 2016-08-01..2016-09-29"])
     line = "WARNING: ST-VFM LOSES to HA (MAE) on validation (MAE 2.090 vs HA 1.440, persistence 2.300; ...)"
-    write_json(tmp_path / "models" / "synthetic" / "train.json",
-               {"profile": "default", "setup": {"profile": "default", "profile_reason": "auto: synthetic data"},
-                "verdict": {"loses": True, "line": line}})
+    write_json(
+        tmp_path / "models" / "synthetic" / "train.json",
+        {
+            "profile": "default",
+            "setup": {"profile": "default", "profile_reason": "auto: synthetic data"},
+            "verdict": {"loses": True, "line": line},
+        },
+    )
     d = build_report("synthetic", params, tmp_path, maps=False)
     md = (tmp_path / "reports" / "synthetic.md").read_text()
     assert f"- **Validation verdict:** {line}" in md
@@ -100,8 +112,11 @@ def test_relation_of_every_kind_of_data():
     r = relation(get_spec("synthetic-crowd"), full, bike)
     assert (r.level, r.paper_dataset, r.comparable) == ("synthetic", "crowd", False)
     # the file's own facts and its disagreements with Table 1 travel with the relation
-    r = relation(get_spec("bikenyc1"), full, {**bike, "protocol": "published",
-                                               "disagreements": ["interval: the file has 30 min, Table 1 says 60"]})
+    r = relation(
+        get_spec("bikenyc1"),
+        full,
+        {**bike, "protocol": "published", "disagreements": ["interval: the file has 30 min, Table 1 says 60"]},
+    )
     assert r.comparable and "30 min" in r.sentence
 
 

@@ -1,5 +1,6 @@
 """What a researcher reads (issue 13 item 9): the training profile stated, MAE/RMSE per channel, spread over seeds,
 MAE before RMSE in every table, forecast maps with error maps on shared colour scales."""
+
 from __future__ import annotations
 
 import re
@@ -19,13 +20,34 @@ def _extend(root):
     base["stid"].update(mae_std=0.05, rmse_std=0.25, seeds=[0, 1, 2])
     write_json(m / "baselines.json", base)
     test = read_json(m / "test.json")
-    test.update(profile="default", per_channel=[{"channel": 0, "name": "inflow", "mae": 1.7, "rmse": 3.2},
-                                                {"channel": 1, "name": "outflow", "mae": 1.9, "rmse": 3.5}])
+    test.update(
+        profile="default",
+        per_channel=[
+            {"channel": 0, "name": "inflow", "mae": 1.7, "rmse": 3.2},
+            {"channel": 1, "name": "outflow", "mae": 1.9, "rmse": 3.5},
+        ],
+    )
     write_json(m / "test.json", test)
-    write_json(root / "models" / "synthetic" / "train.json",
-               {"profile": "default", "epochs_run": 8, "best_epoch": 6, "backbone": {"name": "vit_tiny", "blocks_used": 4},
-                "setup": {"profile": "default", "epochs": 8, "steps_per_epoch": 16, "batch_size": 32, "lr": 0.002,
-                          "scheduler": "cosine", "workers": 2, "backbone": "vit_tiny", "vfm_blocks": 4}})
+    write_json(
+        root / "models" / "synthetic" / "train.json",
+        {
+            "profile": "default",
+            "epochs_run": 8,
+            "best_epoch": 6,
+            "backbone": {"name": "vit_tiny", "blocks_used": 4},
+            "setup": {
+                "profile": "default",
+                "epochs": 8,
+                "steps_per_epoch": 16,
+                "batch_size": 32,
+                "lr": 0.002,
+                "scheduler": "cosine",
+                "workers": 2,
+                "backbone": "vit_tiny",
+                "vfm_blocks": 4,
+            },
+        },
+    )
 
 
 def test_report_states_profile_channels_seeds_and_column_order(tmp_path, params):
@@ -61,6 +83,7 @@ def test_forecast_maps_share_scales_and_show_errors(tmp_path):
     def spy(fig, out, dpi):
         captured["images"] = [(ax.get_title(), im.get_clim()) for ax in fig.axes for im in ax.get_images()]
         return real_save(fig, out, dpi)
+
     F.save_figure = spy
     try:
         out = forecast_maps(truth, preds, tmp_path / "m.png", "t", channel=1, channel_name="outflow")

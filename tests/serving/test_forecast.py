@@ -1,5 +1,6 @@
 """Batch forecasts (`stvfm forecast`): every window of a split, original scale, Zarr with its model version; Ray Data
 (one model per actor) gives exactly the plain loop's arrays; each window equals `Forecaster.predict` on it."""
+
 from __future__ import annotations
 
 import warnings
@@ -68,7 +69,9 @@ def test_forecast_default_is_the_train_stage_exported_version(tiny_versions, tmp
     assert out["model_version"] == ds.attrs["model_version"] == "stvfm-synthetic/7"
     assert ds.attrs["model"] == "models/synthetic/version" and ds.attrs["split"] == "val"
     ref = run_forecast(p, "synthetic", root, model=str(tiny_versions.plain), out=tmp_path / "ref.zarr")
-    np.testing.assert_array_equal(ds["forecast"].values, xr.open_zarr(tmp_path / "ref.zarr", consolidated=False)["forecast"].values)
+    np.testing.assert_array_equal(
+        ds["forecast"].values, xr.open_zarr(tmp_path / "ref.zarr", consolidated=False)["forecast"].values
+    )
     assert ref["windows"] == len(_windows(root, "val"))
 
 
@@ -80,8 +83,14 @@ def test_forecast_refuses_a_model_of_another_grid(tiny_versions, tmp_path):
     cfg["interval_minutes"] = 30  # a genuine version (digest and all) of a 30-minute model
     bad = write_version(tmp_path / "v", cfg, read_weights(tiny_versions.plain / WEIGHTS_FILE, "x"))
     with pytest.raises(DataError, match="30-minute steps"):
-        run_forecast(load_params(tiny_versions.root / "params.yaml"), "synthetic", tiny_versions.root,
-                     model=str(bad), use_ray=False, out=tmp_path / "x.zarr")
+        run_forecast(
+            load_params(tiny_versions.root / "params.yaml"),
+            "synthetic",
+            tiny_versions.root,
+            model=str(bad),
+            use_ray=False,
+            out=tmp_path / "x.zarr",
+        )
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -116,7 +125,13 @@ def test_forecast_removes_the_temp_folders_a_killed_run_left(tiny_versions, tmp_
     keep = [out.parent / ".synthetic.zarr.x.abcdefgh.tmp", out.parent / "notes.txt"]  # another target's; a file
     keep[0].mkdir()
     keep[1].write_text("mine")
-    run_forecast(load_params(tiny_versions.root / "params.yaml"), "synthetic", tiny_versions.root,
-                 model=str(tiny_versions.plain), use_ray=False, out=out)
+    run_forecast(
+        load_params(tiny_versions.root / "params.yaml"),
+        "synthetic",
+        tiny_versions.root,
+        model=str(tiny_versions.plain),
+        use_ray=False,
+        out=out,
+    )
     assert not any(d.exists() for d in stale) and all(p.exists() for p in keep)
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, *(p.name for p in keep)])

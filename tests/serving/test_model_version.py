@@ -1,4 +1,5 @@
 """A model version is tensors (safetensors) + JSON: it round-trips exactly, and a planted pickle is refused unread."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,12 @@ def exported(root, folder, **kw):
         for p in comp.model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g))
     comp.model.eval()
-    best = {**comp.meta, "model_state": {k: v.clone() for k, v in comp.model.state_dict().items()}, "epoch": 0,
-            "val": {"val_mae": 1.0}}
+    best = {
+        **comp.meta,
+        "model_state": {k: v.clone() for k, v in comp.model.state_dict().items()},
+        "epoch": 0,
+        "val": {"val_mae": 1.0},
+    }
     config, state = version_from_best(best, dataset_paths("synthetic", root))
     return comp, write_version(folder, config, state)
 
@@ -77,7 +82,7 @@ def before_export(comp, windows):
     times = ds["time"].values.astype("datetime64[s]").astype(np.int64)
     h = int(comp.meta["history"])
     t0 = batch["t0"].numpy()
-    raw = np.stack([X[t - 1:t + h] for t in t0])
+    raw = np.stack([X[t - 1 : t + h] for t in t0])
     return ref, raw, times[t0 + h - 1]
 
 
@@ -118,8 +123,15 @@ def test_weights_that_are_not_safetensors_are_refused_unread(tiny_versions, tmp_
     assert not marker.exists()
     # the payload is live: unpickling it (what a pickle-based loader does) runs it
     (tmp_path / "p.pkl").write_bytes(pickle.dumps(_Touch(marker)))
-    subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.loads(open(sys.argv[1],'rb').read())",
-                    str(tmp_path / "p.pkl")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pickle,sys; pickle.loads(open(sys.argv[1],'rb').read())",
+            str(tmp_path / "p.pkl"),
+        ],
+        check=True,
+    )
     assert marker.exists()
 
 
@@ -137,8 +149,7 @@ def test_state_dict_must_fit_the_config(tiny_versions, tmp_path):
 
 
 @pytest.mark.slow
-def test_registered_version_loads_without_pickles_and_planted_pickles_are_refused(tiny_versions, tmp_path,
-                                                                                    monkeypatch):
+def test_registered_version_loads_without_pickles_and_planted_pickles_are_refused(tiny_versions, tmp_path, monkeypatch):
     import mlflow
 
     from stvfm.serving import registry
@@ -152,20 +163,33 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     cfg = read_config(tiny_versions.plain / CONFIG_FILE, "x")
     state = read_weights(tiny_versions.plain / WEIGHTS_FILE, "x")
     with mlflow.start_run(experiment_id=exp):
-        reg = registry.log_and_register_model(cfg, state, "synthetic", 1.5, tags={"data_md5": "abc.dir",
-                                              "git_commit": "deadbeef", "profile": "default",
-                                              "pretrained_backbone": False, "backbone": "vit_tiny"})
+        reg = registry.log_and_register_model(
+            cfg,
+            state,
+            "synthetic",
+            1.5,
+            tags={
+                "data_md5": "abc.dir",
+                "git_commit": "deadbeef",
+                "profile": "default",
+                "pretrained_backbone": False,
+                "backbone": "vit_tiny",
+            },
+        )
     assert reg["version"] == "1" and reg["champion"] is True
     client = mlflow.MlflowClient()
     mv = client.get_model_version("stvfm-synthetic", "1")
-    assert mv.tags["data_md5"] == "abc.dir" and mv.tags["val_mae"] == "1.5" and mv.tags["pretrained_backbone"] == "False"
+    assert (
+        mv.tags["data_md5"] == "abc.dir" and mv.tags["val_mae"] == "1.5" and mv.tags["pretrained_backbone"] == "False"
+    )
     assert "RANDOM INIT" in mv.description and "pending" in mv.description and "profile default" in mv.description
     registry.record_test_metrics("stvfm-synthetic", "1", 2.5, 3.5)
     mv = client.get_model_version("stvfm-synthetic", "1")
     assert mv.tags["test_rmse"] == "3.5" and "test MAE / RMSE: 2.5 / 3.5" in mv.description
     # every file of the version: no pickle anywhere
-    local = pathlib.Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/stvfm-synthetic/1",
-                                                            dst_path=str(tmp_path / "dl")))
+    local = pathlib.Path(
+        mlflow.artifacts.download_artifacts(artifact_uri="models:/stvfm-synthetic/1", dst_path=str(tmp_path / "dl"))
+    )
     files = [p for p in local.rglob("*") if p.is_file()]
     assert {"MLmodel", "mlflow_model.py", CONFIG_FILE, WEIGHTS_FILE} <= {p.name for p in files}
     for p in files:
@@ -173,8 +197,9 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     assert "model_code_path" in (local / "MLmodel").read_text()
     f = load_forecaster("models:/stvfm-synthetic@champion")
     x, _ = raw_window(tiny_versions.root)
-    assert isinstance(f, Forecaster) and np.array_equal(f.predict(x[None]), load_forecaster(tiny_versions.plain)
-                                                         .predict(x[None]))
+    assert isinstance(f, Forecaster) and np.array_equal(
+        f.predict(x[None]), load_forecaster(tiny_versions.plain).predict(x[None])
+    )
     # the digest recorded at registration (issue 23): swapping the stored artifacts for another self-consistent
     # version is refused when loaded through the registry
     digest = read_config(next(p for p in files if p.name == CONFIG_FILE), "x")["digest"]
@@ -195,8 +220,10 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
     old = tmp_path / "old" / "model"
     (old / "data").mkdir(parents=True)
     (old / "data" / "model.pth").write_bytes(payload)
-    (old / "MLmodel").write_text("flavors:\n  pytorch: {model_data: data, pytorch_version: 2.0}\n"
-                                 "  python_function: {loader_module: mlflow.pytorch, data: data}\n")
+    (old / "MLmodel").write_text(
+        "flavors:\n  pytorch: {model_data: data, pytorch_version: 2.0}\n"
+        "  python_function: {loader_module: mlflow.pytorch, data: data}\n"
+    )
     evil = tmp_path / "evil" / "model" / "artifacts"
     evil.mkdir(parents=True)
     (evil / CONFIG_FILE).write_bytes((tiny_versions.plain / CONFIG_FILE).read_bytes())
@@ -209,12 +236,30 @@ def test_registered_version_loads_without_pickles_and_planted_pickles_are_refuse
         v = mlflow.register_model(f"runs:/{run.info.run_id}/model", "stvfm-synthetic").version
         client.set_registered_model_alias("stvfm-synthetic", "champion", v)
         np.savez(tmp_path / "in.npz", flow=x)
-        for cmd in (["predict", "--model", "models:/stvfm-synthetic@champion", "--input", "in.npz", "--out", "o.npz"],
-                    ["forecast", "synthetic", "--no-ray", "--model", "models:/stvfm-synthetic@champion",
-                     "--root", str(tiny_versions.root), "--params", str(tiny_versions.root / "params.yaml"),
-                     "--out", str(tmp_path / "fc.zarr")]):
-            r = subprocess.run([sys.executable, "-m", "stvfm.cli", *cmd], cwd=tmp_path, capture_output=True,
-                               text=True, env=_env(tmp_path, db), timeout=300)
+        for cmd in (
+            ["predict", "--model", "models:/stvfm-synthetic@champion", "--input", "in.npz", "--out", "o.npz"],
+            [
+                "forecast",
+                "synthetic",
+                "--no-ray",
+                "--model",
+                "models:/stvfm-synthetic@champion",
+                "--root",
+                str(tiny_versions.root),
+                "--params",
+                str(tiny_versions.root / "params.yaml"),
+                "--out",
+                str(tmp_path / "fc.zarr"),
+            ],
+        ):
+            r = subprocess.run(
+                [sys.executable, "-m", "stvfm.cli", *cmd],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                env=_env(tmp_path, db),
+                timeout=300,
+            )
             assert r.returncode == 2, r.stderr
             assert expect[str(v)] in r.stderr and "Traceback" not in r.stderr
             assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -250,8 +295,9 @@ def test_identity_output_version_round_trips_and_needs_timestamps(tiny_versions,
     without timestamps."""
     from safetensors.torch import load_file
 
-    comp, folder = exported(tiny_versions.root, tmp_path / "v", **{"model.output": "identity",
-                                                                    "model.time_identity": True})
+    comp, folder = exported(
+        tiny_versions.root, tmp_path / "v", **{"model.output": "identity", "model.time_identity": True}
+    )
     cfg = read_config(folder / CONFIG_FILE, "x")
     assert cfg["time_identity"] is True
     assert any(k.startswith("output_path.identity.") for k in load_file(str(folder / WEIGHTS_FILE)))
@@ -276,6 +322,11 @@ def test_input_example_is_a_valid_request_with_a_per_cell_scaler(tiny_versions):
 
     paths = dataset_paths("synthetic", tiny_versions.root)
     ex = _input_example(paths, {"history": 6}, scaler_for(paths, "per_cell"), {"time_identity": True})
-    assert ex["flow"].shape[1] in (6, 7) and ex["flow"].shape[2:] == (16, 8, 2) and ex["flow"].min() >= 0.0 and ex["last_time"].shape == (1,)
+    assert (
+        ex["flow"].shape[1] in (6, 7)
+        and ex["flow"].shape[2:] == (16, 8, 2)
+        and ex["flow"].min() >= 0.0
+        and ex["last_time"].shape == (1,)
+    )
     f = load_forecaster(tiny_versions.tid)
     assert np.isfinite(f.predict(ex["flow"], ex["last_time"])).all()

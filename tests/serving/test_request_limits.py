@@ -1,6 +1,7 @@
 """`stvfm serve`'s app, driven in-process through ASGI (no socket): every hostile request of issue 23 gets a 4xx with a
 short reason first — never the body, a trace or a path — and limits are enforced before the body is read or parsed
 where they can be; a forecast past its deadline is stopped; a good request answers exactly `Forecaster.predict`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,11 +37,12 @@ class Answer:
         return json.loads(self.body)["message"]
 
 
-def call(app, method="POST", path="/invocations", headers=JSON, body=b"", chunk=1 << 16, length=True,
-         stall=False) -> Answer:
+def call(
+    app, method="POST", path="/invocations", headers=JSON, body=b"", chunk=1 << 16, length=True, stall=False
+) -> Answer:
     """One request through the ASGI app; ``body`` bytes are delivered in ``chunk``-sized messages (``stall``: the
     last one says more is coming, and nothing comes)."""
-    chunks = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    chunks = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
     sent: list[dict] = []
     received = 0
 
@@ -116,7 +118,7 @@ def test_hostile_requests_get_4xx_with_a_reason(served):
     b_flow = w.tolist()
     b_flow[0][3][2][1][0] = True
     i_flow = w.tolist()
-    i_flow[0][-1][2][1][0] = 10 ** 40  # an integer beyond 64 bits
+    i_flow[0][-1][2][1][0] = 10**40  # an integer beyond 64 bits
     cases = [
         # (request, status, reason)
         (dict(headers=[]), 415, "no Content-Type"),
@@ -126,12 +128,15 @@ def test_hostile_requests_get_4xx_with_a_reason(served):
         (dict(body=b"\xff\xfe{}"), 400, "not valid JSON"),
         (dict(body=b"[1, 2]"), 400, "must be a JSON object"),
         (dict(body=_req(w, [last], params={"x": 1})), 400, "unknown key(s) 'params'"),
-        (dict(body=json.dumps({"inputs": {"flow": w.tolist(), "last_time": [last], "lat": 1}}).encode()), 400,
-         "unknown key(s) 'lat'"),
+        (
+            dict(body=json.dumps({"inputs": {"flow": w.tolist(), "last_time": [last], "lat": 1}}).encode()),
+            400,
+            "unknown key(s) 'lat'",
+        ),
         (dict(body=_req(w)), 400, "uses time identities"),
         (dict(body=_req(w, [4611686018427387904])), 400, "outside 1900-01-01"),
-        (dict(body=_req(w, [10 ** 30])), 400, "outside 1900-01-01"),
-        (dict(body=_req(w, [-10 ** 30])), 400, "outside 1900-01-01"),
+        (dict(body=_req(w, [10**30])), 400, "outside 1900-01-01"),
+        (dict(body=_req(w, [-(10**30)])), 400, "outside 1900-01-01"),
         (dict(body=_req(w, [last + 0.5])), 400, "whole number of seconds"),
         (dict(body=_req(w, [last + 60])), 400, "not on the model's 60-minute grid"),
         (dict(body=_req(w, [str(last)])), 400, "must be an integer"),
@@ -231,18 +236,21 @@ def test_non_finite_forecast_and_unexpected_errors(served, monkeypatch):
 
 
 def test_limits_from_env_and_params(monkeypatch):
-    cfg = resolve(ServeConfig(max_windows=8), {"STVFM_SERVE_MAX_WINDOWS": "16", "STVFM_SERVE_TIMEOUT_S": "2.5",
-                                               "OTHER": "x"})
+    cfg = resolve(
+        ServeConfig(max_windows=8), {"STVFM_SERVE_MAX_WINDOWS": "16", "STVFM_SERVE_TIMEOUT_S": "2.5", "OTHER": "x"}
+    )
     assert cfg.max_windows == 16 and cfg.timeout_s == 2.5 and cfg.max_queue == 4
     assert resolve(ServeConfig(max_windows=8), {}).max_windows == 8
-    for env, match in [({"STVFM_SERVE_MAX_WINDOWS": "many"}, "expected an integer"),
-                       ({"STVFM_SERVE_MAX_WINDOWS": "0"}, "serve.max_windows: must be >= 1"),
-                       ({"STVFM_SERVE_TIMEOUT": "3"}, "not a serve key"),
-                       ({"STVFM_SERVE_MAX_BODY_MB": "-1"}, "serve.max_body_mb: must be a positive number")]:
+    for env, match in [
+        ({"STVFM_SERVE_MAX_WINDOWS": "many"}, "expected an integer"),
+        ({"STVFM_SERVE_MAX_WINDOWS": "0"}, "serve.max_windows: must be >= 1"),
+        ({"STVFM_SERVE_TIMEOUT": "3"}, "not a serve key"),
+        ({"STVFM_SERVE_MAX_BODY_MB": "-1"}, "serve.max_body_mb: must be a positive number"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             resolve(ServeConfig(), env)
-    assert max_body_bytes(ServeConfig(max_body_mb=2.0), 6, (16, 8), 2) == 2 * 2 ** 20
-    assert max_body_bytes(ServeConfig(max_windows=10 ** 6), 6, (64, 64), 2) == 256 * 2 ** 20  # capped
+    assert max_body_bytes(ServeConfig(max_body_mb=2.0), 6, (16, 8), 2) == 2 * 2**20
+    assert max_body_bytes(ServeConfig(max_windows=10**6), 6, (64, 64), 2) == 256 * 2**20  # capped
 
 
 def test_pyfunc_under_mlflow_serve_applies_the_limits_and_keeps_the_reason_first(served, monkeypatch):
@@ -258,11 +266,13 @@ def test_pyfunc_under_mlflow_serve_applies_the_limits_and_keeps_the_reason_first
     assert m.predict(None, w3).shape == (3, 6, 16, 8, 2)  # in one's own process: no request limits
     monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
     np.testing.assert_array_equal(m.predict(None, ok), f.predict(x[None], np.array([last])))
-    for inputs, reason in [(w3, "3 windows in one request; at most 2"),
-                           ({**ok, "last_time": np.array([4611686018427387904])}, "outside 1900-01-01"),
-                           ({**ok, "last_time": np.array([last + 0.5])}, "whole number of seconds"),
-                           ({**ok, "extra": np.array([1])}, "unknown key(s) 'extra'"),
-                           ({"flow": np.full_like(x[None], 3e38)} | {"last_time": ok["last_time"]}, "beyond 10000")]:
+    for inputs, reason in [
+        (w3, "3 windows in one request; at most 2"),
+        ({**ok, "last_time": np.array([4611686018427387904])}, "outside 1900-01-01"),
+        ({**ok, "last_time": np.array([last + 0.5])}, "whole number of seconds"),
+        ({**ok, "extra": np.array([1])}, "unknown key(s) 'extra'"),
+        ({"flow": np.full_like(x[None], 3e38)} | {"last_time": ok["last_time"]}, "beyond 10000"),
+    ]:
         with pytest.raises(RequestRefused) as e:
             m.predict(None, inputs)
         err = e.value

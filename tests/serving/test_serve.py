@@ -1,5 +1,6 @@
 """`mlflow models serve -m models:/stvfm-synthetic@champion --env-manager local` answers like `stvfm predict`;
 bad requests get HTTP 400 with the reason. The server is this test's own process group, stopped with bounded waits."""
+
 from __future__ import annotations
 
 import json
@@ -37,29 +38,78 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
     x, last = raw_window(tiny_versions.root, steps=7)
     last_s = int(last.astype(np.int64))
     with mlflow.start_run(experiment_id=exp):
-        reg = registry.log_and_register_model(cfg, read_weights(folder / WEIGHTS_FILE, "x"), "synthetic", 1.0,
-                                              input_example={"flow": x[None], "last_time": np.array([last_s])})
+        reg = registry.log_and_register_model(
+            cfg,
+            read_weights(folder / WEIGHTS_FILE, "x"),
+            "synthetic",
+            1.0,
+            input_example={"flow": x[None], "last_time": np.array([last_s])},
+        )
     assert reg["champion"]
 
     # the reference: stvfm predict on the same window, timestamps from the .npz
     start = last - np.timedelta64(6 * 60, "m")
     np.savez(tmp_path / "in.npz", flow=x, freq_minutes=np.int64(60), start=np.str_(str(start)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": db, "HF_HUB_OFFLINE": "1",
-           "STVFM_SERVE_MAX_WINDOWS": "2",
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
-    r = subprocess.run([sys.executable, "-m", "stvfm.cli", "predict", "--model", "models:/stvfm-synthetic@champion",
-                        "--input", "in.npz", "--out", "fc.npz"], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": db,
+        "HF_HUB_OFFLINE": "1",
+        "STVFM_SERVE_MAX_WINDOWS": "2",
+        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # uvicorn
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stvfm.cli",
+            "predict",
+            "--model",
+            "models:/stvfm-synthetic@champion",
+            "--input",
+            "in.npz",
+            "--out",
+            "fc.npz",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     ref = np.load(tmp_path / "fc.npz")["forecast"]
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/stvfm-synthetic@champion",
-                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], tmp_path, env, url) as proc:
+    with running(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/stvfm-synthetic@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        tmp_path,
+        env,
+        url,
+    ) as proc:
+
         def post(inputs):
-            return requests.post(f"{url}/invocations", data=json.dumps({"inputs": inputs}),
-                                 headers={"Content-Type": "application/json"}, timeout=120)
+            return requests.post(
+                f"{url}/invocations",
+                data=json.dumps({"inputs": inputs}),
+                headers={"Content-Type": "application/json"},
+                timeout=120,
+            )
 
         ok = post({"flow": x[None].tolist(), "last_time": [last_s]})
         assert ok.status_code == 200, ok.text[:2000]
@@ -74,8 +124,12 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
         bad = {
             "last_time": post({"flow": x[None].tolist()}),
             "shape": post({"flow": x[None, :, :, :4].tolist(), "last_time": [last_s]}),
-            "NaN": requests.post(f"{url}/invocations", headers={"Content-Type": "application/json"}, timeout=120,
-                                 data=json.dumps({"inputs": {"flow": nan.tolist(), "last_time": [last_s]}})),
+            "NaN": requests.post(
+                f"{url}/invocations",
+                headers={"Content-Type": "application/json"},
+                timeout=120,
+                data=json.dumps({"inputs": {"flow": nan.tolist(), "last_time": [last_s]}}),
+            ),
             "at least 6": post({"flow": x[None, -4:].tolist(), "last_time": [last_s]}),
             "negative": post({"flow": neg.tolist(), "last_time": [last_s]}),
         }
@@ -84,13 +138,16 @@ def test_mlflow_models_serve_answers_like_stvfm_predict(tiny_versions, tmp_path,
             assert reason in resp.json()["message"], (reason, resp.text[:1000])
         # the pyfunc's own refusals (issue 23): the limits from STVFM_SERVE_* and the reason alone, first and short
         ours = {
-            "3 windows in one request; at most 2": post({"flow": np.repeat(x[None], 3, 0).tolist(),
-                                                         "last_time": [last_s] * 3}),
-            "'last_time'[0] 4611686018427387904 is outside": post({"flow": x[None].tolist(),
-                                                                   "last_time": [4611686018427387904]}),
+            "3 windows in one request; at most 2": post(
+                {"flow": np.repeat(x[None], 3, 0).tolist(), "last_time": [last_s] * 3}
+            ),
+            "'last_time'[0] 4611686018427387904 is outside": post(
+                {"flow": x[None].tolist(), "last_time": [4611686018427387904]}
+            ),
             "1 negative value(s)": bad["negative"],
             "1792 value(s) in the last 7 steps lie beyond 10000 training standard deviations": post(
-                {"flow": np.full_like(x[None], 3e38).tolist(), "last_time": [last_s]}),
+                {"flow": np.full_like(x[None], 3e38).tolist(), "last_time": [last_s]}
+            ),
         }
         for reason, resp in ours.items():
             msg = resp.json()["message"]

@@ -2,6 +2,7 @@
 under 2 s, nothing is echoed, and the server's memory stays within its stated bound (docs/serving.md: idle + 16 x the
 body limit with the default workers=1, max_queue=4). The server is this test's own process group (tests/serving/
 servers.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,7 @@ from .servers import free_port, running
 from .version_fixtures import ROOT, raw_window
 
 pytestmark = pytest.mark.slow
-MB = 2 ** 20
+MB = 2**20
 
 
 def post_raw(port: int, body, headers: dict[str, str], chunked: bool = False, timeout: float = 10.0):
@@ -35,13 +36,13 @@ def post_raw(port: int, body, headers: dict[str, str], chunked: bool = False, ti
     s.sendall(f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
     s.setblocking(False)
     got = b""
-    for part in ([body] if isinstance(body, bytes) else body):
+    for part in [body] if isinstance(body, bytes) else body:
         if chunked:
             part = f"{len(part):x}\r\n".encode() + part + b"\r\n"
         view = memoryview(part)
         while view:
             try:
-                view = view[s.send(view):]
+                view = view[s.send(view) :]
             except BlockingIOError:
                 try:
                     got += s.recv(1 << 16)  # the server may answer before taking the whole body
@@ -91,13 +92,33 @@ def test_stvfm_serve_answers_every_hostile_request_with_4xx_fast_and_bounded_mem
     x, last = raw_window(tiny_versions.root, steps=7)
     last_s = int(last.astype(np.int64))
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "STVFM_SERVE_READ_TIMEOUT_S": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "STVFM_SERVE_READ_TIMEOUT_S": "1",
+    }
     url = f"http://127.0.0.1:{port}"
     peak = [0]
     stop = threading.Event()
-    with running([sys.executable, "-m", "stvfm.cli", "serve", "--model", str(tiny_versions.tid), "--port", str(port),
-                  "--root", str(tmp_path)], tmp_path, env, url) as proc:
+    with running(
+        [
+            sys.executable,
+            "-m",
+            "stvfm.cli",
+            "serve",
+            "--model",
+            str(tiny_versions.tid),
+            "--port",
+            str(port),
+            "--root",
+            str(tmp_path),
+        ],
+        tmp_path,
+        env,
+        url,
+    ) as proc:
         limits = requests.get(f"{url}/metadata", timeout=5).json()["limits"]
         body_limit = limits["max_body_bytes"]
         server = psutil.Process(proc.pid)
@@ -133,37 +154,93 @@ def test_stvfm_serve_answers_every_hostile_request_with_4xx_fast_and_bounded_mem
         bools = x[None].tolist()
         bools[0][2][3][4][1] = False
         cases = [
-            ("97 MB body, 20,000 windows, Content-Length", lambda: post_raw(
-                port, big, {**H, "Content-Length": str(big_len)}), 413, "at most"),
-            ("97 MB body, 20,000 windows, chunked", lambda: post_raw(port, big, H, chunked=True), 413,
-             f"larger than {body_limit} bytes"),
-            ("50 MB body, one window of 65,372 steps", lambda: post_raw(
-                port, long_win, {**H, "Content-Length": str(sum(map(len, long_win)))}), 413, "at most"),
-            ("one window of 40 steps (under the body limit)", lambda: post_raw(
-                port, req(np.concatenate([x] * 6)[None, :40].tolist(), [last_s]), H), 413, "40 steps in a window"),
-            ("65 windows", lambda: post_raw(port, req(np.repeat(x[None], 65, 0).tolist(), [last_s] * 65), H), 413,
-             "at most 64"),
+            (
+                "97 MB body, 20,000 windows, Content-Length",
+                lambda: post_raw(port, big, {**H, "Content-Length": str(big_len)}),
+                413,
+                "at most",
+            ),
+            (
+                "97 MB body, 20,000 windows, chunked",
+                lambda: post_raw(port, big, H, chunked=True),
+                413,
+                f"larger than {body_limit} bytes",
+            ),
+            (
+                "50 MB body, one window of 65,372 steps",
+                lambda: post_raw(port, long_win, {**H, "Content-Length": str(sum(map(len, long_win)))}),
+                413,
+                "at most",
+            ),
+            (
+                "one window of 40 steps (under the body limit)",
+                lambda: post_raw(port, req(np.concatenate([x] * 6)[None, :40].tolist(), [last_s]), H),
+                413,
+                "40 steps in a window",
+            ),
+            (
+                "65 windows",
+                lambda: post_raw(port, req(np.repeat(x[None], 65, 0).tolist(), [last_s] * 65), H),
+                413,
+                "at most 64",
+            ),
             ("no Content-Type", lambda: post_raw(port, good, {}), 415, "no Content-Type"),
-            ("JSON nested 10,000 levels", lambda: post_raw(port, b"[" * 10000 + b"]" * 10000, H), 400,
-             "not valid JSON"),
-            ("malformed JSON, 50 MB", lambda: post_raw(port, [b'{"inputs": '] + [b"x" * MB] * 50, {
-                **H, "Content-Length": str(50 * MB + 11)}), 413, "at most"),
-            ("malformed JSON, 1 MB", lambda: post_raw(port, b'{"inputs": {"flow": [' + b"1.5, " * 200000 + b"x", H),
-             400, "not valid JSON"),
-            ("last_time 4611686018427387904", lambda: post_raw(port, req(x[None].tolist(), [4611686018427387904]),
-                                                               H), 400, "outside 1900-01-01"),
+            (
+                "JSON nested 10,000 levels",
+                lambda: post_raw(port, b"[" * 10000 + b"]" * 10000, H),
+                400,
+                "not valid JSON",
+            ),
+            (
+                "malformed JSON, 50 MB",
+                lambda: post_raw(port, [b'{"inputs": '] + [b"x" * MB] * 50, {**H, "Content-Length": str(50 * MB + 11)}),
+                413,
+                "at most",
+            ),
+            (
+                "malformed JSON, 1 MB",
+                lambda: post_raw(port, b'{"inputs": {"flow": [' + b"1.5, " * 200000 + b"x", H),
+                400,
+                "not valid JSON",
+            ),
+            (
+                "last_time 4611686018427387904",
+                lambda: post_raw(port, req(x[None].tolist(), [4611686018427387904]), H),
+                400,
+                "outside 1900-01-01",
+            ),
             ("numeric strings", lambda: post_raw(port, req(strs, [last_s]), H), 400, "numbers only, got strings"),
             ("booleans", lambda: post_raw(port, req(bools, [last_s]), H), 400, "booleans"),
-            ("last_time a string", lambda: post_raw(port, req(x[None].tolist(), [str(last_s)]), H), 400,
-             "must be an integer"),
-            ("fractional last_time", lambda: post_raw(port, req(x[None].tolist(), [last_s + 0.5]), H), 400,
-             "whole number of seconds"),
-            ("unknown keys", lambda: post_raw(port, req(x[None].tolist(), [last_s], params={"a": 1}), H), 400,
-             "unknown key(s) 'params'"),
-            ("3e38 everywhere", lambda: post_raw(port, req(np.full_like(x[None], 3e38).tolist(), [last_s]), H), 400,
-             "beyond 10000 training standard deviations"),
-            ("a body that stops coming", lambda: post_raw(port, [good[:100]], {**H, "Content-Length": str(len(good))}),
-             408, "did not arrive within serve.read_timeout_s=1"),
+            (
+                "last_time a string",
+                lambda: post_raw(port, req(x[None].tolist(), [str(last_s)]), H),
+                400,
+                "must be an integer",
+            ),
+            (
+                "fractional last_time",
+                lambda: post_raw(port, req(x[None].tolist(), [last_s + 0.5]), H),
+                400,
+                "whole number of seconds",
+            ),
+            (
+                "unknown keys",
+                lambda: post_raw(port, req(x[None].tolist(), [last_s], params={"a": 1}), H),
+                400,
+                "unknown key(s) 'params'",
+            ),
+            (
+                "3e38 everywhere",
+                lambda: post_raw(port, req(np.full_like(x[None], 3e38).tolist(), [last_s]), H),
+                400,
+                "beyond 10000 training standard deviations",
+            ),
+            (
+                "a body that stops coming",
+                lambda: post_raw(port, [good[:100]], {**H, "Content-Length": str(len(good))}),
+                408,
+                "did not arrive within serve.read_timeout_s=1",
+            ),
         ]
         table = []
         for name, send, status, reason in cases:
@@ -184,9 +261,11 @@ def test_stvfm_serve_answers_every_hostile_request_with_4xx_fast_and_bounded_mem
         rss1 = server.memory_info().rss
         grown, peak_grown = (rss1 - rss0) / MB, (peak[0] - rss0) / MB
         bound = 16 * body_limit / MB  # docs/serving.md: (10 x workers + workers + max_queue + 1) x the body limit
-        print(f"\nserver RSS {rss0 / MB:.0f} MB after warm-up, peak +{hostile_peak:.0f} MB under the hostile requests, "
-              f"+{peak_grown:.0f} MB with the largest legal one, after +{grown:.0f} MB "
-              f"(bound +{bound:.0f} MB, body limit {body_limit / MB:.1f} MB)")
+        print(
+            f"\nserver RSS {rss0 / MB:.0f} MB after warm-up, peak +{hostile_peak:.0f} MB under the hostile requests, "
+            f"+{peak_grown:.0f} MB with the largest legal one, after +{grown:.0f} MB "
+            f"(bound +{bound:.0f} MB, body limit {body_limit / MB:.1f} MB)"
+        )
         for name, got, seconds, answer in table:
             print(f"  {name:48s} -> {got} in {seconds:.3f} s: {answer.decode(errors='replace')}")
         assert peak_grown < bound and grown < bound, (peak_grown, grown, bound)

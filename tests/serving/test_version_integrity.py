@@ -1,6 +1,7 @@
 """A model version's parts must agree (issue 23): config, scaler and tensors are checked against each other and against
 the sha256 digest written with the version (and recorded in the registry); every tampered version is refused in one
 line, by `load_forecaster`, `stvfm predict` and the batch forecasts alike."""
+
 from __future__ import annotations
 
 import json
@@ -75,19 +76,24 @@ def test_written_version_carries_its_digest_and_shape_metadata(tiny_versions):
     assert read_config(again / CONFIG_FILE, "x")["digest"]["config"] == d["config"]
 
 
-@pytest.mark.parametrize(("case", "match"), [
-    ("grid 16x8 -> 8x16", "config.json does not match its digest"),
-    ("grid 16x8 -> 8x16, config digest recomputed", "config.json says grid [8,16], its weights.safetensors was "
-                                                    "written for [16,8]"),
-    ("history 6 -> 5, config digest recomputed", "says history 5"),
-    ("scaler mean NaN", "the standard scaler holds NaN/inf values"),
-    ("scaler of 3 channels", "scaler has shape (3,), the config's 2 channel(s) need (2,)"),
-    ("scaler std 0", "std > 0"),
-    ("grid of strings", "grid must be two positive integers"),
-    ("a weight byte changed", "weights.safetensors does not match the digest in config.json"),
-    ("weights of another version", "weights.safetensors does not match the digest"),
-    ("no digest", "lacks key(s) digest"),
-])
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("grid 16x8 -> 8x16", "config.json does not match its digest"),
+        (
+            "grid 16x8 -> 8x16, config digest recomputed",
+            "config.json says grid [8,16], its weights.safetensors was written for [16,8]",
+        ),
+        ("history 6 -> 5, config digest recomputed", "says history 5"),
+        ("scaler mean NaN", "the standard scaler holds NaN/inf values"),
+        ("scaler of 3 channels", "scaler has shape (3,), the config's 2 channel(s) need (2,)"),
+        ("scaler std 0", "std > 0"),
+        ("grid of strings", "grid must be two positive integers"),
+        ("a weight byte changed", "weights.safetensors does not match the digest in config.json"),
+        ("weights of another version", "weights.safetensors does not match the digest"),
+        ("no digest", "lacks key(s) digest"),
+    ],
+)
 def test_tampered_versions_are_refused_in_one_line(tiny_versions, tmp_path, case, match):
     v = _copy(tiny_versions.plain, tmp_path / "v")
     edits = {
@@ -127,8 +133,9 @@ def test_float64_and_non_finite_tensors_are_refused_even_with_a_valid_digest(tin
 def test_a_digest_recorded_in_the_registry_must_match(tiny_versions):
     cfg = read_config(tiny_versions.plain / CONFIG_FILE, "x")
     data = (tiny_versions.plain / WEIGHTS_FILE).read_bytes()
-    assert set(verify_digest(cfg, data, "x", expect=dict(cfg["digest"]))) == set(read_weights(
-        tiny_versions.plain / WEIGHTS_FILE, "x"))
+    assert set(verify_digest(cfg, data, "x", expect=dict(cfg["digest"]))) == set(
+        read_weights(tiny_versions.plain / WEIGHTS_FILE, "x")
+    )
     other = read_config(tiny_versions.tid / CONFIG_FILE, "y")["digest"]
     for part in ("config", "weights"):
         with pytest.raises(DataError, match=f"its {part} sha256 .* is not the .* recorded in the registry"):
@@ -149,7 +156,13 @@ def test_cli_and_batch_forecasts_refuse_a_tampered_version(capsys, tiny_versions
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "does not match its digest" in err, err
     assert not (tmp_path / "o.npz").exists()
     with pytest.raises(DataError, match="does not match its digest"):
-        run_forecast(load_params(tiny_versions.root / "params.yaml"), "synthetic", tiny_versions.root, model=str(v),
-                     use_ray=False, out=tmp_path / "fc.zarr")
+        run_forecast(
+            load_params(tiny_versions.root / "params.yaml"),
+            "synthetic",
+            tiny_versions.root,
+            model=str(v),
+            use_ray=False,
+            out=tmp_path / "fc.zarr",
+        )
     assert not (tmp_path / "fc.zarr").exists()
     assert torch.get_default_dtype() == torch.float32

@@ -2,6 +2,7 @@
 ST-VFM built on it — no training needed to test loading, serving and batch forecasting (they must agree with each
 other, not be accurate). Imported by tests/serving and tests/reliability; the session fixture ``tiny_versions``
 built from them lives in tests/conftest.py, where both folders see it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_MODEL = dict(backbone="vit_tiny", allow_random_init=True, vfm_blocks=1, d_temporal=16, temporal_layers=1,
-                  decoder_layers=1, heads=2, prompt_tokens=4, adapter_dim=8)
+TINY_MODEL = dict(
+    backbone="vit_tiny",
+    allow_random_init=True,
+    vfm_blocks=1,
+    d_temporal=16,
+    temporal_layers=1,
+    decoder_layers=1,
+    heads=2,
+    prompt_tokens=4,
+    adapter_dim=8,
+)
 
 
 def build_project(root: Path, span_days: int = 5) -> Path:

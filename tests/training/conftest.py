@@ -1,4 +1,5 @@
 """A tiny synthetic project (real download/grid/flow/split stages, 5 days, tiny model) shared by the training tests."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,8 +11,17 @@ import yaml
 from stvfm.config import load_raw, params_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_MODEL = dict(backbone="vit_tiny", allow_random_init=True, vfm_blocks=1, d_temporal=16, temporal_layers=1,
-                  decoder_layers=1, heads=2, prompt_tokens=4, adapter_dim=8)
+TINY_MODEL = dict(
+    backbone="vit_tiny",
+    allow_random_init=True,
+    vfm_blocks=1,
+    d_temporal=16,
+    temporal_layers=1,
+    decoder_layers=1,
+    heads=2,
+    prompt_tokens=4,
+    adapter_dim=8,
+)
 TINY_TRAIN = dict(epochs=2, batch_size=16, lr=2e-3, num_workers=2, max_batches_per_epoch=3, patience=0)
 
 

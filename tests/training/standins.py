@@ -1,4 +1,5 @@
 """Test-only stand-ins: a tiny model with the ST-VFM call signature and an in-memory window dataset."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,4 +58,4 @@ class SineWindows(Dataset):
 
     def __getitem__(self, i):
         s, f = self.series, self.flow
-        return {"x": s[i:i + 6], "x_flow": f[i:i + 6], "y": s[i + 6:i + 12], "y_flow": f[i + 6:i + 12], "t0": i}
+        return {"x": s[i : i + 6], "x_flow": f[i : i + 6], "y": s[i + 6 : i + 12], "y_flow": f[i + 6 : i + 12], "t0": i}

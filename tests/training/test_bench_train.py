@@ -1,5 +1,6 @@
 """benchmarks/bench_train.py in its quickest mode (the synthetic city, tiny sizes, one-epoch fits): it runs, and its
 last stdout line is the JSON the issue asks for, so the script cannot rot."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,8 +20,7 @@ def test_quick_run_prints_the_figures(project_root, capsys):
     bench = load_bench(project_root)
     assert bench.main(["--quick", "--threads", "1", "--fit", "--fit-epochs", "1"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("peak_bf16_gflops", "peak_fp32_gflops", "real_mfu_bf16", "paper_bf16_mfu_bf16",
-                "fit_ratio_stvfm_stid"):
+    for key in ("peak_bf16_gflops", "peak_fp32_gflops", "real_mfu_bf16", "paper_bf16_mfu_bf16", "fit_ratio_stvfm_stid"):
         assert isinstance(out[key], float) and out[key] > 0, key
     assert out["threads"] == 1 and len(out["load_start"]) == 3
     real = out["cases"]["real"]

@@ -7,6 +7,7 @@ gradient as close to the fp32 gradient as eager bf16's is (x1.5 + 2 % slack). Co
 fp32 inside a fused kernel where eager rounds each op's output, so compiled is often the closer of the two to fp32:
 it is held to fp32, not to eager's rounding (docs/training.md, "Compiled step").
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,19 @@ GRID, B = (6, 8), 4
 def small_model():
     # the paper's head (no clock, no identity path): the smallest graph with every part of Section 3, so the cold
     # compile stays short
-    cfg = ModelConfig(backbone="vit_tiny", allow_random_init=True, vfm_blocks=1, d_temporal=16, heads=2,
-                      temporal_layers=1, decoder_layers=1, prompt_layers=1, prompt_tokens=4, adapter_dim=8, bf16=True)
+    cfg = ModelConfig(
+        backbone="vit_tiny",
+        allow_random_init=True,
+        vfm_blocks=1,
+        d_temporal=16,
+        heads=2,
+        temporal_layers=1,
+        decoder_layers=1,
+        prompt_layers=1,
+        prompt_tokens=4,
+        adapter_dim=8,
+        bf16=True,
+    )
     torch.manual_seed(0)
     m, _ = build_model(cfg, GRID, 2)
     return m
@@ -57,8 +69,9 @@ def grads(model, bf16, data):
         out = model(x, xf, time_ids=tid)
     loss, _ = mse_loss(out, y, yf)
     loss.backward()
-    return float(loss.detach()), {n.replace("_orig_mod.", ""): p.grad.clone() for n, p in model.named_parameters()
-                                  if p.grad is not None}
+    return float(loss.detach()), {
+        n.replace("_orig_mod.", ""): p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

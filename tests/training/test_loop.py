@@ -24,11 +24,21 @@ def make_trainer(cfg: TrainConfig, seed=None):
     seed_everything(cfg.seed if seed is None else seed)
     model = TinyModel()
     tr_ds, va_ds = SineWindows(40, seed=1), SineWindows(12, seed=1, offset=52)
-    tl = DataLoader(tr_ds, batch_size=cfg.batch_size,
-                    sampler=DistributedSampler(tr_ds, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed))
+    tl = DataLoader(
+        tr_ds,
+        batch_size=cfg.batch_size,
+        sampler=DistributedSampler(tr_ds, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed),
+    )
     vl = DataLoader(va_ds, batch_size=8)
-    return LoopTrainer(model, tl, vl, cfg, loss_fn=tiny_loss, inverse=make_inverse(SCALER),
-                       meta={"dataset": "toy", "arch": "tiny", "grid": [4, 3], "channels": 2})
+    return LoopTrainer(
+        model,
+        tl,
+        vl,
+        cfg,
+        loss_fn=tiny_loss,
+        inverse=make_inverse(SCALER),
+        meta={"dataset": "toy", "arch": "tiny", "grid": [4, 3], "channels": 2},
+    )
 
 
 def test_metrics_numpy_and_torch_agree():
@@ -39,7 +49,7 @@ def test_metrics_numpy_and_torch_agree():
     assert mae_np([1.0, 2.0], [2.0, 4.0]) == 1.5 and rmse_np([0.0, 0.0], [3.0, 4.0]) == pytest.approx(math.sqrt(12.5))
     acc = ErrorAccumulator(6)
     for i in range(0, 5, 2):  # batches of 2, 2, 1
-        acc.update(torch.from_numpy(y[i:i + 2]), torch.from_numpy(yh[i:i + 2]))
+        acc.update(torch.from_numpy(y[i : i + 2]), torch.from_numpy(yh[i : i + 2]))
     assert acc.mae == pytest.approx(mae_np(y, yh), rel=1e-12) and acc.rmse == pytest.approx(rmse_np(y, yh), rel=1e-12)
     ps = acc.per_step()
     assert [p["step"] for p in ps] == [1, 2, 3, 4, 5, 6]
@@ -57,8 +67,18 @@ def test_warmup_cosine_schedule():
 
 def test_multistep_matches_torch_multisteplr_per_epoch():
     """train.scheduler=multistep: the LR of every step of epoch e is MultiStepLR's after e per-epoch steps."""
-    cfg = TrainConfig(epochs=7, batch_size=8, lr=2e-3, seed=0, patience=0, scheduler="multistep",
-                      milestones=[1, 3, 5], gamma=0.5, optimizer="adam", weight_decay=1e-4)
+    cfg = TrainConfig(
+        epochs=7,
+        batch_size=8,
+        lr=2e-3,
+        seed=0,
+        patience=0,
+        scheduler="multistep",
+        milestones=[1, 3, 5],
+        gamma=0.5,
+        optimizer="adam",
+        weight_decay=1e-4,
+    )
     tr = make_trainer(cfg)
     assert isinstance(tr.optimizer, torch.optim.Adam) and not isinstance(tr.optimizer, torch.optim.AdamW)
     assert tr.optimizer.param_groups[0]["weight_decay"] == 1e-4
@@ -86,14 +106,30 @@ def test_optimizer_choice_and_recipe_keys_validated():
     from stvfm.errors import ConfigError
 
     assert isinstance(make_trainer(TrainConfig(epochs=1, batch_size=8)).optimizer, torch.optim.AdamW)
-    p = load_params(overrides=["train.scheduler=multistep", "train.milestones=[1, 50, 80]", "train.loss=mae",
-                               "train.optimizer=adam", "data.scaler=per_cell"])
-    assert (p.train.milestones, p.train.loss, p.train.optimizer, p.data.scaler) == ([1, 50, 80], "mae", "adam",
-                                                                                    "per_cell")
-    for bad, msg in (("train.loss=huber", "train.loss: 'huber'"), ("train.optimizer=sgd", "train.optimizer: 'sgd'"),
-                     ("train.scheduler=step", "train.scheduler: 'step'"), ("data.scaler=robust", "data.scaler"),
-                     ("train.milestones=[5, 2]", "train.milestones"), ("train.gamma=0", "train.gamma"),
-                     ("train.scheduler=multistep", "needs at least one milestone")):
+    p = load_params(
+        overrides=[
+            "train.scheduler=multistep",
+            "train.milestones=[1, 50, 80]",
+            "train.loss=mae",
+            "train.optimizer=adam",
+            "data.scaler=per_cell",
+        ]
+    )
+    assert (p.train.milestones, p.train.loss, p.train.optimizer, p.data.scaler) == (
+        [1, 50, 80],
+        "mae",
+        "adam",
+        "per_cell",
+    )
+    for bad, msg in (
+        ("train.loss=huber", "train.loss: 'huber'"),
+        ("train.optimizer=sgd", "train.optimizer: 'sgd'"),
+        ("train.scheduler=step", "train.scheduler: 'step'"),
+        ("data.scaler=robust", "data.scaler"),
+        ("train.milestones=[5, 2]", "train.milestones"),
+        ("train.gamma=0", "train.gamma"),
+        ("train.scheduler=multistep", "needs at least one milestone"),
+    ):
         with pytest.raises(ConfigError, match=msg.replace("[", r"\[")):
             load_params(overrides=[bad])
 
@@ -141,6 +177,7 @@ def test_same_seed_same_result_and_resume_equivalence(tmp_path):
             save_checkpoint(tmp_path / "last.pt", tr.state_dict())
             stop_after.append(1)
             tr.state.stopped_early = True  # stop here, as if the process died
+
     c.fit(cut)
     d = make_trainer(cfg, seed=99)  # different init: everything must come from the checkpoint
     st = load_checkpoint(tmp_path / "last.pt", require=("model_state", "optimizer", "loop"))

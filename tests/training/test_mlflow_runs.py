@@ -1,5 +1,6 @@
 """Issue 13: one epoch convention (log, history, train.json, test.json, MLflow) and consistent MLflow runs on a store
 built like the default DAG's (train, evaluate, baselines, a sweep, the report in one experiment)."""
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,10 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
     from stvfm.report.run import run_report
     from stvfm.studies.sweep import run_sweep
 
-    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 2,
-                                     "baselines.stid.overrides": {"train": {"epochs": 6}}})
+    p = tiny_params(
+        tiny_project,
+        **{"train.use_ray": False, "train.epochs": 2, "baselines.stid.overrides": {"train": {"epochs": 6}}},
+    )
     info = run_train(p, "synthetic", tiny_project)
     run_evaluate(p, "synthetic", tiny_project)
     run_baselines("synthetic", p, tiny_project, methods=["persistence", "ha", "stid"])
@@ -62,8 +65,14 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("stvfm-synthetic")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"train-stvfm-full", "baseline-persistence", "baseline-ha", "baseline-stid",
-                         "sweep-variant-simple", "report"}
+    assert set(runs) == {
+        "train-stvfm-full",
+        "baseline-persistence",
+        "baseline-ha",
+        "baseline-stid",
+        "sweep-variant-simple",
+        "report",
+    }
     for name, r in runs.items():  # one tag schema; no un-prefixed project tags
         own = {k for k in r.data.tags if not k.startswith("mlflow.")}
         assert own >= SCHEMA and all(k.startswith("stvfm.") for k in own), (name, own)
@@ -86,7 +95,9 @@ def test_mlflow_runs_names_tags_params_times(tiny_project):
     tp = runs["train-stvfm-full"].data.params
     assert not [k for k in tp if k.startswith(NOT_SHAPING)], sorted(tp)
     assert tp["train.epochs"] == "2" and tp["model.backbone"] == "vit_tiny" and tp["dataset"] == "synthetic"
-    assert len(tp) < 80  # the shaping sections + the data's own facts (data.file.*, data.table1.*), not all of params.yaml
+    assert (
+        len(tp) < 80
+    )  # the shaping sections + the data's own facts (data.file.*, data.table1.*), not all of params.yaml
     assert tp["data.file.interval_minutes"] == "60" and tp["data.protocol"] == "ratio"
     # key metrics on every result run, and the experiment page's description compares them
     for name in ("train-stvfm-full", "baseline-ha", "baseline-stid", "sweep-variant-simple"):

@@ -1,5 +1,6 @@
 """Ray Train V2 runs: a worker SIGKILLed mid-training -> the run resumes from its last checkpoint and finishes, and
 MLflow holds every epoch's metrics exactly once. Slow (a local Ray cluster on 2 cores)."""
+
 import os
 import signal
 import threading
@@ -49,8 +50,16 @@ def test_killed_worker_resumes_from_checkpoint_and_mlflow_has_each_epoch_once(ti
     import mlflow
 
     epochs, kill_epoch = 6, 3
-    p = tiny_params(tiny_project, **{"train.use_ray": True, "train.epochs": epochs, "train.num_workers": 2,
-                                     "train.max_failures": 2, "train.max_batches_per_epoch": 3})
+    p = tiny_params(
+        tiny_project,
+        **{
+            "train.use_ray": True,
+            "train.epochs": epochs,
+            "train.num_workers": 2,
+            "train.max_failures": 2,
+            "train.max_batches_per_epoch": 3,
+        },
+    )
     killed: dict = {}
     th = threading.Thread(target=_killer, args=(ray_cluster, kill_epoch, killed), daemon=True)
     th.start()

@@ -1,5 +1,6 @@
 """The seed study runner (pipelines/seeds.py, stvfm.studies.seeds): job names, the STID job's recipe, results and
 report from a tiny synthetic project, mean ± std, and a bad job name as a one-line exit 2."""
+
 from __future__ import annotations
 
 import statistics
@@ -20,16 +21,27 @@ def test_job_names_and_params(tiny_project):
     p = tiny_params(tiny_project, **{"train.use_ray": False})
     st = job_params(p, "stid", 3)
     # the baseline's reference recipe from params.yaml baselines.stid.overrides, with this seed
-    assert (st.model.arch, st.train.seed, st.train.optimizer, st.train.loss, st.data.scaler) == \
-        ("stid", 3, "adam", "mae", "per_cell")
+    assert (st.model.arch, st.train.seed, st.train.optimizer, st.train.loss, st.data.scaler) == (
+        "stid",
+        3,
+        "adam",
+        "mae",
+        "per_cell",
+    )
     sv = job_params(p, "stvfm", 1)
     assert (sv.model.arch, sv.train.seed, sv.model.variant) == ("stvfm", 1, p.model.variant)
 
 
 def test_run_writes_results_and_report(tiny_project):
-    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1,
-                                     "baselines.stid.overrides.train.epochs": 2,
-                                     "baselines.stid.overrides.train.max_batches_per_epoch": 2})
+    p = tiny_params(
+        tiny_project,
+        **{
+            "train.use_ray": False,
+            "train.epochs": 1,
+            "baselines.stid.overrides.train.epochs": 2,
+            "baselines.stid.overrides.train.max_batches_per_epoch": 2,
+        },
+    )
     out = run_seeds("synthetic", p, tiny_project, jobs=["stvfm@0", "stid@0", "stid@1"])
     assert out["runs"] == 3
     folder = tiny_project / "metrics" / "synthetic" / "seeds"
@@ -42,8 +54,19 @@ def test_run_writes_results_and_report(tiny_project):
 
 
 def test_summary_is_mean_and_sample_std():
-    rows = [{"model": "stid", "seed": s, "val": {"mae": v, "rmse": 2 * v}, "test": {"mae": v + 1, "rmse": v},
-             "best_epoch": 1, "epochs_run": 2, "fit_s": 1.0, "profile": "real"} for s, v in ((0, 1.0), (1, 2.0), (2, 4.0))]
+    rows = [
+        {
+            "model": "stid",
+            "seed": s,
+            "val": {"mae": v, "rmse": 2 * v},
+            "test": {"mae": v + 1, "rmse": v},
+            "best_epoch": 1,
+            "epochs_run": 2,
+            "fit_s": 1.0,
+            "profile": "real",
+        }
+        for s, v in ((0, 1.0), (1, 2.0), (2, 4.0))
+    ]
     s = summarise(rows)["stid"]
     assert s["val_mae"] == pytest.approx(7 / 3) and s["test_mae"] == pytest.approx(7 / 3 + 1)
     assert s["val_rmse_std"] == pytest.approx(statistics.stdev([2.0, 4.0, 8.0]))

@@ -1,5 +1,6 @@
 """train -> evaluate -> the registered version: tags, model card, and batch forecasts from the registry equal those
 from the train stage's best.pt (the forecast stage's default)."""
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -19,16 +20,26 @@ def test_registered_version_card_tags_and_forecasts(tiny_project):
     info = run_train(p, "synthetic", tiny_project)
     res = run_evaluate(p, "synthetic", tiny_project)
     mv = mlflow.MlflowClient().get_model_version("stvfm-synthetic", info["model"]["version"])
-    for k in ("dataset", "data_md5", "git_commit", "backbone", "pretrained_backbone", "profile", "val_mae",
-              "test_mae", "test_rmse"):
+    for k in (
+        "dataset",
+        "data_md5",
+        "git_commit",
+        "backbone",
+        "pretrained_backbone",
+        "profile",
+        "val_mae",
+        "test_mae",
+        "test_rmse",
+    ):
         assert k in mv.tags, k
     assert mv.tags["backbone"] == "vit_tiny" and mv.tags["pretrained_backbone"] == "False"
     assert float(mv.tags["test_mae"]) == pytest.approx(res["mae"])
     assert f"{res['mae']:.4g} / {res['rmse']:.4g}" in mv.description and "RANDOM INIT" in mv.description
 
     local = run_forecast(p, "synthetic", tiny_project)
-    reg = run_forecast(p, "synthetic", tiny_project, model="models:/stvfm-synthetic@champion",
-                       out=tiny_project / "reg.zarr")
+    reg = run_forecast(
+        p, "synthetic", tiny_project, model="models:/stvfm-synthetic@champion", out=tiny_project / "reg.zarr"
+    )
     a = xr.open_zarr(tiny_project / "forecasts/synthetic.zarr", consolidated=False)
     b = xr.open_zarr(tiny_project / "reg.zarr", consolidated=False)
     assert local["model_version"] == reg["model_version"] == f"stvfm-synthetic/{info['model']['version']}"

@@ -1,5 +1,6 @@
 """Speed changes of the training loop keep the update (issue 22): the fused Adam/AdamW of make_optimizer against
 torch's default for-each implementation, same parameters and gradients, five steps (fp32, rtol 1e-6 / atol 1e-7)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ def test_fused_optimizer_is_the_foreach_update(kind, wd):
     ref = (torch.optim.Adam if kind == "adam" else torch.optim.AdamW)(b, lr=2e-3, weight_decay=wd, foreach=True)
     assert fused.defaults["fused"] is True
     for step in range(5):
-        grads = [torch.randn(s) * 10 ** -step for s in shapes]  # shrinking gradients: the second moments matter
+        grads = [torch.randn(s) * 10**-step for s in shapes]  # shrinking gradients: the second moments matter
         for p, q, g in zip(a, b, grads, strict=True):
             p.grad, q.grad = g.clone(), g.clone()
         fused.step()

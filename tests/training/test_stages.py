@@ -1,4 +1,5 @@
 """train -> evaluate -> predict on a tiny synthetic project (real data stages, real ST-VFM model, tiny dims)."""
+
 import csv
 import json
 import subprocess
@@ -69,8 +70,10 @@ def test_verdict_line_names_what_the_model_loses_to():
 
     refs = {"ha": {"mae": 1.44, "rmse": 4.8}, "persistence": {"mae": 1.6, "rmse": 5.0}}
     win = judge({"mae": 1.11, "rmse": 3.16}, refs)
-    assert not win["loses"] and win["line"] == ("ST-VFM beats HA and persistence on validation (MAE 1.110 vs HA 1.440, "
-                                                "persistence 1.600; RMSE 3.160 vs HA 4.800, persistence 5.000)")
+    assert not win["loses"] and win["line"] == (
+        "ST-VFM beats HA and persistence on validation (MAE 1.110 vs HA 1.440, "
+        "persistence 1.600; RMSE 3.160 vs HA 4.800, persistence 5.000)"
+    )
     lose = judge({"mae": 2.09, "rmse": 4.9}, refs)
     assert lose["loses"] and lose["lost_to"] == ["ha", "persistence"]
     assert lose["line"].startswith("WARNING: ST-VFM LOSES to HA (MAE/RMSE), persistence (MAE) on validation")
@@ -96,8 +99,10 @@ def test_forecaster_matches_model_on_a_test_window(tiny_project):
     from stvfm.training.stage import forecaster_from_best
 
     # a timestamp-free model (the paper's head): the clock-aware forecaster is tested in tests/serving
-    p = tiny_params(tiny_project, **{"train.use_ray": False, "train.epochs": 1, "model.time_identity": False,
-                                     "model.output": "plain"})
+    p = tiny_params(
+        tiny_project,
+        **{"train.use_ray": False, "train.epochs": 1, "model.time_identity": False, "model.output": "plain"},
+    )
     run_train(p, "synthetic", tiny_project, track=False)
     paths = dataset_paths("synthetic", tiny_project)
     best = load_checkpoint(paths.model_dir / "best.pt")
@@ -110,7 +115,7 @@ def test_forecaster_matches_model_on_a_test_window(tiny_project):
     with torch.no_grad():
         ref = scaler.inverse(f.model(w["x"][None], w["x_flow"][None]).st, channel_axis=-3)[0]
     # the raw series as a user would give it: (T, H, W, C), original scale, history + 1 steps
-    raw = scaler.inverse(torch.from_numpy(ds._x[a - 1:a + 6]), channel_axis=-3).permute(0, 2, 3, 1).numpy()
+    raw = scaler.inverse(torch.from_numpy(ds._x[a - 1 : a + 6]), channel_axis=-3).permute(0, 2, 3, 1).numpy()
     check_series(raw, f, "x.npz")
     out = forecast(f, raw)
     assert out.shape == (6, 16, 8, 2)
@@ -159,8 +164,9 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mae")]
     assert steps == [1, 2]  # epochs are numbered 1..N
     assert "test_mae" in run.data.metrics and "test_rmse" in run.data.metrics
-    arts = {a.path for a in client.list_artifacts(run.info.run_id)} | \
-        {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
+        a.path for a in client.list_artifacts(run.info.run_id, "plots")
+    }
     assert {"train.json", "params.json", "plots/learning_curves.png"} <= arts
     assert any(a.startswith("plots/forecast_") for a in arts)
     mv = client.get_model_version_by_alias("stvfm-synthetic", "champion")
@@ -174,16 +180,27 @@ def test_mlflow_tracking_registry_champion_and_predict_cli(tiny_project):
 
     # stvfm predict on the champion, from a .npz of the raw grid
     import xarray as xr
+
     flow = xr.open_zarr(tiny_project / "data/grid/synthetic.zarr", consolidated=False)["flow"].values
     np.savez(tiny_project / "in.npz", flow=flow[-8:])
     np.savez(tiny_project / "short.npz", flow=flow[-4:])
     cmd = [sys.executable, "-m", "stvfm.cli", "predict", "--model", "models:/stvfm-synthetic@champion", "--input"]
-    ok = subprocess.run([*cmd, "in.npz", "--out", "fc.npz"], cwd=tiny_project, capture_output=True, text=True,
-                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    ok = subprocess.run(
+        [*cmd, "in.npz", "--out", "fc.npz"],
+        cwd=tiny_project,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
     assert ok.returncode == 0, ok.stderr
     fc = np.load(tiny_project / "fc.npz")["forecast"]
     assert fc.shape == (6, 16, 8, 2) and np.isfinite(fc).all()
     assert json.loads(ok.stdout.strip().splitlines()[-1])["shape"] == [6, 16, 8, 2]
-    bad = subprocess.run([*cmd, "short.npz", "--out", "x.npz"], cwd=tiny_project, capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    bad = subprocess.run(
+        [*cmd, "short.npz", "--out", "x.npz"],
+        cwd=tiny_project,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
     assert bad.returncode == 2 and "needs at least 6 time steps" in bad.stderr and not (tiny_project / "x.npz").exists()

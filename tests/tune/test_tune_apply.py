@@ -1,4 +1,5 @@
 """`stvfm tune apply best.yaml`: the one command that writes the best config into params.yaml."""
+
 from __future__ import annotations
 
 import re
@@ -19,10 +20,22 @@ def files(tmp_path, project_root):
     params = tmp_path / "params.yaml"
     shutil.copy(project_root / "params.yaml", params)
     best = tmp_path / "tune" / "results" / "synthetic" / "best.yaml"
-    write_best(best, {"dataset": "synthetic", "metric": "val_rmse", "mode": "min", "value": 1.5,
-                      "config": {"model.lambda_flow": 0.0421, "model.prompt_layers": 3, "model.backbone": "vit_tiny",
-                                 "train.lr": 0.0007},
-                      "set": {"model.vfm_blocks": 2}})
+    write_best(
+        best,
+        {
+            "dataset": "synthetic",
+            "metric": "val_rmse",
+            "mode": "min",
+            "value": 1.5,
+            "config": {
+                "model.lambda_flow": 0.0421,
+                "model.prompt_layers": 3,
+                "model.backbone": "vit_tiny",
+                "train.lr": 0.0007,
+            },
+            "set": {"model.vfm_blocks": 2},
+        },
+    )
     return params, best
 
 
@@ -39,8 +52,9 @@ def test_apply_writes_config_and_keeps_comments(files, capsys):
     assert "\n  lambda_flow: 0.0421\n" in after
     assert re.search(r"\n  prompt_layers: 3 +# null = dataset table", after)  # inline comments stay on their line
     # every comment line of the original survives
-    assert [line for line in before.splitlines() if line.strip().startswith("#")] == \
-           [line for line in after.splitlines() if line.strip().startswith("#")]
+    assert [line for line in before.splitlines() if line.strip().startswith("#")] == [
+        line for line in after.splitlines() if line.strip().startswith("#")
+    ]
     assert main(["tune", "apply", str(best), "--params", str(params)]) == 0
     assert "already has the config" in capsys.readouterr().out
 

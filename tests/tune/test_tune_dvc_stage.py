@@ -1,4 +1,5 @@
 """The `tune` DVC stage (tune/dvc.yaml, wdir ..) is opt-in (`tune.datasets`) and not part of the default `dvc repro`."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,7 +33,10 @@ def test_tune_stage_is_separate_from_default_repro(tmp_path, project_root, monke
         (stage,) = repo.stage.collect("tune/dvc.yaml")
         assert stage.addressing == "tune/dvc.yaml:tune@synthetic"
         assert stage.wdir == str(tmp_path) and stage.cmd == "python -m tune.run --dataset synthetic"
-        assert {str(o) for o in stage.outs} == {"tune/results/synthetic/best.yaml", "tune/results/synthetic/summary.json"}
+        assert {str(o) for o in stage.outs} == {
+            "tune/results/synthetic/best.yaml",
+            "tune/results/synthetic/summary.json",
+        }
         # `dvc repro tune/dvc.yaml:tune@synthetic` builds the split upstream first
         upstream = {s.addressing for s in nx.descendants(graph, node[stage.addressing])}
         assert {"download@synthetic", "split@synthetic"} <= upstream

@@ -12,6 +12,7 @@ and once node 2 is gone the head still fits 4 drivers + one worker group (no pla
 the stand-in trainer `tune.smoke` (1 s epochs, same contract as stvfm.training.ray_train.build_trainer), so the test
 measures the plumbing (jobs, nodes, retries, ASHA, MLflow), not the model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,13 +48,20 @@ def _free_ports(n: int) -> list[int]:
 
 def _env(api: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "STVFM_"))}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-               # Ray Train's PlacementGroupCleaner needs the state API; other Ray instances on this host make the
-               # address ambiguous, so pin it (tune/run.py does the same for the cluster it starts itself)
-               RAY_API_SERVER_ADDRESS=api, RAY_TRAIN_ENABLE_PRINT_PATCH="0",
-               RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0", RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="1",
-               STVFM_SMOKE_EPOCH_S="1.0")
+    env.update(
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        # Ray Train's PlacementGroupCleaner needs the state API; other Ray instances on this host make the
+        # address ambiguous, so pin it (tune/run.py does the same for the cluster it starts itself)
+        RAY_API_SERVER_ADDRESS=api,
+        RAY_TRAIN_ENABLE_PRINT_PATCH="0",
+        RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0",
+        RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="1",
+        STVFM_SMOKE_EPOCH_S="1.0",
+    )
     return env
 
 
@@ -65,20 +73,31 @@ def _copy_project(dst: Path) -> None:
     # 10 one-second epochs and no ASHA rung before the last epoch: a trial that has reported from node 2 is still
     # running when the test kills that node (with 4 epochs / grace 2 a quiet machine could finish or ASHA-stop it
     # first, and the fault would hit nothing). ASHA early stopping is seen in the default study (docs/tune.md).
-    raw["tune"].update(num_samples=NUM_SAMPLES, max_concurrent_trials=4, epochs=10, grace_period=10, max_failures=2,
-                       seed=1)
+    raw["tune"].update(
+        num_samples=NUM_SAMPLES, max_concurrent_trials=4, epochs=10, grace_period=10, max_failures=2, seed=1
+    )
     raw["tune"]["resources"].update(trial_cpu=1, num_workers=1, cpus_per_worker=0.5)
     (dst / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "ray"), "start", *args, "--block"], env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(BIN / "ray"), "start", *args, "--block"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _alive_nodes(api: str, env: dict) -> list[dict]:
-    r = subprocess.run([str(BIN / "ray"), "list", "nodes", "--address", api, "--format", "json",
-                        "--filter", "state=ALIVE"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(BIN / "ray"), "list", "nodes", "--address", api, "--format", "json", "--filter", "state=ALIVE"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip().startswith("[") else []
 
 
@@ -126,9 +145,27 @@ def test_two_node_job_submit_survives_node_loss(tmp_path, monkeypatch):
             api = f"http://127.0.0.1:{dash}"
             env = {**_env(api), "STVFM_SMOKE_MARKERS": str(markers)}
             head_log = logs / f"head{attempt}.log"
-            head = _start(["--head", "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port",
-                           str(dash), "--dashboard-agent-listen-port", str(agent1), "--ray-client-server-port",
-                           str(client_port), "--num-cpus", "5", "--temp-dir", str(tmp_head)], env, head_log)
+            head = _start(
+                [
+                    "--head",
+                    "--port",
+                    str(gcs),
+                    "--dashboard-host",
+                    "127.0.0.1",
+                    "--dashboard-port",
+                    str(dash),
+                    "--dashboard-agent-listen-port",
+                    str(agent1),
+                    "--ray-client-server-port",
+                    str(client_port),
+                    "--num-cpus",
+                    "5",
+                    "--temp-dir",
+                    str(tmp_head),
+                ],
+                env,
+                head_log,
+            )
             deadline = time.time() + 90
             while head.poll() is None and time.time() < deadline and not _alive_nodes(api, env):
                 time.sleep(2)
@@ -142,8 +179,20 @@ def test_two_node_job_submit_survives_node_loss(tmp_path, monkeypatch):
         else:
             pytest.fail("the Ray head did not start in 3 attempts:\n" + head_log.read_text()[-3000:])
         deadline = time.time() + 90
-        node2 = _start(["--address", f"127.0.0.1:{gcs}", "--dashboard-agent-listen-port", str(agent2),
-                        "--num-cpus", "2", "--temp-dir", str(tmp_node)], env, logs / "node2.log")
+        node2 = _start(
+            [
+                "--address",
+                f"127.0.0.1:{gcs}",
+                "--dashboard-agent-listen-port",
+                str(agent2),
+                "--num-cpus",
+                "2",
+                "--temp-dir",
+                str(tmp_node),
+            ],
+            env,
+            logs / "node2.log",
+        )
         procs.append(node2)
         while len(nodes := _alive_nodes(api, env)) < 2:
             assert node2.poll() is None and time.time() < deadline, (logs / "node2.log").read_text()[-3000:]
@@ -153,10 +202,34 @@ def test_two_node_job_submit_survives_node_loss(tmp_path, monkeypatch):
 
         t1 = time.time()
         sub = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", api, "--working-dir", ".", "--no-wait",
-             "--submission-id", JOB, "--", "python", "-m", "tune.run", "--dataset", "synthetic",
-             "--root", str(proj), "--trainer", "tune.smoke:build_trainer"],
-            cwd=proj, env=env, capture_output=True, text=True, timeout=120)
+            [
+                str(BIN / "ray"),
+                "job",
+                "submit",
+                "--address",
+                api,
+                "--working-dir",
+                ".",
+                "--no-wait",
+                "--submission-id",
+                JOB,
+                "--",
+                "python",
+                "-m",
+                "tune.run",
+                "--dataset",
+                "synthetic",
+                "--root",
+                str(proj),
+                "--trainer",
+                "tune.smoke:build_trainer",
+            ],
+            cwd=proj,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert sub.returncode == 0, sub.stdout + sub.stderr
 
         from ray.job_submission import JobStatus, JobSubmissionClient
@@ -205,14 +278,29 @@ def test_two_node_job_submit_survives_node_loss(tmp_path, monkeypatch):
                 shutil.rmtree(d, ignore_errors=True)
 
     summary = json.loads((proj / "tune/results/synthetic/summary.json").read_text())
-    print(json.dumps({"cluster_up_s": round(t_cluster, 1), "job_s": round(t_job, 1), "killed_at_s": round(killed_at, 1),
-                      **{k: summary[k] for k in ("trials", "completed", "stopped_early", "errored", "retried",
-                                                 "wall_s", "best_value")}}))
+    print(
+        json.dumps(
+            {
+                "cluster_up_s": round(t_cluster, 1),
+                "job_s": round(t_job, 1),
+                "killed_at_s": round(killed_at, 1),
+                **{
+                    k: summary[k]
+                    for k in ("trials", "completed", "stopped_early", "errored", "retried", "wall_s", "best_value")
+                },
+            }
+        )
+    )
     assert summary["trials"] == NUM_SAMPLES and summary["errored"] == 0 and summary["max_concurrent_trials"] == 4
     assert summary["completed"] + summary["stopped_early"] == NUM_SAMPLES
     best = yaml.safe_load((proj / "tune/results/synthetic/best.yaml").read_text())
-    assert set(best["config"]) == {"model.lambda_flow", "model.prompt_layers", "model.backbone", "model.vfm_blocks",
-                                   "train.lr"}
+    assert set(best["config"]) == {
+        "model.lambda_flow",
+        "model.prompt_layers",
+        "model.backbone",
+        "model.vfm_blocks",
+        "train.lr",
+    }
     assert best["value"] == summary["best_value"] and best["metrics"]["val_rmse"] == best["value"]
 
     from mlflow.tracking import MlflowClient

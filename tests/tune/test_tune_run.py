@@ -1,4 +1,5 @@
 """tune.run without a cluster: argument/params errors before Ray starts, concurrency capping, best-trial selection."""
+
 from __future__ import annotations
 
 import re
@@ -20,14 +21,20 @@ def proj(tmp_path, project_root):
     return tmp_path
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--dataset", "nyc-bikes"], "unknown dataset 'nyc-bikes'"),
-    (["--dataset", "synthetic", "--profile", "gpu8"], "tune profile 'gpu8' is not defined"),
-    (["--dataset", "synthetic", "--set", "tune.metric=val_mse"], "params.tune.metric: 'val_mse' is not reported"),
-    (["--dataset", "synthetic", "--set", "model.lamda_flow=0.1"], r"params.model: unknown key\(s\) lamda_flow"),
-    (["--dataset", "bikenyc1"], r"split outputs missing .*run `dvc repro split@bikenyc1` first"),
-    (["--dataset", "synthetic", "--trainer", "nowhere.module:build"], "trainer factory 'nowhere.module:build' cannot be"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dataset", "nyc-bikes"], "unknown dataset 'nyc-bikes'"),
+        (["--dataset", "synthetic", "--profile", "gpu8"], "tune profile 'gpu8' is not defined"),
+        (["--dataset", "synthetic", "--set", "tune.metric=val_mse"], "params.tune.metric: 'val_mse' is not reported"),
+        (["--dataset", "synthetic", "--set", "model.lamda_flow=0.1"], r"params.model: unknown key\(s\) lamda_flow"),
+        (["--dataset", "bikenyc1"], r"split outputs missing .*run `dvc repro split@bikenyc1` first"),
+        (
+            ["--dataset", "synthetic", "--trainer", "nowhere.module:build"],
+            "trainer factory 'nowhere.module:build' cannot be",
+        ),
+    ],
+)
 def test_errors_before_any_ray_or_mlflow(proj, argv, message, capsys):
     assert tr.main([*argv, "--root", str(proj)]) == 2
     err = capsys.readouterr().err
@@ -54,14 +61,33 @@ def test_concurrency_is_capped_to_what_fits(monkeypatch, project_root):
 
 def test_best_of_uses_each_trials_best_epoch():
     def res(tid, rmse, err=None, resumed=(-1,)):
-        df = pd.DataFrame({"val_rmse": rmse, "epoch": range(len(rmse)), "val_mae": rmse,
-                           "checkpoint_path": [f"/ck/{tid}/{i}" for i in range(len(rmse))],
-                           "resumed_from": list(resumed) * len(rmse)})
-        return SimpleNamespace(metrics_dataframe=df, config={"model.lambda_flow": 0.5}, error=err, path=f"/x/{tid}",
-                               metrics={"trial_id": tid, "training_iteration": len(rmse)})
+        df = pd.DataFrame(
+            {
+                "val_rmse": rmse,
+                "epoch": range(len(rmse)),
+                "val_mae": rmse,
+                "checkpoint_path": [f"/ck/{tid}/{i}" for i in range(len(rmse))],
+                "resumed_from": list(resumed) * len(rmse),
+            }
+        )
+        return SimpleNamespace(
+            metrics_dataframe=df,
+            config={"model.lambda_flow": 0.5},
+            error=err,
+            path=f"/x/{tid}",
+            metrics={"trial_id": tid, "training_iteration": len(rmse)},
+        )
 
-    rows = tr.best_of([res("a", [3.0, 2.0, 2.5]), res("b", [2.2]), res("c", [1.0], err=RuntimeError("boom\nx")),
-                       res("d", [4.0, 3.0], resumed=(1,))], "val_rmse", "min")
+    rows = tr.best_of(
+        [
+            res("a", [3.0, 2.0, 2.5]),
+            res("b", [2.2]),
+            res("c", [1.0], err=RuntimeError("boom\nx")),
+            res("d", [4.0, 3.0], resumed=(1,)),
+        ],
+        "val_rmse",
+        "min",
+    )
     a = rows[0]
     assert a["trial"] == "train_trial_a" and a["value"] == 2.0 and a["metrics"]["epoch"] == 1
     assert a["checkpoint_path"] == "/ck/a/1" and a["iterations"] == 3 and a["resumed"] == 0

@@ -1,4 +1,5 @@
 """tune.settings + tune.space: the `tune:` section of params.yaml -> typed settings -> Ray Tune param_space."""
+
 from __future__ import annotations
 
 import copy
@@ -57,8 +58,14 @@ def test_unknown_profile_and_bad_settings_name_the_key(raw):
 
 
 def test_space_is_validated_against_params(raw):
-    parsed = parse_space({"model.lambda_flow": {"loguniform": [0.01, 10]}, "model.prompt_layers": {"randint": [0, 3]},
-                          "train.epochs": 3}, raw)
+    parsed = parse_space(
+        {
+            "model.lambda_flow": {"loguniform": [0.01, 10]},
+            "model.prompt_layers": {"randint": [0, 3]},
+            "train.epochs": 3,
+        },
+        raw,
+    )
     assert parsed["model.prompt_layers"] == ("randint", [0, 3]) and parsed["train.epochs"] == ("fixed", 3)
     with pytest.raises(ConfigError, match=r"tune.space.model.lamda_flow: 'model.lamda_flow' is not a params key"):
         parse_space({"model.lamda_flow": {"uniform": [0, 1]}}, raw)
@@ -76,8 +83,14 @@ def test_space_is_validated_against_params(raw):
 def test_param_space_samples_inside_bounds(raw):
     from ray.tune.search.variant_generator import generate_variants
 
-    parsed = parse_space({"model.lambda_flow": {"loguniform": [0.01, 10]}, "model.prompt_layers": {"randint": [0, 3]},
-                          "model.backbone": {"choice": ["vit_tiny"]}}, raw)
+    parsed = parse_space(
+        {
+            "model.lambda_flow": {"loguniform": [0.01, 10]},
+            "model.prompt_layers": {"randint": [0, 3]},
+            "model.backbone": {"choice": ["vit_tiny"]},
+        },
+        raw,
+    )
     space = to_param_space(parsed)
     seen = set()
     for _ in range(60):

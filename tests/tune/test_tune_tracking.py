@@ -1,4 +1,5 @@
 """MLflow for a study: parent run + one nested child run per trial, written from the Tune driver's callback."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -9,8 +10,11 @@ from tune.tracking import StudyTracker, resolve_tracking_uri, retry
 
 
 def _trial(i: int):
-    return SimpleNamespace(trial_id=f"t{i}", config={"model.lambda_flow": 0.1 * (i + 1), "model.prompt_layers": i % 4},
-                           __str__=lambda self: f"trial_{i}")
+    return SimpleNamespace(
+        trial_id=f"t{i}",
+        config={"model.lambda_flow": 0.1 * (i + 1), "model.prompt_layers": i % 4},
+        __str__=lambda self: f"trial_{i}",
+    )
 
 
 def test_parent_and_children_with_interleaved_concurrent_trials(tmp_path):
@@ -27,9 +31,20 @@ def test_parent_and_children_with_interleaved_concurrent_trials(tmp_path):
         for i, t in enumerate(trials):
             if epoch > 1 and i >= 4:
                 continue  # trials 4, 5: stopped by ASHA after epoch 1
-            cb.on_trial_result(iteration=0, trials=trials, trial=t,
-                               result={"training_iteration": epoch, "epoch": epoch - 1, "val_rmse": 10.0 / (epoch + i),
-                                       "val_mae": 1.0, "val_loss": 2.0, "train_loss": 3.0, "checkpoint_path": "/x"})
+            cb.on_trial_result(
+                iteration=0,
+                trials=trials,
+                trial=t,
+                result={
+                    "training_iteration": epoch,
+                    "epoch": epoch - 1,
+                    "val_rmse": 10.0 / (epoch + i),
+                    "val_mae": 1.0,
+                    "val_loss": 2.0,
+                    "train_loss": 3.0,
+                    "checkpoint_path": "/x",
+                },
+            )
     cb.on_trial_recover(iteration=0, trials=trials, trial=trials[3])
     for t in trials[:5]:
         cb.on_trial_complete(iteration=0, trials=trials, trial=t)
