@@ -35,8 +35,11 @@ paper: setup
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The architecture's contracts (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md).
+# The linters CI runs before the tests: ruff (lint rules + the formatter's check) and the architecture's contracts
+# (import-linter; pyproject.toml [tool.ruff], [tool.importlinter], docs/ARCHITECTURE.md).
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 test-fast: setup

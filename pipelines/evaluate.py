@@ -1,4 +1,5 @@
-"""DVC stage `evaluate`: `python -m pipelines.evaluate <dataset>` -> stvfm.training.evaluate.run_evaluate (params.yaml)."""
+"""DVC stage `evaluate`: `python -m pipelines.evaluate <dataset>` -> stvfm.training.evaluate.run_evaluate
+(params.yaml)."""
 
 from __future__ import annotations
 

@@ -497,7 +497,7 @@ LOSSES = ("mse", "mae")
 LOSS_SCALES = ("scaled", "original")
 
 
-# ---------------------------------------------------------------- sweeps (read by studies/sweep.py and report/collect.py)
+# -------------------------------------------------- sweeps (read by studies/sweep.py and report/collect.py)
 SWEEP_PROFILE = {
     "train.use_ray": False,
     "train.epochs": 1,
@@ -511,7 +511,8 @@ SWEEP_BACKBONE_PROFILE = {"train.max_batches_per_epoch": 2, "model.vfm_blocks": 
 
 @dataclass
 class SweepConfig:
-    """params.yaml ``sweeps``: the variant / backbone sweeps (stage sweep_variant, sweep_backbone; stvfm.studies.sweep)."""
+    """params.yaml ``sweeps``: the variant / backbone sweeps (stages sweep_variant, sweep_backbone;
+    stvfm.studies.sweep)."""
 
     datasets: list[str] = field(default_factory=lambda: ["synthetic"])
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))

@@ -1,4 +1,5 @@
-"""Suite-wide test settings: offline, quiet Ray, no usage stats; helpers to find the project and the real NYC samples."""
+"""Suite-wide test settings: offline, quiet Ray, no usage stats; helpers to find the project and the real NYC
+samples."""
 
 from __future__ import annotations
 

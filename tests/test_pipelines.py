@@ -1,4 +1,5 @@
-"""The DVC stage entry points are thin: one library call per invocation, JSON out, one stderr line + exit 2 on a user error."""
+"""The DVC stage entry points are thin: one library call per invocation, JSON out, one stderr line + exit 2 on a
+user error."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Ray Tune study over λ, cross-prompt layers, backbone and lr (`python -m tune.run --dataset synthetic`); see docs/tune.md."""
+"""Ray Tune study over λ, cross-prompt layers, backbone and lr (`python -m tune.run --dataset synthetic`); see
+docs/tune.md."""

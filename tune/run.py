@@ -4,7 +4,8 @@ Locally it starts its own Ray (``tune.local_num_cpus`` logical CPUs, dashboard o
 or with ``RAY_ADDRESS``/``--address`` it joins that cluster. Outputs (under ``--root``, default env ``STVFM_ROOT`` or
 the current directory):
 
-    tune/results/<ds>/best.yaml     best trial: dotted params overrides (``stvfm tune apply`` writes them to params.yaml)
+    tune/results/<ds>/best.yaml     best trial: dotted params overrides (``stvfm tune apply`` writes them to
+                                    params.yaml)
     tune/results/<ds>/summary.json  trials run / stopped early by ASHA / errored / retried, wall time, best metrics
     tune/results/<ds>/ray/          Tune + Train run dirs (checkpoints)
     MLflow: experiment ``<prefix>tune-<ds>``, a parent run per study with a nested child run per trial

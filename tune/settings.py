@@ -1,4 +1,5 @@
-"""The ``tune:`` section of params.yaml as typed settings (profiles merged in), validated with messages that name the key.
+"""The ``tune:`` section of params.yaml as typed settings (profiles merged in), validated with messages that name
+the key.
 
 A profile (``tune.profiles.<name>``) overrides any key of the section; its ``set:`` mapping holds dotted params
 overrides applied to every trial (e.g. ``model.vfm_blocks: null`` for the paper's full-depth backbones).

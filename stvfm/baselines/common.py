@@ -1,8 +1,8 @@
 """Split outputs as numpy arrays on the original scale, and the shared error accumulator.
 
 The statistical baselines (persistence, HA, ARIMA) need no scaling and no torch: they read the gridded series
-``data/grid/<ds>.zarr`` (var ``flow`` (time, y, x, channel)) and the split's ``meta.json`` / ``windows.parquet`` — the same
-windows the models are evaluated on — and are scored with the same MAE/RMSE (appendix Eqs. 4-5, ×1e3 when
+``data/grid/<ds>.zarr`` (var ``flow`` (time, y, x, channel)) and the split's ``meta.json`` / ``windows.parquet`` —
+the same windows the models are evaluated on — and are scored with the same MAE/RMSE (appendix Eqs. 4-5, ×1e3 when
 ``meta.scale_1e3``).
 """
 

@@ -108,7 +108,8 @@ class BaselinesConfig:
 def run_baselines(
     name: str, params: Params, root: str | Path = ".", methods: list[str] | None = None, log_mlflow: bool = True
 ) -> dict[str, dict[str, float]]:
-    """Score the configured baselines on ``name``'s test windows; write the metrics files; return ``{name: {mae, rmse}}``."""
+    """Score the configured baselines on ``name``'s test windows; write the metrics files; return
+    ``{name: {mae, rmse}}``."""
     root = Path(root)
     cfg = BaselinesConfig.from_params(params.baselines)
     subset = bool(methods)

@@ -1,5 +1,6 @@
-"""`stvfm fixtures <dir>`: write small files in UniST's published layout (one `<Name>_short.json` per paper dataset) into
-a folder, to use as the download mirror (`data.mirror_dir`): what `make smoke` and the tests run end to end."""
+"""`stvfm fixtures <dir>`: write small files in UniST's published layout (one `<Name>_short.json` per paper
+dataset) into a folder, to use as the download mirror (`data.mirror_dir`): what `make smoke` and the tests run end to
+end."""
 
 from __future__ import annotations
 

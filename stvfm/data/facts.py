@@ -77,7 +77,8 @@ def summary_line(name: str, dis: Sequence[str]) -> str:
 
 
 def mlflow_params(meta: Mapping[str, Any]) -> dict[str, str]:
-    """The data's protocol, source, facts and Table 1 row as MLflow params (what the train stage logs from meta.json)."""
+    """The data's protocol, source, facts and Table 1 row as MLflow params (what the train stage logs from
+    meta.json)."""
 
     def fmt(k: str, v: Any) -> str:
         if v is None:

@@ -7,10 +7,10 @@ difference)::
     dflow[t] = X[t] - X[t-1]   for t >= 1
     dflow[0] = 0               (no earlier step; the first step has no change by definition)
 
-Step ``t`` thus uses only ``X[t-1]`` and ``X[t]``: an input window ``t0 .. t0+5`` sees ``dflow[t0 .. t0+5]``, computed from
-``X[t0-1 .. t0+5]`` (its own past), and the target flow ``dflow[t0+6 .. t0+11]`` continues from the last input step.
-The flow is linear, so the flow of the scaled series is ``dflow / std`` (``Scaler.scale_diff``); only the raw-count
-flow is stored.
+Step ``t`` thus uses only ``X[t-1]`` and ``X[t]``: an input window ``t0 .. t0+5`` sees ``dflow[t0 .. t0+5]``,
+computed from ``X[t0-1 .. t0+5]`` (its own past), and the target flow ``dflow[t0+6 .. t0+11]`` continues from the last
+input step. The flow is linear, so the flow of the scaled series is ``dflow / std`` (``Scaler.scale_diff``); only the
+raw-count flow is stored.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ exclusive. An endpoint outside the bbox or the span (or with a NaN coordinate / 
 and counted in :class:`GridCounts` ``dropped``.
 
 Streaming: :func:`grid_trips` takes an iterator of column batches (the canonical trip batches of
-:func:`stvfm.data.trips.iter_trip_batches`, or any mappings column -> array) and accumulates with ``np.bincount`` into one ``int64`` array of ``T*H*W*2`` counts, so peak memory is
-``O(batch + grid)`` and does not grow with the number of records.
+:func:`stvfm.data.trips.iter_trip_batches`, or any mappings column -> array) and accumulates with ``np.bincount``
+into one ``int64`` array of ``T*H*W*2`` counts, so peak memory is ``O(batch + grid)`` and does not grow with the number
+of records.
 """
 
 from __future__ import annotations

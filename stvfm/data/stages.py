@@ -1,7 +1,8 @@
 """The data stages as plain functions (DVC entry points in ``pipelines/`` and ``stvfm data`` both call these).
 
 ``run_grid``  raw files (``data/raw/<ds>/`` + ``manifest.json``) -> canonical Dataset -> validation ->
-              ``data/grid/<ds>.zarr`` (Zarr v3, chunks of about ``data.chunk_mb`` MB along time) + ``<ds>.stats.parquet``
+              ``data/grid/<ds>.zarr`` (Zarr v3, chunks of about ``data.chunk_mb`` MB along time)
+              + ``<ds>.stats.parquet``
 ``run_flow``  grid -> ``data/flow/<ds>.zarr`` (var ``dflow``, :mod:`stvfm.data.flow`)
 ``run_split`` grid -> ``data/split/<ds>/`` ``meta.json``, ``windows.parquet``, ``scaler.json`` (:mod:`stvfm.data.split`)
 

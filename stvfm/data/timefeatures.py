@@ -4,7 +4,8 @@ ST-VFM read (beyond the paper; ``model.time_identity``).
 Contract used across the project (training loop, evaluation, predict, serving, batch forecasts):
 ``WindowDataset[i]["time_ids"]`` and the models' ``forward(x, x_flow=None, time_ids=None)`` take an int64 tensor
 ``(B, history + horizon, 2)``: column 0 is the slot of the day (minutes since midnight // interval, so
-``steps_per_day(interval)`` values), column 1 the day of week (Monday = 0), for every input step and every forecast step.
+``steps_per_day(interval)`` values), column 1 the day of week (Monday = 0), for every input step and every forecast
+step.
 
 One clock: :func:`time_ids` is the only place that maps a timestamp to its slot, and :func:`steps_per_day` the only
 place that sizes a day; every time-of-day table (the time identity, the anchored output path, STID, HA) has

@@ -355,7 +355,8 @@ def _start(
         moved = (
             ""
             if origin == t0
-            else f" (the span start {np.datetime_as_string(t0, unit='m')} is not a Wednesday 00:00, UniST's index origin)"
+            else f" (the span start {np.datetime_as_string(t0, unit='m')} is not a Wednesday 00:00, "
+            "UniST's index origin)"
         )
         return first, f"index 0 = {np.datetime_as_string(origin, unit='m')}{moved}; first index {lo}"
     S = clock.slots_per_day

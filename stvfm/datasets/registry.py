@@ -352,8 +352,9 @@ def list_specs() -> list[DatasetSpec]:
 def get_spec(name: str, local_sources: Mapping[str, object] | None = None) -> DatasetSpec:
     """Resolve a dataset name: one of the ten, ``synthetic``, ``synthetic-<name>``, or a ``local_sources`` entry.
 
-    ``local_sources`` entries are ``name -> path`` or ``name -> {path, like, interval_minutes, ...}``; the grid, channels
-    and interval of a local file are read from the file itself by the reader, so the spec carries only what is known.
+    ``local_sources`` entries are ``name -> path`` or ``name -> {path, like, interval_minutes, ...}``; the grid,
+    channels and interval of a local file are read from the file itself by the reader, so the spec carries only what
+    is known.
     """
     local_sources = dict(local_sources or {})
     if name in local_sources:

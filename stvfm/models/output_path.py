@@ -6,10 +6,10 @@
               per cell & channel, time-of-day / day-of-week identities, residual MLPs over the series' own history;
               stvfm.models.stid, sized by ``model.stid``) carries what every series knows of itself, and the VFM path
               (zero-initialised ST head) learns what only space can add. Trained jointly, end to end.
-    anchored  forecast = a[h, c, y, x] · last input step + A[slot(h), c, y, x] + decoder output, where ``a`` is a learned
-              per-cell, per-horizon-step weight on the last observation (starts at 0) and ``A`` a learned per-cell
-              time-of-day table indexed by the clock of each forecast step. ``A`` starts from what is known: the
-              train split's mean per slot of day and cell (:meth:`OutputPath.fit_anchor`, called by the training
+    anchored  forecast = a[h, c, y, x] · last input step + A[slot(h), c, y, x] + decoder output, where ``a`` is a
+              learned per-cell, per-horizon-step weight on the last observation (starts at 0) and ``A`` a learned
+              per-cell time-of-day table indexed by the clock of each forecast step. ``A`` starts from what is known:
+              the train split's mean per slot of day and cell (:meth:`OutputPath.fit_anchor`, called by the training
               components with the scaled train series — HA), and the model zero-initialises its ST head, so training
               starts exactly at HA and the network learns the correction.
 

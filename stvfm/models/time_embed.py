@@ -1,9 +1,9 @@
 """Time identity (beyond the paper; ``model.time_identity``): time-of-day and day-of-week embeddings of every step.
 
 Input: ``time_ids`` int64 (B, history + horizon, 2) = [slot of day, day of week (Monday = 0)] (the contract of
-:mod:`stvfm.data.timefeatures`). Output: (B, history + horizon, dim) = E_tod[slot] + E_dow[dow]. The model adds the first
-``history`` rows to the input tokens of every step and all rows to its temporal decoder's sequence (so each future
-query knows its own clock). The table has ``steps_per_day(interval_minutes)`` rows, from the data's interval.
+:mod:`stvfm.data.timefeatures`). Output: (B, history + horizon, dim) = E_tod[slot] + E_dow[dow]. The model adds
+the first ``history`` rows to the input tokens of every step and all rows to its temporal decoder's sequence (so each
+future query knows its own clock). The table has ``steps_per_day(interval_minutes)`` rows, from the data's interval.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def load_table(table: str):
 
 
 def lookup(table: str, dataset: str, **match: str) -> dict[str, float] | None:
-    """``{"rmse", "mae"}`` of the first row of ``table`` for ``dataset`` whose columns equal ``match``; None if absent."""
+    """``{"rmse", "mae"}`` of the first row of ``table`` for ``dataset`` whose columns equal ``match``; None if
+    absent."""
     for r in read_rows(table):
         if r["dataset"] == dataset and all(r.get(k) == v for k, v in match.items()):
             return {"rmse": r["rmse"], "mae": r["mae"]}

@@ -170,7 +170,8 @@ def spread(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_profile(train: dict[str, Any], test: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What trained the ST-VFM model (recorded by the train stage in train.json): profile, epochs × steps, lr, blocks."""
+    """What trained the ST-VFM model (recorded by the train stage in train.json): profile, epochs × steps, lr,
+    blocks."""
     if not train:
         return None
     s = dict(train.get("setup") or {})

@@ -102,7 +102,8 @@ def profile_line(d: dict[str, Any]) -> str | None:
     return (
         f"**Training profile:** `{t.get('profile') or 'default'}` ({why or 'params.yaml `profile`'}) — "
         f"{t.get('epochs')} epochs × {steps if steps is not None else '?'} optimizer steps × batch "
-        f"{t.get('batch_size')} (ran {t.get('epochs_run')}, best epoch {t.get('best_epoch')} of 1..{t.get('epochs_run')}), "
+        f"{t.get('batch_size')} (ran {t.get('epochs_run')}, best epoch {t.get('best_epoch')} of "
+        f"1..{t.get('epochs_run')}), "
         f"lr {t.get('lr')} ({t.get('scheduler')}), {t.get('workers')} worker(s); backbone `{t.get('backbone')}`, "
         f"{t.get('vfm_blocks')} VFM blocks."
     )
@@ -412,9 +413,9 @@ def render_summary(items: list[dict[str, Any]]) -> str:
     L = [
         f"# {TITLE}: summary",
         "",
-        "One row per dataset run. Ours = this project's DVC stage outputs; paper = Table 2 of the paper for the matching "
-        "dataset. Gap = (ours − paper) / paper on MAE, computed only where the data is the paper's file under the "
-        "paper's protocol; **relation** says what the data is.",
+        "One row per dataset run. Ours = this project's DVC stage outputs; paper = Table 2 of the paper for the "
+        "matching dataset. Gap = (ours − paper) / paper on MAE, computed only where the data is the paper's file "
+        "under the paper's protocol; **relation** says what the data is.",
         "",
     ]
     rows = []

@@ -13,10 +13,10 @@ Its parts must agree before anything is built: the digest (and the one the regis
 ``config_sha256``/``weights_sha256``), the weights' metadata vs the config, every tensor float32 and finite, the
 scaler finite and shaped for the config's channels (and grid, per cell) — :func:`verify_digest`, :func:`check_parts`.
 
-:func:`stvfm.serving.forecaster.load_version` rebuilds the network from the *installed* package (``stvfm.models.factory.build_model``) and
-loads the tensors into it (strict: every key must match). No pickle and no code from the tracking server is ever
-loaded: an old pickled version (``mlflow.pytorch``), a weights file that is not safetensors, or a config that is not
-this JSON is refused with one line.
+:func:`stvfm.serving.forecaster.load_version` rebuilds the network from the *installed* package
+(``stvfm.models.factory.build_model``) and loads the tensors into it (strict: every key must match). No pickle and no
+code from the tracking server is ever loaded: an old pickled version (``mlflow.pytorch``), a weights file that is not
+safetensors, or a config that is not this JSON is refused with one line.
 """
 
 from __future__ import annotations
@@ -335,7 +335,8 @@ def model_card(config: dict[str, Any], tags: dict[str, Any]) -> str:
         f"({'pretrained weights' if pretrained else 'RANDOM INIT, not pretrained'}), "
         f"VFM blocks {bb.get('blocks_used', cfg.get('vfm_blocks'))}, time identities "
         f"{'yes (needs last_time)' if config.get('time_identity') else 'no'}",
-        f"- data: {config['dataset']}, split md5 {tags.get('data_md5', 'unknown')}; profile {tags.get('profile', '?')}; "
+        f"- data: {config['dataset']}, split md5 {tags.get('data_md5', 'unknown')}; "
+        f"profile {tags.get('profile', '?')}; "
         f"git {tags.get('git_commit', 'unknown')}",
         f"- validation MAE (best epoch {config.get('epoch')}): {val if val is None else f'{float(val):.4g}'}",
         f"{TEST_LINE} {tags['test_mae']} / {tags['test_rmse']}"

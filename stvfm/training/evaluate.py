@@ -2,9 +2,10 @@
 
 Writes ``metrics/<ds>/stvfm.json`` (only ``mae``/``rmse``: the DVC metric that ``dvc metrics show`` compares),
 ``metrics/<ds>/test.json`` (the full record: mae, rmse, per_step, per_channel, scale, profile, pretrained_backbone,
-n_windows, best_epoch (1-based), dataset, plus the persistence reference on the same windows), ``per_step.csv`` and PNGs under ``metrics/<ds>/plots/`` (forecast vs
-truth maps for ``eval.n_maps`` test windows, learning curves). Metrics are ×1e3 where the dataset table says so
-(Crowd, Cellular), as the paper reports them. With tracking on, everything is also logged into the training run.
+n_windows, best_epoch (1-based), dataset, plus the persistence reference on the same windows), ``per_step.csv`` and
+PNGs under ``metrics/<ds>/plots/`` (forecast vs truth maps for ``eval.n_maps`` test windows, learning curves). Metrics
+are ×1e3 where the dataset table says so (Crowd, Cellular), as the paper reports them. With tracking on, everything is
+also logged into the training run.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Time identity (model.time_identity) and output path (model.output): shapes, the clock changes the forecast,
-missing ids are a DataError, needs_time_ids, anchored starts as the paper's decoder, the paper profile keeps both off."""
+missing ids are a DataError, needs_time_ids, anchored starts as the paper's decoder, the paper profile keeps both
+off."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """A model server as a test's own process: started in a new session on a free loopback port, waited for on
-``/ping`` with a bound, stopped by its process group (SIGTERM, then SIGKILL after 30 s). Used by the slow server tests."""
+``/ping`` with a bound, stopped by its process group (SIGTERM, then SIGKILL after 30 s). Used by the slow server
+tests."""
 
 from __future__ import annotations
 
