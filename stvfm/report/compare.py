@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from stvfm.config import AUTO, auto_profile
 from stvfm.errors import ConfigError
 
 STVFM_RE = re.compile(r"(?:^|/)metrics/(?P<ds>[^/]+)/stvfm\.json$")
@@ -58,10 +59,16 @@ def rows(doc: list[dict[str, Any]]) -> list[dict[str, Any]]:
             elif hit := BASELINE_RE.search(path):
                 per_ds.setdefault(hit["ds"], {})[LABEL.get(hit["m"], hit["m"])] = vals
         for ds in sorted(per_ds):
-            out.append(
-                {"experiment": name, "profile": params.get("profile", "default"), "dataset": ds, "scores": per_ds[ds]}
-            )
+            out.append({"experiment": name, "profile": _profile(params, ds), "dataset": ds, "scores": per_ds[ds]})
     return out
+
+
+def _profile(params: dict[str, Any], dataset: str) -> str:
+    """The profile ``dataset`` ran with: ``profile: auto`` resolves per dataset (``real (auto)`` for real data)."""
+    name = params.get("profile", "default")
+    if name == AUTO and AUTO not in (params.get("profiles") or {}):
+        return f"{auto_profile(dataset, params)[0]} (auto)"
+    return str(name)
 
 
 def _cell(v: dict | None) -> str:

@@ -6,8 +6,14 @@ from stvfm.report.compare import render, rows
 
 
 def _data(profile, mae):
+    params = {
+        "profile": profile,
+        "train": {"epochs": 8},
+        "profiles": {"real": {"train.epochs": 40}},
+        "local_sources": {"bikenyc1_tail": {"path": "x.npz"}},
+    }
     return {
-        "params": {"params.yaml": {"data": {"profile": profile, "train": {"epochs": 8}}}},
+        "params": {"params.yaml": {"data": params}},
         "metrics": {
             "metrics/synthetic/stvfm.json": {"data": {"mae": mae, "rmse": 3.8}},
             "metrics/synthetic/baselines/stid.json": {"data": {"mae": 1.5, "rmse": 2.5, "mae_std": 0.02}},
@@ -45,6 +51,14 @@ def test_rows_and_render():
     assert "paper-run   paper    synthetic      1.200 / 3.800*" in text  # * = lowest MAE of the row
     assert "1.500 / 2.500 ±0.02*" in lines[2]
     assert max(len(x) for x in lines) <= 120
+
+
+def test_profile_auto_is_resolved_per_dataset():
+    items = rows([{"rev": "workspace", "name": None, "data": _data("auto", 2.2), "experiments": None}])
+    assert {r["dataset"]: r["profile"] for r in items} == {
+        "bikenyc1_tail": "real (auto)",
+        "synthetic": "default (auto)",
+    }
 
 
 def test_render_empty():
