@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stvfm.commands._args import add_params_args
 from stvfm.config import Params, default_params_path, load_params
 from stvfm.errors import StvfmError
 
@@ -30,8 +31,7 @@ def stage_main(
     )
     for name in positionals:
         ap.add_argument(name.rstrip("*"), nargs="*" if name.endswith("*") else None)
-    ap.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a param (repeatable)")
+    add_params_args(ap, root_help=None)  # the root is the params file's folder
     ns = ap.parse_args(sys.argv[1:] if argv is None else list(argv))
     args: list[Any] = [getattr(ns, n.rstrip("*")) for n in positionals]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -39,7 +39,7 @@ def stage_main(
     try:
         params_file = Path(ns.params) if ns.params else default_params_path()
         dataset = args[0] if positionals and positionals[0] == "dataset" else None  # profile: auto -> its recipe
-        params = load_params(params_file, ns.set, dataset=dataset)
+        params = load_params(params_file, ns.overrides, dataset=dataset)
         out = run(params, params_file.resolve().parent, args)
     except StvfmError as e:
         print(f"{stage} {label}: error: {e}", file=sys.stderr)

@@ -9,24 +9,10 @@ import sys
 
 from pipelines._stage import stage_main
 
-KEYS = (
-    "dataset",
-    "profile",
-    "profile_reason",
-    "engine",
-    "epochs_run",
-    "best_epoch",
-    "val",
-    "fit_s",
-    "wall_s",
-    "resumed_from",
-    "model",
-)
-
 
 def main(argv: list[str] | None = None) -> int:
     from stvfm.studies.verdict import validation_verdict
-    from stvfm.training.stage import run_train
+    from stvfm.training.stage import run_train, train_summary
 
     def run(p, root, a):
         return run_train(p, a[0], root, verdict=validation_verdict)
@@ -38,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         doc=__doc__,
         render=lambda out: "\n".join(
             [
-                json.dumps({k: out.get(k) for k in KEYS}, default=str),
+                json.dumps(train_summary(out), default=str),
                 *([out["verdict"]["line"]] if out.get("verdict") else []),
             ]
         ),

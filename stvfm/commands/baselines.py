@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stvfm.commands._args import add_params_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("baselines", help="score persistence/HA/ARIMA/STID under the same splits and metrics")
@@ -12,11 +14,7 @@ def register(sub) -> None:
         choices=["persistence", "ha", "arima", "stid"],
         help="only these baselines (repeatable; default: params.yaml baselines.methods)",
     )
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="params override, e.g. train.epochs=2"
-    )
-    p.add_argument("--params", default=None, help="params file (default params.yaml / env STVFM_PARAMS)")
-    p.add_argument("--root", default=".", help="project root")
+    add_params_args(p, example="baselines.stid.overrides.train.epochs=2")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(func=run)
 
@@ -25,7 +23,7 @@ def run(args) -> int:
     from stvfm.baselines.run import run_baselines
     from stvfm.config import load_params
 
-    params = load_params(args.params, args.set, dataset=args.dataset)
+    params = load_params(args.params, args.overrides, dataset=args.dataset)
     out = run_baselines(args.dataset, params, args.root, methods=args.method, log_mlflow=not args.no_mlflow)
     width = max(len(k) for k in out)
     print(f"{'baseline'.ljust(width)}  {'MAE':>10}  {'RMSE':>10}")

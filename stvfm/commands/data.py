@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from stvfm.commands._args import add_params_args
+
 STAGES = ("download", "grid", "flow", "split")
 
 
@@ -11,16 +13,7 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="run one data stage (download, grid, flow, split) for a dataset")
     p.add_argument("stage", choices=[*STAGES, "all"], help="stage to run ('all' = download..split in order)")
     p.add_argument("dataset", help="dataset name (see `stvfm datasets`, or a local_sources entry)")
-    p.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param, e.g. --set data.chunk_mb=2 (repeatable)",
-    )
-    p.add_argument("--root", default=".", help="project root (where data/ lives)")
+    add_params_args(p, example="data.chunk_mb=2", root_help="project root (where data/ lives)")
     p.set_defaults(func=run)
 
 

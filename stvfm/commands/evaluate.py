@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
+from stvfm.commands._args import add_params_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate models/<dataset>/best.pt on the test split (MAE/RMSE, maps)")
     p.add_argument("dataset")
-    p.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    p.add_argument("--root", default=".", help="project root (default: .)")
+    add_params_args(p, example="eval.batch_size=64")
     p.set_defaults(func=run)
 
 

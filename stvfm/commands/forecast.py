@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from stvfm.commands._args import add_params_args
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,9 +27,7 @@ def register(sub) -> None:
     )
     p.add_argument("--out", default=None, help="output Zarr store (default: forecasts/<dataset>.zarr)")
     p.add_argument("--no-ray", action="store_true", help="score in a plain loop in this process")
-    p.add_argument("--params", default=None, help="params file (default: params.yaml or $STVFM_PARAMS)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--root", default=".", help="project root (default: .)")
+    add_params_args(p, example="forecast.batch_size=32")
     p.set_defaults(func=run)
 
 

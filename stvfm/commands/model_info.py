@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 
+from stvfm.commands._args import add_params_args
 from stvfm.errors import ConfigError
 
 DEFAULT_GRID, DEFAULT_CHANNELS, DEFAULT_INTERVAL = "16x8", 2, 30
@@ -56,9 +57,13 @@ def register(sub) -> None:
         f"interval, else {DEFAULT_INTERVAL}, that of most of the paper's datasets)",
     )
     p.add_argument("--batch", type=int, default=2, help="batch size of the test forward pass")
-    p.add_argument("--params", default=None, help="params.yaml to start from (default: ./params.yaml if present)")
     p.add_argument("--profile", default=None, help="params profile (default: params.yaml `profile`, e.g. paper)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.vfm_blocks=4")
+    add_params_args(
+        p,
+        example="model.vfm_blocks=4",
+        params_help="params.yaml to start from (default: ./params.yaml if present)",
+        root_help=None,
+    )
     p.add_argument("--no-forward", action="store_true", help="count parameters only (skip the shape pass)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -80,7 +85,7 @@ def run(args) -> int:
     from stvfm.models.stvfm import count_parameters
 
     path = Path(args.params) if args.params else default_params_path()
-    sets = ([f"profile={args.profile}"] if args.profile else []) + list(args.set)
+    sets = ([f"profile={args.profile}"] if args.profile else []) + list(args.overrides)
     local_sources = {}
     if path.exists():
         params = load_params(path, sets)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from stvfm.commands._args import add_params_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="write reports/<ds>.md (+ figures) and reports/summary.md from the stage outputs")
     p.add_argument("datasets", nargs="*", help="datasets (default: params.yaml `datasets`)")
     p.add_argument("--summary-only", action="store_true", help="only reports/summary.md")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override")
-    p.add_argument("--params", default=None, help="params file (default params.yaml / env STVFM_PARAMS)")
-    p.add_argument("--root", default=".", help="project root")
+    add_params_args(p)
     p.add_argument("--no-mlflow", action="store_true", help="do not log the reports to MLflow")
     p.add_argument("--paper", metavar="DATASET", help="only print the paper's Table 2 rows for DATASET and exit")
     p.set_defaults(func=run)
@@ -33,7 +33,7 @@ def run(args) -> int:
         return 0
     from stvfm.report.run import run_report, run_summary
 
-    params = load_params(args.params, args.set)
+    params = load_params(args.params, args.overrides)
     datasets = args.datasets or params.datasets
     if not args.summary_only:
         for ds in datasets:

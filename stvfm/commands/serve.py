@@ -3,6 +3,8 @@ the model version over HTTP with request limits (``mlflow models serve``'s proto
 
 from __future__ import annotations
 
+from stvfm.commands._args import add_params_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="serve a model version over HTTP (POST /invocations) with request limits")
@@ -14,20 +16,12 @@ def register(sub) -> None:
     )
     p.add_argument("--host", default=None, help="address to listen on (default: params serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: params serve.port, 5001)")
-    p.add_argument(
-        "--params",
-        default=None,
-        help="params file for serve.* and tracking.tracking_uri (default: params.yaml in --root when present)",
+    add_params_args(
+        p,
+        example="serve.max_windows=16 (env STVFM_SERVE_<KEY> also works)",
+        params_help="params file for serve.* and tracking.tracking_uri (default: params.yaml in --root when present)",
+        root_help="project root holding mlflow.db (default: .)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a params key, e.g. serve.max_windows=16 (env STVFM_SERVE_<KEY> also works)",
-    )
-    p.add_argument("--root", default=".", help="project root holding mlflow.db (default: .)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 

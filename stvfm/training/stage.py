@@ -100,6 +100,27 @@ def training_setup(params: Params, paths) -> dict[str, Any]:
     }
 
 
+# what the train stage and `stvfm train` print of ``run_train``'s result (before the verdict line)
+SUMMARY_KEYS = (
+    "dataset",
+    "profile",
+    "profile_reason",
+    "engine",
+    "epochs_run",
+    "best_epoch",
+    "val",
+    "fit_s",
+    "wall_s",
+    "resumed_from",
+    "model",
+)
+
+
+def train_summary(out: dict[str, Any]) -> dict[str, Any]:
+    """The ``SUMMARY_KEYS`` of ``run_train``'s result, in that order."""
+    return {k: out.get(k) for k in SUMMARY_KEYS}
+
+
 # (params, dataset, root, the best epoch's validation metrics) -> {"line": str, "loses": bool, metrics ...}
 Verdict = Callable[[Params, str, Path, dict[str, float]], dict[str, Any]]
 
