@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stvfm.models.layers import SelfAttention, TransformerBlock, attention, merge_heads, split_heads
+from stvfm.models.layers import SelfAttention, TransformerBlock, attention, merge_heads, split_heads, split_parts
 
 
 class PromptExtractor(nn.Module):
@@ -39,9 +39,9 @@ class PromptExtractor(nn.Module):
         b, _, d = h.shape
         if self.num_prompts == 0:
             return h.new_zeros(b, 0, d)
-        k, v = self.kv(self.norm(h)).chunk(2, dim=-1)
+        k, v = split_parts(self.kv(self.norm(h)), 2, self.heads)
         q = self.queries.to(k.dtype).unsqueeze(0).expand(b, -1, -1)
-        o = attention(split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads))
+        o = attention(split_heads(q, self.heads), k, v)
         return self.out(merge_heads(o))
 
 

@@ -33,6 +33,16 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(b, n, heads, d // heads).transpose(1, 2)
 
 
+def split_parts(x: torch.Tensor, parts: int, heads: int) -> tuple[torch.Tensor, ...]:
+    """(b, n, parts·d) fused projections (q|k|v, k|v) -> ``parts`` contiguous (b, heads, n, d/heads) tensors, with one
+    layout copy for all of them. Indexing the strided view part by part instead costs a copy per part inside each
+    matmul and, in backward, a zero-filled gradient of the whole projection per part: the same values, 1.05-1.4x slower
+    attention forward + backward for the shapes here (docs/training.md "Speed")."""
+    b, n, pd = x.shape
+    d = pd // parts
+    return x.view(b, n, parts, heads, d // heads).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+
+
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     b, h, n, dh = x.shape
     return x.transpose(1, 2).reshape(b, n, h * dh)
@@ -53,10 +63,10 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None, rows_from: int = 0) -> torch.Tensor:
         """``rows_from``: only the queries of rows ``rows_from:`` (keys and values of every row); the output has those
         rows only — exactly the same rows as the full call's ``[:, rows_from:]``."""
-        b, n, d = x.shape
+        b, _, d = x.shape
         h = self.heads
-        qkv = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0][:, :, rows_from:], qkv[1], qkv[2]
+        q, k, v = split_parts(self.qkv(x), 3, h)
+        q = q[:, :, rows_from:] if rows_from else q
         if extra is not None and extra.shape[1] > 0:
             if self.prompt_kv is None:
                 raise ValueError("this attention layer takes no extra keys/values")

@@ -51,6 +51,45 @@ def outputs_and_grads(module: nn.Module, fn, *inputs: torch.Tensor) -> tuple[tor
     return out.detach(), [x.grad for x in xs] + [p.grad.clone() for p in module.parameters() if p.grad is not None]
 
 
+def reference_self_attention(m, x: torch.Tensor, extra: torch.Tensor | None, rows_from: int) -> torch.Tensor:
+    """SelfAttention before issue 22's split: q, k, v indexed out of the strided (3, b, h, n, d) view part by part."""
+    b, n, d = x.shape
+    h = m.heads
+    qkv = m.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0][:, :, rows_from:], qkv[1], qkv[2]
+    if extra is not None:
+        kp, vp = m.prompt_kv(extra).view(b, extra.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        k, v = torch.cat([k, kp], dim=2), torch.cat([v, vp], dim=2)
+    return m.proj(merge_heads(attention(q, k, v)))
+
+
+@pytest.mark.parametrize("rows_from", [0, 6])
+@pytest.mark.parametrize("extra", [False, True])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_attention_split_with_one_copy_is_the_indexed_split(rows_from, extra, bf16):
+    from stvfm.models.layers import SelfAttention
+
+    torch.manual_seed(2)
+    m = SelfAttention(16, 4, extra_kv=extra)
+    x, prompts = torch.randn(5, 12, 16), torch.randn(5, 3, 16)
+    inputs = (x, prompts) if extra else (x,)
+
+    def run(fn):
+        def call(*xs):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return fn(*xs).float()
+
+        return outputs_and_grads(m, call, *inputs)
+
+    new = run(lambda x_, p_=None: m(x_, p_, rows_from=rows_from))
+    ref = run(lambda x_, p_=None: reference_self_attention(m, x_, p_, rows_from))
+    assert new[0].shape == (5, 12 - rows_from, 16)
+    torch.testing.assert_close(new[0], ref[0], rtol=0, atol=0)  # the same ops on the same values: bit-identical
+    assert len(new[1]) == len(inputs) + len(list(m.parameters()))
+    for a, b in zip(new[1], ref[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("layers", [0, 1, 3])
 @pytest.mark.parametrize("clock", [False, True])
 def test_decoder_last_layer_on_query_rows_only_is_the_full_decoder(layers, clock):
