@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.version_fixtures import ROOT, raw_window
+from serving.version_fixtures import raw_window
+
+from tiny_city import ROOT
 
 
 def _tree_hash(root: Path) -> str:

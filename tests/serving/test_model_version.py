@@ -18,7 +18,8 @@ from stvfm.errors import DataError
 from stvfm.serving.forecaster import load_forecaster
 from stvfm.serving.version import CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_config
 
-from .version_fixtures import ROOT, raw_window
+from .version_fixtures import raw_window
+from tiny_city import ROOT
 
 
 class _Touch:

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from .servers import free_port, running
-from .version_fixtures import ROOT, raw_window
+from .version_fixtures import raw_window
+from tiny_city import ROOT
 
 pytestmark = pytest.mark.slow
 MB = 2**20

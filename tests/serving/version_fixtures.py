@@ -7,38 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY_MODEL = dict(
-    backbone="vit_tiny",
-    allow_random_init=True,
-    vfm_blocks=1,
-    d_temporal=16,
-    temporal_layers=1,
-    decoder_layers=1,
-    heads=2,
-    prompt_tokens=4,
-    adapter_dim=8,
-)
+from tiny_city import run_data_stages, write_params
 
 
 def build_project(root: Path, span_days: int = 5) -> Path:
-    from stvfm.config import load_raw, params_from_dict
-    from stvfm.data.stages import run_flow, run_grid, run_split
-    from stvfm.datasets.download import run_download
-
-    raw = load_raw(ROOT / "params.yaml")
-    raw["datasets"] = ["synthetic"]
-    raw["data"]["synthetic"]["span_days"] = span_days
-    raw["model"].update(TINY_MODEL)
-    raw["tracking"]["tracking_uri"] = None
-    raw["forecast"].update(batch_size=16)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    p = params_from_dict(raw)
-    for stage in (run_download, run_grid, run_flow, run_split):
-        stage("synthetic", p, root)
+    write_params(root, span_days=span_days, forecast=dict(batch_size=16))
+    run_data_stages(root)
     return root
 
 

@@ -15,7 +15,8 @@ from stvfm.training.checkpoint import load_checkpoint
 from stvfm.training.evaluate import run_evaluate
 from stvfm.training.stage import run_train
 
-from .conftest import ROOT, tiny_params
+from .conftest import tiny_params
+from tiny_city import ROOT
 
 
 def test_train_evaluate_plain_outputs(tiny_project):
