@@ -37,18 +37,10 @@ def generate(path: Path, n: int, seed: int = 0, chunk: int = 1_000_000) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from stvfm.datasets.trip_schema import TRIP_SCHEMA as schema
+
     rng = np.random.default_rng(seed)
     lat0, lon0, lat1, lon1 = BBOX
-    schema = pa.schema(
-        [
-            ("start_time", pa.timestamp("ns")),
-            ("end_time", pa.timestamp("ns")),
-            ("start_lat", pa.float64()),
-            ("start_lon", pa.float64()),
-            ("end_lat", pa.float64()),
-            ("end_lon", pa.float64()),
-        ]
-    )
     span_ns = DAYS * 86400 * 10**9
     with pq.ParquetWriter(path, schema) as w:
         done = 0

@@ -63,22 +63,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stvfm.data.gridding import TRIP_COLUMNS, GridCounts, GridSpec, grid_trips
+from stvfm.data.gridding import GridCounts, GridSpec, grid_trips
+from stvfm.datasets.trip_schema import TRIP_COLUMNS, TRIP_SCHEMA
 from stvfm.errors import DataError
 
 log = logging.getLogger(__name__)
 
 KINDS = ("trips-citibike", "trips-tlc", "trips")
-TRIP_SCHEMA = pa.schema(
-    [
-        ("start_time", pa.timestamp("ns")),
-        ("end_time", pa.timestamp("ns")),
-        ("start_lat", pa.float64()),
-        ("start_lon", pa.float64()),
-        ("end_lat", pa.float64()),
-        ("end_lon", pa.float64()),
-    ]
-)
 LOCAL_TZ = "America/New_York"  # TLC and Citi Bike record naive New York local time
 TLC_ZONES_CRS = "EPSG:2263"  # NAD83 / New York Long Island (ftUS): the CRS of taxi_zones.shp when it has no .prj
 

@@ -33,18 +33,8 @@ import pyarrow.parquet as pq
 
 from stvfm.config import SyntheticConfig
 from stvfm.datasets.registry import DatasetSpec
+from stvfm.datasets.trip_schema import TRIP_SCHEMA
 from stvfm.errors import ConfigError
-
-TRIP_SCHEMA = pa.schema(
-    [
-        ("start_time", pa.timestamp("ns")),
-        ("end_time", pa.timestamp("ns")),
-        ("start_lat", pa.float64()),
-        ("start_lon", pa.float64()),
-        ("end_lat", pa.float64()),
-        ("end_lon", pa.float64()),
-    ]
-)
 
 CENTER = (40.75, -73.98)  # the virtual city's centre (lat, lon)
 CELL_DEG_LAT = 0.0045  # ~0.5 km
