@@ -12,7 +12,12 @@ Measured, in one process with ``--threads`` torch threads (default 2):
     the same round (``*_mfu_bf16``, ``*_mfu_fp32``);
   * the share of the top modules: each top-level sub-module's forward + backward timed alone on the inputs it saw in
     the step (its FLOPs too), and the rest of the step (loss, optimizer, glue) as ``other``;
-  * the top operators of the `real` step (torch.profiler, self CPU time);
+  * the top operators of the `real` and paper bf16 steps (torch.profiler, self CPU time) and, from the matmul share
+    of that time, the MFU ceiling: the share of the bf16 peak the step would reach if every matmul took no time at all
+    (``*_mfu_bf16_ceiling`` = MFU ÷ (1 - matmul share)) — what no faster matmul can lift;
+  * the matmul units behind the peaks: the CPU's bf16 flags (AMX, AVX512-BF16) and ``ONEDNN_MAX_CPU_ISA`` if set
+    (e.g. ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` measures this machine as one without AMX), and
+    ``bf16_matmul_speedup`` = bf16 peak ÷ fp32 peak (below 1, bf16 autocast slows training here);
   * what runs in which dtype: the output dtype of every matmul, LayerNorm, softmax, activation, add and concatenation
     of one forward, per top-level part (a dispatch mode over the step's forward under the loop's autocast).
 
@@ -330,6 +335,31 @@ def dtype_audit(case: Case) -> dict[str, dict[str, list[str]]]:
     return {part: {k: sorted(v) for k, v in sorted(ops.items())} for part, ops in seen.items()}
 
 
+def mfu_ceiling(mfu: float, matmul_share: float) -> float:
+    """The MFU of a step whose matmuls took no time and whose other operators took what they take now: the bound
+    that no faster matmul lifts (``matmul_share``: the matmuls' share of the step's operator time)."""
+    if not 0 <= matmul_share < 1:
+        raise ValueError(f"matmul share {matmul_share} is not in [0, 1)")
+    return mfu / (1.0 - matmul_share)
+
+
+def matmul_units() -> dict[str, Any]:
+    """What multiplies here: the CPU's bf16 matmul flags (Linux /proc/cpuinfo; None where unknown), the oneDNN ISA cap
+    (``ONEDNN_MAX_CPU_ISA``, None = the best the CPU has) and torch's CPU capability."""
+    flags: set[str] | None = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    return {
+        "amx_bf16": None if flags is None else "amx_bf16" in flags,
+        "avx512_bf16": None if flags is None else "avx512_bf16" in flags,
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def spread(v: list[float], nd: int = 4) -> dict[str, float]:
     return {"median": round(statistics.median(v), nd), "min": round(min(v), nd), "max": round(max(v), nd)}
 
@@ -476,6 +506,8 @@ def run(args: argparse.Namespace) -> int:
             "peak_fp32_gflops": round(statistics.median(peaks["fp32"]), 1),
             "peak_bf16_gflops_spread": spread(peaks["bf16"], 1),
             "peak_fp32_gflops_spread": spread(peaks["fp32"], 1),
+            "bf16_matmul_speedup": round(statistics.median(peaks["bf16"]) / statistics.median(peaks["fp32"]), 3),
+            "matmul_units": matmul_units(),
             "cases": {},
         }
         for c in cases:
@@ -499,7 +531,11 @@ def run(args: argparse.Namespace) -> int:
         for c in cases:
             if c.name in ("real", "paper_bf16"):
                 out["cases"][c.name]["modules"] = module_shares(c, 1 if args.quick else 5)
-        out["cases"]["real"]["ops"] = op_profile(cases[0], 1 if args.quick else 3)
+        for c in cases:
+            if c.name in ("real", "paper_bf16"):
+                ops = out["cases"][c.name]["ops"] = op_profile(c, 1 if args.quick else 3)
+                ceiling = mfu_ceiling(out[f"{c.name}_mfu_bf16"], ops["matmul_share"])
+                out[f"{c.name}_mfu_bf16_ceiling"] = round(ceiling, 3)
         for c in cases:
             if c.name in ("real", "paper_bf16"):
                 out["cases"][c.name]["dtypes"] = dtype_audit(c)
@@ -514,6 +550,16 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"threads {out['threads']}, load {out['load_start'][0]} -> {out['load_end'][0]}; matmul peak bf16 "
         f"{out['peak_bf16_gflops']} GFLOP/s, fp32 {out['peak_fp32_gflops']} (median of {rounds} rounds)"
+    )
+    units = out["matmul_units"]
+    print(
+        f"matmul units: AMX {units['amx_bf16']}, AVX512-BF16 {units['avx512_bf16']}, oneDNN ISA cap "
+        f"{units['onednn_max_cpu_isa'] or 'none'}; bf16 peak / fp32 peak {out['bf16_matmul_speedup']}"
+        + (
+            " (bf16 matmuls are SLOWER than fp32 here: model.bf16=auto trains in fp32)"
+            if out["bf16_matmul_speedup"] < 1
+            else ""
+        )
     )
     print(
         f"{'case':11s} {'B':>3s} {'GFLOP':>7s} {'step ms':>8s} {'min-max':>11s} {'GFLOP/s':>8s} {'of bf16':>7s} "
@@ -538,11 +584,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{k}: dtypes in one forward (part: op dtype ...)")
             for part, ops in case["dtypes"].items():
                 print(f"  {part:12s} " + ", ".join(f"{op} {'/'.join(d)}" for op, d in ops.items()))
-    ops = out["cases"]["real"]["ops"]
-    print(
-        f"real: matmul ops {100 * ops['matmul_share']:.1f}% of operator time, {ops['ops_per_step']} aten ops a step; "
-        "top: " + ", ".join(f"{k} {100 * v['share']:.1f}%" for k, v in list(ops["top"].items())[:8])
-    )
+    for k in ("real", "paper_bf16"):
+        if "ops" not in out["cases"].get(k, {}):
+            continue
+        ops = out["cases"][k]["ops"]
+        print(
+            f"{k}: matmul ops {100 * ops['matmul_share']:.1f}% of operator time, {ops['ops_per_step']} aten ops a "
+            f"step; MFU (bf16) {100 * out[f'{k}_mfu_bf16']:.1f}%, ceiling with free matmuls "
+            f"{100 * out[f'{k}_mfu_bf16_ceiling']:.1f}%; top: "
+            + ", ".join(f"{n} {100 * v['share']:.1f}%" for n, v in list(ops["top"].items())[:8])
+        )
     if out["fit"]:
         f = out["fit"]
         print(

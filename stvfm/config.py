@@ -79,7 +79,8 @@ class ModelConfig:
     adapter_dim: int = 64  # Houlsby bottleneck
     lambda_flow: float = 0.5  # λ of Eq. 11
     dropout: float = 0.0
-    bf16: bool = False  # torch.autocast bf16
+    bf16: bool | str = False  # torch.autocast bf16: true | false | auto (bf16 where this machine's bf16 matmul beats
+    # fp32: stvfm.training.precision; resolved to true/false before the model is built)
     time_identity: bool = (
         False  # beyond the paper: time-of-day/day-of-week embeddings on input tokens + decoder queries
     )
@@ -580,6 +581,8 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def validate(p: Params) -> None:
+    if isinstance(p.model.bf16, str) and p.model.bf16 != "auto":
+        raise ConfigError(f"model.bf16: {p.model.bf16!r} is neither true/false nor 'auto'")
     if p.model.variant not in VARIANTS:
         raise ConfigError(f"model.variant: '{p.model.variant}' is not one of {', '.join(VARIANTS)}")
     s = p.data.split

@@ -84,7 +84,12 @@ class STVFM(nn.Module):
             int(history),
             int(horizon),
         )
-        self.bf16 = bool(cfg.bf16)
+        if not isinstance(cfg.bf16, bool):
+            raise ValueError(
+                f"model.bf16={cfg.bf16!r}: resolve it to true/false before building the model "
+                "(stvfm.training.precision.resolve_bf16)"
+            )
+        self.bf16 = cfg.bf16
         self.tokenizer = PatchTokenizer(self.grid, self.channels, cfg.patch_size)
         d_vfm, d_t = vfm.embed_dim, cfg.d_temporal
         temporal_layers = cfg.temporal_layers if spec.temporal_encoder else 0

@@ -6,6 +6,7 @@ Each Ray worker calls :func:`build_components` itself, so it reads only its spli
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from stvfm.datasets.registry import get_spec
 from stvfm.errors import ConfigError, DataError
 from stvfm.io import read_json
 from stvfm.paths import DatasetPaths, dataset_paths
+
+log = logging.getLogger(__name__)
 
 
 def read_meta(paths: DatasetPaths) -> dict[str, Any]:
@@ -106,13 +109,21 @@ def build_components(
     splits: tuple[str, ...] = ("train", "val"),
     *,
     with_model: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Components:
+    """``device``: where the model will train; ``model.bf16: auto`` is resolved for it (stvfm.training.precision)."""
     from stvfm.data.windows import WindowDataset
 
     paths = dataset_paths(dataset, root, params.data.root)
     split_meta = read_meta(paths)
     spec = get_spec(dataset, params.local_sources)
     model_cfg = resolve_model_config(params, spec)
+    if not isinstance(model_cfg.bf16, bool):  # "auto": measured once, the checkpoint keeps the answer
+        from stvfm.training.precision import resolve_bf16
+
+        choice = resolve_bf16(model_cfg.bf16, device)
+        log.info("%s", choice.reason)
+        model_cfg = dataclasses.replace(model_cfg, bf16=choice.enabled)
     meta = {
         "model_cfg": dataclasses.asdict(model_cfg),
         "arch": model_cfg.arch,

@@ -61,7 +61,7 @@ def worker_body(
     t0 = time.perf_counter()
     cfg = params.train
     seed_everything(cfg.seed)
-    comp = build_components(params, dataset, root)
+    comp = build_components(params, dataset, root, device=device)
     model = comp.model.to(device)
     if prepare_model is not None:
         model = prepare_model(model)

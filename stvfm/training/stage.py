@@ -112,6 +112,7 @@ SUMMARY_KEYS = (
     "fit_s",
     "wall_s",
     "resumed_from",
+    "bf16",
     "model",
 )
 
@@ -211,6 +212,7 @@ def run_train(
             pretrained_backbone=is_pretrained(state.get("backbone", {})),
             backbone=state.get("backbone", {}),
             arch=state.get("arch"),
+            bf16=bool(best["model_cfg"].get("bf16")),  # what trained: model.bf16 "auto" resolved (training.precision)
         )
         config, weights = version_from_best(best, paths)
         write_version(paths.model_version_dir, config, weights)  # the deployable version, also without MLflow
@@ -222,6 +224,7 @@ def run_train(
                 {
                     "backbone.pretrained": info["pretrained_backbone"],
                     "backbone.blocks_used": info["backbone"].get("blocks_used"),
+                    "model.bf16_used": info["bf16"],
                 }
             )
             tracking.log_history(loop["history"])
