@@ -14,7 +14,7 @@ from typing import Any
 from stvfm.config import Params, with_overrides
 from stvfm.io import atomic_path, read_json, write_json
 from stvfm.paths import dataset_paths
-from stvfm.studies.quality import fit_and_score, reference_scores
+from stvfm.studies.quality import fit_and_score, reference_scores, scores_line
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,7 @@ def run_ablation(
             )
         r.update(name=name, overrides=ov, profile=params.profile, model=model)
         write_json(result_path(root, dataset, name, params.data.root), r)
-        log.info(
-            "ablation %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)",
-            dataset,
-            name,
-            r["val"]["mae"],
-            r["val"]["rmse"],
-            r["test"]["mae"],
-            r["test"]["rmse"],
-            r["fit_s"],
-        )
+        log.info("%s", scores_line("ablation", dataset, name, r))
         rows.append(r)
     refs = {s: reference_scores(params, dataset, root, s) for s in ("val", "test")}
     out = dataset_paths(dataset, root, params.data.root).report_dir / f"ablation-{dataset}.md"

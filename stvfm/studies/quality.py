@@ -85,6 +85,15 @@ def fit_and_score(
         torch.set_num_threads(old)
 
 
+def scores_line(study: str, dataset: str, name: str, r: dict[str, Any]) -> str:
+    """One log line of a study's run (a ``fit_and_score(..., test=True)`` result): val and test MAE / RMSE, fit time."""
+    v, t = r["val"], r["test"]
+    return (
+        f"{study} {dataset} {name}: val MAE {v['mae']:.3f} RMSE {v['rmse']:.3f} | test MAE {t['mae']:.3f} "
+        f"RMSE {t['rmse']:.3f} ({r['fit_s']:.0f} s)"
+    )
+
+
 def reference_scores(params: Params, dataset: str, root: str | Path = ".", split: str = "val") -> dict[str, dict]:
     """Persistence and HA (time-of-day mean of the train split) on ``split``'s windows, original scale."""
     data = load_series_split(dataset_paths(dataset, Path(root), params.data.root))

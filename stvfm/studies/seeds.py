@@ -21,7 +21,7 @@ from stvfm.config import Params, with_overrides
 from stvfm.errors import ConfigError
 from stvfm.io import atomic_path, read_json, write_json
 from stvfm.paths import dataset_paths
-from stvfm.studies.quality import fit_and_score, reference_scores
+from stvfm.studies.quality import fit_and_score, reference_scores, scores_line
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,7 @@ def run_seeds(
         r.update(job=job, model=model, seed=seed, profile=params.profile)
         write_json(path, r)
         ran += 1
-        log.info(
-            "seeds %s %s: val MAE %.3f RMSE %.3f | test MAE %.3f RMSE %.3f (%.0f s)",
-            dataset,
-            job,
-            r["val"]["mae"],
-            r["val"]["rmse"],
-            r["test"]["mae"],
-            r["test"]["rmse"],
-            r["fit_s"],
-        )
+        log.info("%s", scores_line("seeds", dataset, job, r))
     refs = {s: reference_scores(params, dataset, root, s) for s in ("val", "test")}
     folder = seeds_dir(root, dataset, params.data.root)
     rows = [read_json(q) for q in sorted(folder.glob("*.json"))] if folder.is_dir() else []

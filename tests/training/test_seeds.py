@@ -3,6 +3,7 @@ report from a tiny synthetic project, mean ± std, and a bad job name as a one-l
 
 from __future__ import annotations
 
+import re
 import statistics
 
 import pytest
@@ -32,7 +33,8 @@ def test_job_names_and_params(tiny_project):
     assert (sv.model.arch, sv.train.seed, sv.model.variant) == ("stvfm", 1, p.model.variant)
 
 
-def test_run_writes_results_and_report(tiny_project):
+def test_run_writes_results_and_report(tiny_project, caplog):
+    caplog.set_level("INFO", logger="stvfm.studies.seeds")
     p = tiny_params(
         tiny_project,
         **{
@@ -51,6 +53,11 @@ def test_run_writes_results_and_report(tiny_project):
     text = (tiny_project / "reports" / "seeds-synthetic.md").read_text()
     assert "| ST-VFM | 0 |" in text and "| STID (baseline recipe) | 1 |" in text and "ST-VFM ÷ STID, means" in text
     assert "persistence (reference)" in text
+    num = r"\d+\.\d{3}"
+    line = rf"seeds synthetic JOB: val MAE {num} RMSE {num} \| test MAE {num} RMSE {num} \(\d+ s\)"
+    logged = [r.getMessage() for r in caplog.records if r.name == "stvfm.studies.seeds"]
+    for job in ("stvfm@0", "stid@0", "stid@1"):  # one line per run: what it scored on val and test, and its time
+        assert sum(bool(re.fullmatch(line.replace("JOB", re.escape(job)), m)) for m in logged) == 1, (job, logged)
 
 
 def test_summary_is_mean_and_sample_std():
