@@ -5,7 +5,7 @@ on an Intel Xeon with AMX, bf16 matmuls run ~5x fp32 and the `real` step is 1.31
 with AMX masked (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``, i.e. a CPU with AVX512-BF16 but no AMX) multiplies bf16 at
 0.6x fp32 and the step is 1.33x *slower* in bf16 (the paper architecture 1.2x slower); without any bf16 unit
 (``AVX512_CORE``) bf16 matmuls run at 0.2x fp32. So ``auto`` measures: on CUDA bf16 where the GPU supports it
-natively; on CPU a short bf16-vs-fp32 matmul at the VFM's shapes (a few tens of ms), bf16 from
+natively; on CPU a short bf16-vs-fp32 matmul at the VFM's shapes (0.1-0.3 s on 2 cores), bf16 from
 :data:`MIN_SPEEDUP` on. The choice is made once per training run, before the model is built, and the checkpoint,
 the model version and the logs carry the resolved true/false, never ``auto``.
 """
@@ -13,13 +13,10 @@ the model version and the logs carry the resolved true/false, never ``auto``.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from dataclasses import dataclass
 
 import torch
-
-log = logging.getLogger(__name__)
 
 MIN_SPEEDUP = 1.5  # bf16 matmul ÷ fp32 matmul throughput from which bf16 autocast is chosen on CPU
 SHAPE = (2048, 384, 1152)  # (rows, in, out): a ViT-S block's qkv projection over a batch of tokens

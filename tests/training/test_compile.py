@@ -20,6 +20,8 @@ from stvfm.config import ModelConfig, TrainConfig
 from stvfm.models.factory import build_model
 from stvfm.training.loop import LoopTrainer
 
+from tiny_city import TINY_MODEL
+
 pytestmark = pytest.mark.slow
 
 GRID, B = (6, 8), 4
@@ -28,19 +30,7 @@ GRID, B = (6, 8), 4
 def small_model():
     # the paper's head (no clock, no identity path): the smallest graph with every part of Section 3, so the cold
     # compile stays short
-    cfg = ModelConfig(
-        backbone="vit_tiny",
-        allow_random_init=True,
-        vfm_blocks=1,
-        d_temporal=16,
-        heads=2,
-        temporal_layers=1,
-        decoder_layers=1,
-        prompt_layers=1,
-        prompt_tokens=4,
-        adapter_dim=8,
-        bf16=True,
-    )
+    cfg = ModelConfig(**TINY_MODEL, prompt_layers=1, bf16=True)
     torch.manual_seed(0)
     m, _ = build_model(cfg, GRID, 2)
     return m
